@@ -1,0 +1,258 @@
+"""Composition root: flags (each with a NODELOCALDNS_AGENT_<FLAG> environment fallback),
+typed settings validated once, logging, and the wiring of real host objects.
+
+Exit codes of the one-shot commands: 0 the node is in the desired state, 1 the change
+failed and was rolled back, 2 bad input or configuration (nothing changed), 3 blocked by a
+precondition (nothing changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.errors import AgentError, ConfigError
+from agent.logs import event, setup
+from agent.settings import (
+    DEFAULT_LOCAL_DNS,
+    DEFAULT_PROBE_NAME,
+    DEFAULT_RESTART_COMMAND,
+    STATE_DIR,
+    NodeSettings,
+    parse_restart_command,
+)
+
+log = logging.getLogger("agent")
+ENV_PREFIX = "NODELOCALDNS_AGENT_"
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of exiting, and whose every flag falls
+    back to ``NODELOCALDNS_AGENT_<FLAG>`` (help texts name the variable)."""
+
+    def error(self, message: str) -> Any:
+        raise ConfigError(f"{self.prog}: {message}")
+
+    def add_flag(self, flag: str, *, env: tuple[str, ...] = (), **kwargs: Any) -> None:
+        names = (env_name(flag), *env)
+        kind: Callable[[str], Any] = kwargs.get("type", str)
+        for name in names:
+            raw = os.environ.get(name)
+            if raw is None:
+                continue
+            if kwargs.get("action") == "store_true":
+                low = raw.strip().lower()
+                if low not in _TRUE | _FALSE:
+                    raise ConfigError(f"${name}={raw!r}: expected true or false")
+                kwargs["default"] = low in _TRUE
+            else:
+                try:
+                    kwargs["default"] = kind(raw)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"${name}={raw!r}: {exc}") from exc
+            break
+        kwargs["help"] = f"{kwargs.get('help', '')} [env {', '.join('$' + n for n in names)}]"
+        self.add_argument(flag, **kwargs)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def _node_flags(p: _Parser) -> None:
+    p.add_flag("--host-root", default="/host", help="where the host's / is mounted")
+    p.add_flag("--local-dns", default=DEFAULT_LOCAL_DNS, help="node-local DNS address")
+    p.add_flag("--probe-name", default=DEFAULT_PROBE_NAME, help="name queried (type A) "
+               "to check that the local DNS answers")
+    p.add_flag("--probe-timeout", type=_positive, default=2.0, help="seconds per DNS probe")
+    p.add_flag("--restart-command", default=DEFAULT_RESTART_COMMAND,
+               help="command that restarts kubelet (split like a shell, run without one)")
+    p.add_flag("--verify-timeout", type=_positive, default=120.0,
+               help="seconds kubelet has to be healthy again after a restart")
+    p.add_flag("--kubelet-healthz-url", default="http://127.0.0.1:10248/healthz",
+               help="kubelet health endpoint")
+    p.add_flag("--kube-proxy-url", default="http://127.0.0.1:10249/proxyMode",
+               help="kube-proxy's proxy mode endpoint")
+    p.add_flag("--state-dir", default=STATE_DIR, help="host directory for the journal "
+               "and the copies of original files")
+    p.add_flag("--force", action="store_true", default=False,
+               help="migrate even when kube-proxy is not known to run in IPVS mode")
+    p.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
+    p.add_flag("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+               help="log level")
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="nodelocaldns-agent", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", help="read-only preflight of this node")
+    _node_flags(check)
+    check.add_flag("--json", action="store_true", default=False, help="print JSON")
+    check.add_flag("--goal", choices=("migrate", "revert"), default="migrate",
+                   help="plan towards this goal")
+
+    for name, what in (("migrate", "point kubelet at the local DNS"),
+                       ("revert", "put the original cluster DNS back")):
+        cmd = sub.add_parser(name, help=f"{what} on this node")
+        _node_flags(cmd)
+        cmd.add_argument("--once", action="store_true", required=True,
+                         help="one reconcile, then exit (required; `run` is the daemon)")
+        cmd.add_flag("--json", action="store_true", default=False, help="print the outcome "
+                     "as JSON")
+
+    demo = sub.add_parser("demo", help="migrate a sandboxed fake node on this machine (root)")
+    demo.add_flag("--workdir", default="", help="keep the sandbox here (default: a temp dir)")
+    demo.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
+    demo.add_flag("--log-level", choices=("debug", "info", "warning", "error"),
+                  default="warning", help="log level of the agent's own logs")
+    return parser
+
+
+def node_settings(args: argparse.Namespace) -> NodeSettings:
+    return NodeSettings(
+        host_root=Path(args.host_root),
+        local_dns=args.local_dns,
+        probe_name=args.probe_name,
+        probe_timeout=args.probe_timeout,
+        restart_command=parse_restart_command(args.restart_command),
+        verify_timeout=args.verify_timeout,
+        kubelet_healthz_url=args.kubelet_healthz_url,
+        kube_proxy_mode_url=args.kube_proxy_url,
+        force=args.force,
+        state_dir=args.state_dir,
+    )
+
+
+def build_engine(settings: NodeSettings) -> Any:
+    """Wire the real host objects into a NodeEngine (the only place they are built)."""
+    from agent.engine import NodeEngine
+    from agent.host.commands import SubprocessRunner
+    from agent.host.files import FileJournal
+    from agent.host.probes import (
+        DnspythonProber,
+        PsutilInterfaces,
+        PsutilProcessTable,
+        SystemClock,
+        UrllibGetter,
+    )
+    from agent.hostpaths import HostRoot
+
+    if not settings.host_root.is_dir():
+        raise ConfigError(f"--host-root {settings.host_root}: expected a directory")
+    host = HostRoot(settings.host_root.resolve())
+    return NodeEngine(
+        settings=settings, host=host, interfaces=PsutilInterfaces(), http=UrllibGetter(),
+        prober=DnspythonProber(), processes=PsutilProcessTable(), runner=SubprocessRunner(),
+        clock=SystemClock(), journal=FileJournal(host, settings.state_dir),
+    )
+
+
+def _print_check(rep: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rep, indent=2))
+        return
+    dns = rep["local_dns"]
+    kubelet = rep["kubelet"]
+    latency = dns["latency_seconds"]
+    rows = [
+        ("kube-proxy mode", f"{rep['proxy_mode']} ({rep['proxy_mode_source']})"),
+        ("network mode", rep["network_mode"]),
+        ("local DNS", f"{dns['address']} bound={dns['bound']} healthy={dns['healthy']}"
+         + (f" latency={latency * 1000:.1f}ms" if latency is not None else "")
+         + (f" ({dns['error']})" if dns["error"] else "")),
+        ("kubelet config", f"{kubelet['source'] or '-'} [{kubelet['format'] or '-'}] "
+         f"cluster DNS {','.join(kubelet['cluster_dns']) or '-'}"
+         + (f" ({kubelet['found_by']})" if kubelet["found_by"] else "")),
+    ]
+    if kubelet["error"]:
+        rows.append(("kubelet error", kubelet["error"]))
+    rows.append(("action", f"{rep['action']}: {rep['reason']}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    if rep["diff"]:
+        print()
+        print(rep["diff"], end="" if rep["diff"].endswith("\n") else "\n")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.plan import Goal
+
+    engine = build_engine(node_settings(args))
+    rep = engine.check(Goal(args.goal))
+    _print_check(rep, args.json)
+    if rep["kubelet"]["error"]:
+        print(f"error: {rep['kubelet']['error']}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from agent.plan import Goal
+
+    engine = build_engine(node_settings(args))
+    outcome = engine.reconcile(Goal(args.command))
+    summary = {
+        "state": outcome.state,
+        "action": outcome.plan.action.value,
+        "reason": outcome.plan.reason,
+        "restarted": outcome.restarted,
+        "rolled_back": outcome.rolled_back,
+        "error": outcome.error,
+        "cluster_dns": list(outcome.plan.target),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{outcome.state}: {outcome.error or outcome.plan.reason}")
+    return int(outcome.exit_code)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.sandbox.demo import run_demo
+
+    return run_demo(args.workdir or None)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": cmd_check,
+    "migrate": cmd_once,
+    "revert": cmd_once,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        setup(args.log_format, args.log_level)
+        event(log, "starting", command=args.command, version=__version__,
+              settings={k: v for k, v in vars(args).items() if k != "command"})
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""Read-only facts about the node. Nothing in this package changes the host."""

@@ -1,0 +1,151 @@
+"""Read-only probes of the host: interfaces, local HTTP endpoints, processes, DNS, clock."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Protocol
+
+import psutil
+
+
+class Interfaces(Protocol):
+    def addresses(self) -> dict[str, tuple[str, ...]]:
+        """Interface name -> IP addresses bound on it (interfaces without one included)."""
+        ...
+
+
+class PsutilInterfaces:
+    def addresses(self) -> dict[str, tuple[str, ...]]:
+        result: dict[str, tuple[str, ...]] = {}
+        for name, addrs in psutil.net_if_addrs().items():
+            result[name] = tuple(
+                a.address.split("%", 1)[0]
+                for a in addrs
+                if a.family in (socket.AF_INET, socket.AF_INET6)
+            )
+        return result
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    body: str
+
+
+class HttpGetter(Protocol):
+    def get(self, url: str, timeout: float) -> HttpResult:
+        """GET ``url``; raises OSError when nothing answers."""
+        ...
+
+
+#: Local endpoints (kubelet healthz, kube-proxy proxyMode) answer a few bytes.
+_MAX_HTTP_BODY = 4096
+
+
+class UrllibGetter:
+    def __init__(self) -> None:
+        # Never use a proxy from the environment: these URLs are node-local.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(self, url: str, timeout: float) -> HttpResult:
+        try:
+            with self._opener.open(url, timeout=timeout) as resp:
+                body = resp.read(_MAX_HTTP_BODY)
+                return HttpResult(resp.status, body.decode("utf-8", "replace"))
+        except urllib.error.HTTPError as exc:
+            body = exc.read(_MAX_HTTP_BODY) if exc.fp else b""
+            return HttpResult(exc.code, body.decode("utf-8", "replace"))
+        except (urllib.error.URLError, TimeoutError, ValueError) as exc:
+            raise OSError(f"GET {url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    create_time: float
+    argv: tuple[str, ...]
+
+
+class ProcessTable(Protocol):
+    def find(self, name: str) -> list[ProcessInfo]:
+        """Running processes whose name (comm) or argv[0] basename is ``name``."""
+        ...
+
+
+class PsutilProcessTable:
+    def find(self, name: str) -> list[ProcessInfo]:
+        found: list[ProcessInfo] = []
+        for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
+            info = proc.info
+            argv = tuple(info.get("cmdline") or ())
+            argv0 = argv[0].rsplit("/", 1)[-1] if argv else ""
+            if info.get("name") == name or argv0 == name:
+                found.append(ProcessInfo(proc.pid, float(info.get("create_time") or 0), argv))
+        return found
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    ok: bool
+    latency_seconds: float | None
+    #: a short, bounded reason when not ok: timeout, refused, rcode-NXDOMAIN, no-answer, error
+    reason: str
+    detail: str = ""
+
+
+class DnsProber(Protocol):
+    def probe(self, server: str, name: str, timeout: float) -> DnsAnswer: ...
+
+
+class DnspythonProber:
+    """One real A query with dnspython (UDP, TCP when truncated)."""
+
+    def probe(self, server: str, name: str, timeout: float) -> DnsAnswer:
+        import dns.exception
+        import dns.flags
+        import dns.message
+        import dns.query
+        import dns.rcode
+        import dns.rdatatype
+
+        query = dns.message.make_query(name, dns.rdatatype.A)
+        start = time.monotonic()
+        try:
+            response = dns.query.udp(query, server, timeout=timeout)
+            if response.flags & dns.flags.TC:
+                remaining = max(timeout - (time.monotonic() - start), 0.1)
+                response = dns.query.tcp(query, server, timeout=remaining)
+        except dns.exception.Timeout:
+            return DnsAnswer(False, None, "timeout", f"no answer within {timeout:g}s")
+        except ConnectionRefusedError as exc:
+            return DnsAnswer(False, None, "refused", str(exc))
+        except (OSError, dns.exception.DNSException) as exc:
+            return DnsAnswer(False, None, "error", f"{type(exc).__name__}: {exc}")
+        latency = time.monotonic() - start
+        rcode = response.rcode()
+        if rcode != dns.rcode.NOERROR:
+            return DnsAnswer(False, latency, "rcode", dns.rcode.to_text(rcode))
+        if not response.answer:
+            return DnsAnswer(False, latency, "no-answer", f"NOERROR but no answer for {name}")
+        return DnsAnswer(True, latency, "ok")
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def time(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)

@@ -1,0 +1,66 @@
+"""Typed settings, validated once at start-up (see ``agent.cli`` for where they come from)."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import ConfigError
+
+DEFAULT_LOCAL_DNS = "169.254.20.10"
+DEFAULT_PROBE_NAME = "kubernetes.default.svc.cluster.local"
+DEFAULT_RESTART_COMMAND = (
+    "nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart kubelet"
+)
+#: Host directory (under the host root) where originals and the journal are kept.
+STATE_DIR = "/var/lib/nodelocaldns-agent"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What one node reconcile needs. Durations are in seconds."""
+
+    host_root: Path = Path("/host")
+    local_dns: str = DEFAULT_LOCAL_DNS
+    probe_name: str = DEFAULT_PROBE_NAME
+    #: seconds one DNS probe may take before the local DNS counts as not answering
+    probe_timeout: float = 2.0
+    restart_command: tuple[str, ...] = tuple(shlex.split(DEFAULT_RESTART_COMMAND))
+    #: seconds to wait for kubelet to be healthy again after a restart
+    verify_timeout: float = 120.0
+    #: seconds a restart command may run before it is killed
+    restart_timeout: float = 90.0
+    kubelet_healthz_url: str = "http://127.0.0.1:10248/healthz"
+    kube_proxy_mode_url: str = "http://127.0.0.1:10249/proxyMode"
+    #: migrate even when kube-proxy is not (known to be) in IPVS mode
+    force: bool = False
+    state_dir: str = STATE_DIR
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.local_dns)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--local-dns: {self.local_dns!r} is not an IP address"
+            ) from exc
+        for name in ("probe_timeout", "verify_timeout", "restart_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')}: expected seconds > 0, got {value}")
+        if not self.restart_command:
+            raise ConfigError("--restart-command: expected a command, got an empty string")
+        if not self.probe_name or len(self.probe_name) > 253:
+            raise ConfigError(f"--probe-name: {self.probe_name!r} is not a DNS name")
+
+
+def parse_restart_command(text: str) -> tuple[str, ...]:
+    """Split ``--restart-command`` like a shell would (no shell runs it)."""
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(f"--restart-command: cannot split {text!r}: {exc}") from exc
+    if not argv:
+        raise ConfigError("--restart-command: expected a command, got an empty string")
+    return argv
