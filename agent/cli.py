@@ -20,14 +20,20 @@ from typing import Any
 from agent import __version__
 from agent.errors import AgentError, ConfigError
 from agent.logs import event, setup
+from agent.state import DEFAULT_OPT_OUT_LABEL
 from agent.settings import (
     DEFAULT_LOCAL_DNS,
     DEFAULT_PROBE_NAME,
     DEFAULT_RESTART_COMMAND,
     STATE_DIR,
     NodeSettings,
+    RunSettings,
     parse_restart_command,
 )
+
+#: default port of /metrics: clear of node-cache (8080, 9253, 9353) and of kubelet and
+#: kube-proxy (10248-10259)
+DEFAULT_METRICS_PORT = 9779
 
 log = logging.getLogger("agent")
 ENV_PREFIX = "NODELOCALDNS_AGENT_"
@@ -99,6 +105,11 @@ def _node_flags(p: _Parser) -> None:
                help="log level")
 
 
+def _kube_flags(p: _Parser) -> None:
+    p.add_flag("--kubeconfig", env=("KUBECONFIG",), default="",
+               help="kubeconfig file (default: the in-cluster service account)")
+
+
 def build_parser() -> _Parser:
     parser = _Parser(prog="nodelocaldns-agent", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -118,6 +129,61 @@ def build_parser() -> _Parser:
                          help="one reconcile, then exit (required; `run` is the daemon)")
         cmd.add_flag("--json", action="store_true", default=False, help="print the outcome "
                      "as JSON")
+
+    run = sub.add_parser("run", help="the DaemonSet agent: reconcile this node forever")
+    _node_flags(run)
+    _kube_flags(run)
+    run.add_flag("--node-name", env=("NODE_NAME",), default="", help="this node's name")
+    run.add_flag("--namespace", env=("POD_NAMESPACE",), default="",
+                 help="namespace of the restart-slot Leases (the agent's own)")
+    run.add_flag("--mode", choices=("migrate", "revert", "observe"), default="migrate",
+                 help="migrate nodes, revert them (before uninstall), or only observe")
+    run.add_flag("--max-concurrent-restarts", type=int, default=1,
+                 help="kubelet restarts in flight across the whole cluster")
+    run.add_flag("--failsafe-after", type=_positive, default=300.0,
+                 help="seconds the local DNS may fail on a migrated node before reverting it")
+    run.add_flag("--recover-after", type=_positive, default=600.0,
+                 help="seconds the local DNS must be healthy before migrating again")
+    run.add_flag("--failsafe-max-flips-per-hour", type=int, default=2,
+                 help="fail-safe reverts + re-migrations allowed per hour")
+    run.add_flag("--no-failsafe", action="store_true", default=False,
+                 help="never revert a migrated node by itself")
+    run.add_flag("--opt-out-label", default=DEFAULT_OPT_OUT_LABEL,
+                 help="nodes labelled <key>=true are left alone")
+    run.add_flag("--restart-stale-pods", action="store_true", default=False,
+                 help="evict controller-owned pods still using the old DNS, one at a time")
+    run.add_flag("--stale-pod-interval", type=_positive, default=30.0,
+                 help="seconds between two stale-pod evictions")
+    run.add_flag("--resync-interval", type=_positive, default=600.0,
+                 help="seconds between full re-detections (host drift)")
+    run.add_flag("--probe-interval", type=_positive, default=10.0,
+                 help="seconds between local DNS probes while the node depends on it")
+    run.add_flag("--retry-failed-after", type=_positive, default=3600.0,
+                 help="seconds before a failed node is tried again")
+    run.add_flag("--lease-duration", type=int, default=60,
+                 help="seconds a restart-slot Lease lasts without renewal")
+    run.add_flag("--metrics-address", default=f"0.0.0.0:{DEFAULT_METRICS_PORT}",
+                 help="HOST:PORT serving /metrics, /healthz and /readyz")
+
+    status = sub.add_parser("status", help="fleet view from the Node annotations")
+    _kube_flags(status)
+    status.add_flag("--output", choices=("table", "json"), default="table", help="format")
+    status.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
+    status.add_flag("--log-level", choices=("debug", "info", "warning", "error"),
+                    default="warning", help="log level")
+
+    fleet = sub.add_parser("revert-fleet", help="switch every agent to revert and wait "
+                           "until every node is reverted (the chart's pre-delete hook)")
+    _kube_flags(fleet)
+    fleet.add_flag("--daemonset", required=False, default="", help="the agent DaemonSet")
+    fleet.add_flag("--namespace", env=("POD_NAMESPACE",), default="",
+                   help="the agent DaemonSet's namespace")
+    fleet.add_flag("--timeout", type=_positive, default=900.0,
+                   help="seconds to wait for every node")
+    fleet.add_flag("--poll-interval", type=_positive, default=5.0, help="seconds between checks")
+    fleet.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
+    fleet.add_flag("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info", help="log level")
 
     demo = sub.add_parser("demo", help="migrate a sandboxed fake node on this machine (root)")
     demo.add_flag("--workdir", default="", help="keep the sandbox here (default: a temp dir)")
@@ -227,6 +293,93 @@ def cmd_once(args: argparse.Namespace) -> int:
     return int(outcome.exit_code)
 
 
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(
+        node_name=args.node_name,
+        namespace=args.namespace,
+        kubeconfig=args.kubeconfig or None,
+        mode=args.mode,
+        max_concurrent_restarts=args.max_concurrent_restarts,
+        failsafe=not args.no_failsafe,
+        failsafe_after=args.failsafe_after,
+        recover_after=args.recover_after,
+        failsafe_max_flips_per_hour=args.failsafe_max_flips_per_hour,
+        opt_out_label=args.opt_out_label,
+        restart_stale_pods=args.restart_stale_pods,
+        stale_pod_interval=args.stale_pod_interval,
+        resync_interval=args.resync_interval,
+        probe_interval=args.probe_interval,
+        retry_failed_after=args.retry_failed_after,
+        lease_duration=args.lease_duration,
+        metrics_address=args.metrics_address,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from agent.daemon import Daemon
+    from agent.kube.api import KubeApi, load_config
+    from agent.kube.lock import RestartLock
+    from agent.kube.status import NodeStatus
+    from agent.metrics import Health, Metrics, serve
+
+    ns, rs = node_settings(args), run_settings(args)
+    engine = build_engine(ns)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, version=__version__)
+    api = KubeApi(load_config(rs.kubeconfig), on_request=metrics.api_request)
+    stop = threading.Event()
+    lock = RestartLock(api, rs.namespace, rs.node_name, rs.max_concurrent_restarts,
+                       engine.clock, duration=rs.lease_duration)
+    # The longest step without a heartbeat: a lock wait, then a restart, its verification
+    # and a rollback with its own restart and verification.
+    longest = rs.lock_wait + 2 * (ns.restart_timeout + ns.verify_timeout) + 60
+    health = Health(stall_after=longest)
+    server = serve(rs.metrics_address, registry, health)
+    daemon = Daemon(rs, engine, api, lock, NodeStatus(api, rs.node_name, rs.namespace),
+                    metrics, health, engine.clock, stop)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        event(log, "signal received; finishing the current step", signal=signum)
+        stop.set()
+        daemon.wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return daemon.run()
+    finally:
+        server.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.fleet import render_status
+    from agent.kube.api import KubeApi, load_config
+
+    api = KubeApi(load_config(args.kubeconfig or None))
+    text, failed = render_status(api.list_nodes(), args.output)
+    print(text)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_revert_fleet(args: argparse.Namespace) -> int:
+    from agent.fleet import revert_fleet
+    from agent.host.probes import SystemClock
+    from agent.kube.api import KubeApi, load_config
+
+    if not args.daemonset or not args.namespace:
+        raise ConfigError("revert-fleet: --daemonset and --namespace are required")
+    api = KubeApi(load_config(args.kubeconfig or None))
+    ok, message = revert_fleet(api, args.namespace, args.daemonset, args.timeout,
+                               args.poll_interval, SystemClock())
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.sandbox.demo import run_demo
 
@@ -237,6 +390,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check,
     "migrate": cmd_once,
     "revert": cmd_once,
+    "run": cmd_run,
+    "status": cmd_status,
+    "revert-fleet": cmd_revert_fleet,
     "demo": cmd_demo,
 }
 

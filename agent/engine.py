@@ -94,6 +94,13 @@ class NodeEngine:
         record = self.journal.load()
         return Facts(proxy, network, local, kubelet, error, record)
 
+    def probe_local_dns(self) -> LocalDns:
+        """Only the local DNS check (the daemon's cheap periodic probe)."""
+        return detect_local_dns(
+            self.interfaces.addresses(), self.prober, self.settings.local_dns,
+            self.settings.probe_name, self.settings.probe_timeout,
+        )
+
     def plan(self, facts: Facts, goal: Goal) -> Plan:
         if facts.kubelet is None:
             return Plan(Action.BLOCKED, f"kubelet configuration: {facts.kubelet_error}")
@@ -138,10 +145,10 @@ class NodeEngine:
         if plan.action is Action.BLOCKED:
             return Outcome("blocked", plan, facts, timings=timings)
         if plan.action is Action.NONE:
-            return Outcome(self._steady_state(facts, goal), plan, facts, timings=timings)
+            return Outcome(self.steady_state(facts, goal), plan, facts, timings=timings)
         return self._apply(facts, facts.kubelet, plan, goal, timings)
 
-    def _steady_state(self, facts: Facts, goal: Goal) -> str:
+    def steady_state(self, facts: Facts, goal: Goal) -> str:
         """The node state when nothing had to be done."""
         uses_local = facts.kubelet is not None and \
             facts.kubelet.cluster_dns == (self.settings.local_dns,)

@@ -64,3 +64,54 @@ def parse_restart_command(text: str) -> tuple[str, ...]:
     if not argv:
         raise ConfigError("--restart-command: expected a command, got an empty string")
     return argv
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The daemon (``run``). Durations are in seconds."""
+
+    node_name: str
+    namespace: str
+    kubeconfig: str | None = None
+    #: migrate, revert or observe
+    mode: str = "migrate"
+    max_concurrent_restarts: int = 1
+    failsafe: bool = True
+    #: local DNS down this long on a migrated node -> revert it
+    failsafe_after: float = 300.0
+    #: local DNS healthy this long after a fail-safe revert -> migrate again
+    recover_after: float = 600.0
+    failsafe_max_flips_per_hour: int = 2
+    opt_out_label: str = "nodelocaldns-agent.io/opt-out"
+    restart_stale_pods: bool = False
+    #: at most one stale-pod eviction per this many seconds
+    stale_pod_interval: float = 30.0
+    #: full re-detection for host drift, and the node watch's timeout
+    resync_interval: float = 600.0
+    #: local DNS probe period while the node depends on it or waits for it
+    probe_interval: float = 10.0
+    #: a failed node is tried again after this long
+    retry_failed_after: float = 3600.0
+    #: restart-slot Lease duration
+    lease_duration: int = 60
+    #: longest single wait for a restart slot before the loop re-detects
+    lock_wait: float = 60.0
+    metrics_address: str = "0.0.0.0:9779"
+
+    def __post_init__(self) -> None:
+        if not self.node_name:
+            raise ConfigError("--node-name: required (or $NODE_NAME from the downward API)")
+        if not self.namespace:
+            raise ConfigError("--namespace: required (or $POD_NAMESPACE from the downward API)")
+        if self.mode not in ("migrate", "revert", "observe"):
+            raise ConfigError(f"--mode: expected migrate, revert or observe, got {self.mode!r}")
+        if self.max_concurrent_restarts < 1:
+            raise ConfigError("--max-concurrent-restarts: expected an integer >= 1")
+        if self.failsafe_max_flips_per_hour < 0:
+            raise ConfigError("--failsafe-max-flips-per-hour: expected an integer >= 0")
+        if self.lease_duration < 10:
+            raise ConfigError("--lease-duration: expected at least 10 seconds")
+        for name in ("failsafe_after", "recover_after", "stale_pod_interval",
+                     "resync_interval", "probe_interval", "retry_failed_after", "lock_wait"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')}: expected seconds > 0")

@@ -1,0 +1,111 @@
+"""Node states, the keys the agent owns on Node objects, and the pure rules between them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "nodelocaldns-agent.io"
+STATE_ANNOTATION = f"{PREFIX}/state"
+DETAIL_ANNOTATION = f"{PREFIX}/detail"
+STATE_LABEL = f"{PREFIX}/state"
+#: ``<key>=true`` on a Node: the agent leaves it alone (state ``skipped``)
+DEFAULT_OPT_OUT_LABEL = f"{PREFIX}/opt-out"
+#: ``<key>=migrate|revert|observe`` on a Node overrides ``--mode`` for that node
+MODE_LABEL = f"{PREFIX}/mode"
+
+STATES = (
+    "pending", "waiting-for-local-dns", "waiting-for-lock", "migrating", "migrated",
+    "failed", "reverting", "reverted", "not-needed", "skipped",
+)
+MODES = ("migrate", "revert", "observe")
+#: states in which a fleet-wide revert counts as finished for a node
+REVERT_DONE = frozenset({"reverted", "not-needed", "skipped"})
+
+
+def effective_mode(default: str, labels: dict[str, str]) -> str:
+    value = labels.get(MODE_LABEL, "").strip().lower()
+    return value if value in MODES else default
+
+
+def opted_out(labels: dict[str, str], key: str) -> bool:
+    return labels.get(key, "").strip().lower() in ("true", "1", "yes")
+
+
+@dataclass
+class Detail:
+    """The JSON kept in the detail annotation (small: a few hundred bytes)."""
+
+    source: str = ""
+    format: str = ""
+    original_cluster_dns: list[str] = field(default_factory=list)
+    cluster_dns: list[str] = field(default_factory=list)
+    since: str = ""
+    error: str = ""
+    reason: str = ""
+    stale_pods: int | None = None
+    failsafe: bool = False
+    mode: str = ""
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {k: v for k, v in vars(self).items() if v not in ("", None, [])}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Detail:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return cls(error=f"unreadable detail annotation: {text[:80]!r}")
+        if not isinstance(raw, dict):
+            return cls(error="detail annotation is not a JSON object")
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        try:
+            return cls(**known)
+        except TypeError:
+            return cls(error="detail annotation has unexpected fields")
+
+
+@dataclass
+class FailSafe:
+    """When to revert a migrated node whose local DNS stopped answering, and when to go
+    back. Pure: the daemon feeds it observations with a monotonic ``now``."""
+
+    after: float
+    recover_after: float
+    max_flips_per_hour: int
+    enabled: bool = True
+    active: bool = False
+    unhealthy_since: float | None = None
+    healthy_since: float | None = None
+    flips: list[float] = field(default_factory=list)
+
+    def _budget(self, now: float) -> bool:
+        self.flips = [t for t in self.flips if now - t < 3600]
+        return len(self.flips) < self.max_flips_per_hour
+
+    def observe(self, now: float, healthy: bool, migrated: bool) -> str | None:
+        """Feed one DNS observation; returns ``"revert"`` or ``"recover"`` when a flip is
+        due now, else None."""
+        if not self.enabled:
+            return None
+        if healthy:
+            self.unhealthy_since = None
+            self.healthy_since = self.healthy_since if self.healthy_since is not None else now
+        else:
+            self.healthy_since = None
+            self.unhealthy_since = (
+                self.unhealthy_since if self.unhealthy_since is not None else now
+            )
+        if not self.active and migrated and self.unhealthy_since is not None \
+                and now - self.unhealthy_since >= self.after and self._budget(now):
+            self.active = True
+            self.flips.append(now)
+            return "revert"
+        if self.active and self.healthy_since is not None \
+                and now - self.healthy_since >= self.recover_after and self._budget(now):
+            self.active = False
+            self.flips.append(now)
+            return "recover"
+        return None
