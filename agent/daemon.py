@@ -377,17 +377,20 @@ class Daemon:
             return
         if now - self._last_eviction < self.settings.stale_pod_interval:
             return
-        pod = candidates[0]
         self._last_eviction = now
-        try:
-            self.api.evict_pod(pod.namespace, pod.name)
-            event(log, "evicted a pod still on the old DNS", pod=f"{pod.namespace}/{pod.name}")
-        except ApiError as exc:
-            if exc.status == 429:
-                event(log, "eviction refused by a disruption budget; later", pod=pod.name)
-                return
-            if exc.status != 404:
+        for pod in candidates:
+            try:
+                self.api.evict_pod(pod.namespace, pod.name)
+            except ApiError as exc:
+                if exc.status == 429:
+                    event(log, "eviction refused by a disruption budget; later",
+                          pod=f"{pod.namespace}/{pod.name}")
+                    continue
+                if exc.status == 404:
+                    continue
                 raise
+            event(log, "evicted a pod still on the old DNS", pod=f"{pod.namespace}/{pod.name}")
+            return
 
     # ---------------------------------------------------------------- reporting
     def _observe(self, facts: Facts) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
-def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log ``message`` with ``fields`` as structured context."""
-    logger.log(level, message, extra={"fields": fields})
+def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log ``msg`` with ``fields`` as structured context."""
+    logger.log(level, msg, extra={"fields": fields})
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -152,11 +152,7 @@ class RestartLock:
     def acquire(self, stop: threading.Event, max_wait: float, on_wait: Callable[[], None]
                 ) -> bool:
         """Wait up to ``max_wait`` seconds for a slot; False when none was free by then."""
-        leases, rv = self.api.list_leases(self.namespace, self.selector)
-        with self._guard:
-            self._seen = {}
-        for lease in leases:
-            self._observe(lease)
+        leases, rv = self._refresh()
         if self.try_acquire():
             return True
         on_wait()
@@ -167,13 +163,26 @@ class RestartLock:
         watcher.start()
         try:
             while not stop.is_set() and self.clock.monotonic() < deadline:
-                self._changed.wait(timeout=min(self.next_expiry() + 0.05, 5.0))
+                left = deadline - self.clock.monotonic()
+                self._changed.wait(timeout=max(min(self.next_expiry() + 0.05, left, 5.0), 0.0))
                 self._changed.clear()
                 if self.try_acquire():
                     return True
             return False
         finally:
             self._watching = False
+
+    def _refresh(self) -> tuple[list[LeaseView], str]:
+        """List the slot Leases; keeps when each was first seen unchanged (expiry)."""
+        leases, rv = self.api.list_leases(self.namespace, self.selector)
+        present = {lease.name for lease in leases}
+        with self._guard:
+            for name in list(self._seen):
+                if name not in present:
+                    del self._seen[name]
+        for lease in leases:
+            self._observe(lease)
+        return leases, rv
 
     def _watch(self, rv: str, stop: threading.Event) -> None:
         while self._watching and not stop.is_set():
@@ -190,9 +199,7 @@ class RestartLock:
                         self._observe(lease)
             except ApiError as exc:
                 if exc.status == 410:
-                    leases, rv = self.api.list_leases(self.namespace, self.selector)
-                    for lease in leases:
-                        self._observe(lease)
+                    _, rv = self._refresh()
                     continue
                 event(log, "lease watch failed; retrying", logging.WARNING, error=str(exc))
                 stop.wait(1.0 + self.rng())

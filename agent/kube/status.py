@@ -65,4 +65,4 @@ class NodeStatus:
             return
         self.api.create_node_event(self.namespace, node, reason, message, warning, COMPONENT)
         self._last_event = (reason, message)
-        event(log, "event", reason=reason, message=message)
+        event(log, "event", reason=reason, text=message)

@@ -1,0 +1,230 @@
+"""The daemon against the fake API server, through the real ``kubernetes`` client.
+
+Each test drives ``Daemon.tick()`` by hand (no background loop), with a jump clock so that
+minutes of fail-safe timing pass instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.daemon import Daemon, stale_pods
+from agent.host.probes import DnsAnswer
+from agent.kube.api import KubeApi
+from agent.kube.lock import RestartLock
+from agent.kube.status import NodeStatus
+from agent.kube.types import PodView
+from agent.metrics import Health, Metrics
+from agent.settings import RunSettings
+from agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION, STATE_LABEL
+from tests.fake_apiserver import FakeApiServer
+from tests.fakenode import TKE_ENV, FakeNode, tke_node
+
+NS = "nodelocaldns"
+DOWN = DnsAnswer(False, None, "timeout", "no answer")
+UP = DnsAnswer(True, 0.001, "ok")
+
+
+@pytest.fixture
+def server() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as srv:
+        yield srv
+
+
+class Harness:
+    def __init__(self, server: FakeApiServer, node: FakeNode, name: str = "node-a",
+                 **settings: object) -> None:
+        self.server = server
+        self.fake = node
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, version="test")
+        self.client = server.api_client()
+        self.api = KubeApi(self.client, on_request=self.metrics.api_request)
+        rs = RunSettings(node_name=name, namespace=NS, lock_wait=0.5, **settings)  # type: ignore[arg-type]
+        self.stop = threading.Event()
+        engine = node.engine()
+        self.daemon = Daemon(
+            rs, engine, self.api,
+            RestartLock(self.api, NS, name, rs.max_concurrent_restarts, node.clock,
+                        duration=rs.lease_duration, jitter=0.0),
+            NodeStatus(self.api, name, NS), self.metrics, Health(), node.clock, self.stop,
+            rng=lambda: 0.5,
+        )
+        self.daemon._first_node()
+
+    def tick(self, *, full: bool = True) -> None:
+        if full:
+            self.daemon.wake()
+        self.daemon.tick()
+
+    def node(self) -> dict:  # type: ignore[type-arg]
+        obj = self.server.get("nodes", self.daemon.settings.node_name)
+        assert obj is not None
+        return obj
+
+    def state(self) -> str:
+        return str(self.node()["metadata"]["annotations"].get(STATE_ANNOTATION))
+
+    def detail(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.node()["metadata"]["annotations"][DETAIL_ANNOTATION])
+
+    def events(self) -> list[str]:
+        return [e["reason"] for e in self.server.objects("events", NS)]
+
+    def gauge(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(f"nodelocaldns_agent_{name}", labels)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def harness(server: FakeApiServer, tmp_path: Path) -> Iterator[Harness]:
+    server.add_node("node-a", annotations={"other.io/keep": "yes"})
+    h = Harness(server, tke_node(tmp_path))
+    yield h
+    h.close()
+
+
+def test_new_node_is_migrated_and_reported(harness: Harness) -> None:
+    harness.tick()
+    assert harness.state() == "migrated"
+    meta = harness.node()["metadata"]
+    assert meta["labels"][STATE_LABEL] == "migrated"
+    assert meta["annotations"]["other.io/keep"] == "yes"
+    detail = harness.detail()
+    assert detail["source"] == "/etc/kubernetes/kubelet"
+    assert detail["cluster_dns"] == ["169.254.20.10"]
+    assert detail["original_cluster_dns"] == ["10.96.0.10"]
+    assert "Migrated" in harness.events()
+    assert harness.server.objects("leases", NS) == []  # the slot was released
+    assert harness.fake.runner.calls == [("restart-kubelet",)]
+    assert harness.gauge("migration_state", state="migrated") == 1
+    assert harness.gauge("kubelet_restarts_total") == 1
+
+
+def test_steady_node_costs_no_requests(harness: Harness) -> None:
+    harness.tick()
+    harness.tick()  # the reason settles from "migrating ..." to "already uses ..."
+    before = len(harness.server.requests.records())
+    for _ in range(5):
+        harness.tick()
+    assert harness.server.requests.records()[before:] == []
+    assert len(harness.fake.runner.calls) == 1
+
+
+def test_opt_out_label_skips_the_node(server: FakeApiServer, tmp_path: Path) -> None:
+    server.add_node("node-a", labels={"nodelocaldns-agent.io/opt-out": "true"})
+    h = Harness(server, tke_node(tmp_path))
+    h.tick()
+    assert h.state() == "skipped"
+    assert h.fake.runner.calls == []
+    assert h.fake.read("/etc/kubernetes/kubelet") == TKE_ENV
+    h.close()
+
+
+def test_revert_mode_puts_the_original_back(server: FakeApiServer, tmp_path: Path) -> None:
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    h = Harness(server, node)
+    h.tick()
+    assert h.state() == "migrated"
+    h.close()
+    r = Harness(server, node, mode="revert")
+    r.tick()
+    assert r.state() == "reverted"
+    assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert "Reverted" in r.events()
+    r.close()
+
+
+def test_failsafe_reverts_and_recovers(server: FakeApiServer, tmp_path: Path) -> None:
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    h = Harness(server, node, failsafe_after=300.0, recover_after=600.0)
+    h.tick()
+    assert h.state() == "migrated"
+    node.prober.answer = DOWN
+    h.tick(full=False)
+    node.clock.sleep(301)
+    h.tick(full=False)
+    assert h.state() == "reverted"
+    assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert "FailSafeRevert" in h.events()
+    assert h.detail()["failsafe"] is True
+    assert h.gauge("failsafe_reverts_total") == 1
+    node.prober.answer = UP
+    h.tick(full=False)
+    node.clock.sleep(601)
+    h.tick(full=False)
+    assert h.state() == "migrated"
+    assert len(node.runner.calls) == 3
+    h.close()
+
+
+def test_api_outage_means_no_restart_and_no_crash(harness: Harness) -> None:
+    harness.server.faults.fail(503, count=None)
+    harness.tick()
+    assert harness.fake.runner.calls == []
+    assert harness.daemon._retry_at is not None
+    harness.server.faults.clear()
+    harness.tick()
+    assert harness.state() == "migrated"
+    assert harness.fake.runner.calls == [("restart-kubelet",)]
+
+
+def test_held_slot_means_waiting_then_takeover_after_expiry(harness: Harness) -> None:
+    coord = harness.api
+    coord.create_lease(NS, "nodelocaldns-agent-slot-0", "node-crashed", 30)
+    harness.tick()
+    assert harness.state() == "waiting-for-lock"
+    assert harness.fake.runner.calls == []
+    harness.fake.clock.sleep(31)
+    harness.tick()
+    assert harness.state() == "migrated"
+    assert harness.fake.runner.calls == [("restart-kubelet",)]
+
+
+def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
+    server: FakeApiServer, tmp_path: Path
+) -> None:
+    server.add_node("node-a")
+    owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u",
+              "controller": True}]
+    ds_owner = [{**owner[0], "kind": "DaemonSet"}]
+    for name, owners, labels in (("web-1", owner, {"app": "web"}),
+                                 ("db-1", owner, {"app": "db"}),
+                                 ("agent-1", ds_owner, {})):
+        pod = server.add_pod(name, "apps", node_name="node-a", labels=labels)
+        pod["metadata"]["ownerReferences"] = owners
+        pod["status"]["startTime"] = "2020-01-01T00:00:00Z"
+        server.put_object(pod)
+    server.block_evictions("apps", {"app": "db"})
+    h = Harness(server, tke_node(tmp_path), restart_stale_pods=True, stale_pod_interval=30.0)
+    h.tick()
+    assert h.detail()["stale_pods"] == 3
+    names = {p["metadata"]["name"] for p in server.objects("pods", "apps")}
+    assert "agent-1" in names and "db-1" in names
+    assert len(names) == 2  # web-1 evicted first
+    h.fake.clock.sleep(31)
+    h.tick(full=False)
+    assert {p["metadata"]["name"] for p in server.objects("pods", "apps")} == {"agent-1", "db-1"}
+    assert h.gauge("stale_pods") == 2
+    h.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "host_network", "counted"),
+    [("ClusterFirst", False, True), ("ClusterFirst", True, False), ("Default", False, False),
+     ("ClusterFirstWithHostNet", True, True), ("None", False, False)],
+)
+def test_stale_pod_rules(policy: str, host_network: bool, counted: bool) -> None:
+    pod = PodView("ns", "p", policy, host_network, 100.0, "ReplicaSet", False)
+    assert bool(stale_pods([pod], 200.0)) is counted
+    assert stale_pods([pod], 50.0) == []

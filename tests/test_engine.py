@@ -1,0 +1,153 @@
+"""The engine over real files in a temporary host root, with test doubles for the probes,
+the process table and the restart command (the sandbox tests run the real ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
+from agent.plan import Action, Goal
+from tests.fakenode import TKE_ENV, FakeNode, tke_node
+
+
+@pytest.fixture
+def tke(tmp_path: Path) -> FakeNode:
+    return tke_node(tmp_path)
+
+
+def test_check_reports_facts_and_diff(tke: FakeNode) -> None:
+    rep = tke.engine().check()
+    assert rep["proxy_mode"] == "ipvs"
+    assert rep["local_dns"]["healthy"] is True
+    assert rep["kubelet"]["source"] == "/etc/kubernetes/kubelet"
+    assert rep["kubelet"]["format"] == "env"
+    assert rep["kubelet"]["cluster_dns"] == ["10.96.0.10"]
+    assert rep["kubelet"]["variable"] == "CLUSTER_DNS"
+    assert rep["action"] == "migrate"
+    assert '-CLUSTER_DNS="--cluster-dns=10.96.0.10"' in rep["diff"]
+    assert '+CLUSTER_DNS="--cluster-dns=169.254.20.10"' in rep["diff"]
+    assert tke.runner.calls == []
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+
+
+def test_migrate_then_noop_then_revert_is_byte_exact(tke: FakeNode) -> None:
+    os.chmod(tke.root / "etc/kubernetes/kubelet", 0o640)
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "migrated", out.error
+    migrated = tke.read("/etc/kubernetes/kubelet")
+    assert migrated == TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10")
+    assert (tke.root / "etc/kubernetes/kubelet").stat().st_mode & 0o777 == 0o640
+    assert tke.runner.calls == [("restart-kubelet",)]
+    journal = json.loads(tke.read("/var/lib/nodelocaldns-agent/state.json"))
+    assert journal["pending"] is None and journal["original_cluster_dns"] == ["10.96.0.10"]
+    assert tke.read(journal["backup"]) == TKE_ENV
+
+    again = tke.engine().reconcile(Goal.MIGRATE)
+    assert again.state == "migrated" and again.plan.action is Action.NONE
+    assert len(tke.runner.calls) == 1
+
+    back = tke.engine().reconcile(Goal.REVERT)
+    assert back.state == "reverted"
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert len(tke.runner.calls) == 2
+
+
+def test_kubelet_not_coming_back_rolls_back(tke: FakeNode) -> None:
+    tke.kubelet_comes_back = False
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "failed" and out.exit_code == 1
+    assert out.rolled_back
+    assert "not healthy within 5s" in out.error
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert len(tke.runner.calls) == 2  # the change, then the rollback
+    journal = json.loads(tke.read("/var/lib/nodelocaldns-agent/state.json"))
+    assert journal["state"] == "failed" and journal["pending"] is None
+
+
+def test_restart_owed_after_crash_between_write_and_restart(tke: FakeNode) -> None:
+    engine = tke.engine()
+    # Simulate a run killed right after the rename: file migrated, journal pending.
+    facts = engine.facts()
+    assert facts.kubelet is not None
+    record = engine._record_for(None, facts.kubelet, Goal.MIGRATE)
+    record.pending = "migrate"
+    engine.journal.save(record)
+    tke.write("/etc/kubernetes/kubelet", TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10"))
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "migrated"
+    assert out.plan.write is False and "restart owed" in out.plan.reason
+    assert len(tke.runner.calls) == 1
+
+
+def test_dns_down_blocks_without_touching_anything(tke: FakeNode) -> None:
+    tke.prober.answer = DnsAnswer(False, None, "timeout", "no answer within 2s")
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "blocked" and out.exit_code == 3
+    assert tke.runner.calls == []
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert not (tke.root / "var/lib/nodelocaldns-agent").exists()
+
+
+def test_unbound_address_is_never_probed(tke: FakeNode) -> None:
+    tke.interfaces.table.pop("nodelocaldns")
+    rep = tke.engine().check()
+    assert rep["local_dns"]["bound"] is False and rep["action"] == "blocked"
+    assert tke.prober.calls == []
+
+
+def test_symlink_with_absolute_target_is_followed_inside_the_root(tke: FakeNode) -> None:
+    link = tke.root / "etc/kubernetes/kubelet"
+    link.unlink()
+    tke.write("/etc/kubernetes/real/kubelet.env", TKE_ENV)
+    link.symlink_to("/etc/kubernetes/real/kubelet.env")
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "migrated", out.error
+    assert link.is_symlink() and os.readlink(link) == "/etc/kubernetes/real/kubelet.env"
+    assert b"169.254.20.10" in tke.read("/etc/kubernetes/real/kubelet.env")
+
+
+def test_config_dir_gets_our_own_dropin_and_revert_removes_it(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    node.write("/var/lib/kubelet/config.yaml",
+               "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+               "clusterDNS:\n- 10.96.0.10\n")
+    node.write("/etc/kubernetes/kubelet.conf.d/10-base.conf", "maxPods: 110\n")
+    node.processes.running = [ProcessInfo(7, 1.0, (
+        "/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml",
+        "--config-dir=/etc/kubernetes/kubelet.conf.d"))]
+
+    def restart(argv: tuple[str, ...]) -> None:
+        node.pid += 1
+        node.processes.running = [ProcessInfo(node.pid, node.clock.now + 1,
+                                              node.processes.running[0].argv)]
+    node.runner.on_run = restart
+    out = node.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "migrated", out.error
+    ours = tmp_path / "etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf"
+    assert b"169.254.20.10" in ours.read_bytes()
+    assert b"10.96.0.10" in node.read("/var/lib/kubelet/config.yaml")
+    out = node.engine().reconcile(Goal.REVERT)
+    assert out.state == "reverted", out.error
+    assert not ours.exists()
+
+
+def test_unparseable_config_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    node.write("/var/lib/kubelet/config.yaml", "clusterDNS: [10.96.0.10\n")
+    with pytest.raises(ConfigError, match=r"/var/lib/kubelet/config\.yaml"):
+        node.engine().reconcile(Goal.MIGRATE)
+    assert node.runner.calls == []
+
+
+def test_iptables_node_is_not_needed(tke: FakeNode) -> None:
+    tke.interfaces.table.pop("kube-ipvs0")
+    tke.http.routes["http://127.0.0.1:10249/proxyMode"] = HttpResult(200, "iptables")
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "not-needed" and tke.runner.calls == []
+    forced = tke.engine(force=True).reconcile(Goal.MIGRATE)
+    assert forced.state == "migrated"
