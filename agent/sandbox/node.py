@@ -140,6 +140,26 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
+def _close_pipes(proc: subprocess.Popen[Any]) -> None:
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited (a zombie counts as exited); the survivors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(_POLL)
+
+
 class SandboxNode:
     """A fake Kubernetes node: ``with SandboxNode(workdir, **options) as node: ...``.
 
@@ -249,33 +269,49 @@ class SandboxNode:
             return
         self._closed = True
         _LIVE.pop(id(self), None)
-        victims: list[psutil.Process] = []
-        if self._unshare is not None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                top = psutil.Process(self._unshare.pid)
-                victims = [top, *top.children(recursive=True)]
+        victims = self.processes()
+        if self._init_pid:
+            # Killing the node's init makes the kernel kill its whole pid namespace, and
+            # unshare (its parent) reaps it, so no zombie is handed to the machine's init.
             with contextlib.suppress(ProcessLookupError):
+                os.kill(self._init_pid, signal.SIGKILL)
+        if self._unshare is not None:
+            try:
+                self._unshare.wait(timeout=READY_TIMEOUT)
+            except subprocess.TimeoutExpired:
                 self._unshare.kill()  # SIGKILL: unshare ignores SIGTERM
-            self._unshare.wait(timeout=READY_TIMEOUT)
-            for stream in (self._unshare.stdout, self._unshare.stderr):
-                if stream is not None:
-                    stream.close()
+                self._unshare.wait()
+            _close_pipes(self._unshare)
         for proc in self._procs:
             try:
                 proc.wait(timeout=READY_TIMEOUT)
             except subprocess.TimeoutExpired:
                 subprocess.Popen.kill(proc)
                 proc.wait()
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-        _gone, alive = psutil.wait_procs(victims, timeout=READY_TIMEOUT)
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        if alive:
-            for survivor in alive:
+            _close_pipes(proc)
+        survivors = _wait_gone(victims, READY_TIMEOUT)
+        if survivors:
+            for survivor in survivors:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     survivor.kill()
-            raise SandboxError(f"{self.workdir}: processes survived teardown: {alive}")
+            raise SandboxError(f"{self.workdir}: processes survived teardown: {survivors}")
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of the node: all of its pid namespace, plus ``unshare``."""
+        found = []
+        if self._unshare is not None and self._unshare.poll() is None:
+            found.append(psutil.Process(self._unshare.pid))
+        if not self._init_pid:
+            return found
+        try:
+            pid_ns = os.stat(f"/proc/{self._init_pid}/ns/pid").st_ino
+        except FileNotFoundError:
+            return found
+        for pid in psutil.pids():
+            with contextlib.suppress(OSError, psutil.NoSuchProcess):
+                if os.stat(f"/proc/{pid}/ns/pid").st_ino == pid_ns:
+                    found.append(psutil.Process(pid))
+        return found
 
     # -- set-up ---------------------------------------------------------------------------
     def _write_files(self) -> None:

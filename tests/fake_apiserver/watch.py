@@ -1,0 +1,209 @@
+"""WATCH: turning the store's event history into a stream of watch events.
+
+The HTTP layer supplies a :class:`WatchSink` (a chunked response); :func:`run_watch` writes
+``{"type": ..., "object": ...}`` events to it until the client goes away, the watch times
+out, the server stops, or a fault drops it.
+
+Semantics follow kube-apiserver:
+
+* ``resourceVersion`` unset, ``""`` or ``"0"``: synthetic ``ADDED`` events for the current
+  objects, then changes. ``sendInitialEvents=true`` does the same whatever the
+  resourceVersion and, with bookmarks allowed, ends the initial burst with a ``BOOKMARK``
+  annotated ``k8s.io/initial-events-end: "true"``.
+* Any other resourceVersion: replay the history newer than it, then follow. A version older
+  than the kept history (or a forced expiry) gets one ``ERROR`` event carrying a Status
+  ``410 Expired`` and the stream ends; HTTP status stays 200, as on a real cluster.
+* With selectors, an object that starts matching arrives as ``ADDED`` and one that stops
+  matching as ``DELETED``.
+* ``allowWatchBookmarks=true``: a ``BOOKMARK`` (only ``metadata.resourceVersion`` set) every
+  ``bookmark_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .faults import Faults
+from .resources import ResourceType
+from .selectors import Predicate, object_predicate
+from .status import ApiError, bad_request, expired
+from .store import Event, Store
+
+JSON = dict[str, Any]
+POLL_SECONDS = 0.1  # how often an idle watch checks for stop, drop, timeout and client loss
+
+
+class WatchSink(Protocol):
+    def send(self, event: JSON) -> None:
+        """Write one event; raises OSError once the client is gone."""
+
+    def client_gone(self) -> bool: ...
+
+
+class Outcome(enum.Enum):
+    ENDED = "ended"  # end the chunked body properly
+    ABORTED = "aborted"  # cut the connection mid-stream
+    CLIENT_GONE = "client-gone"
+
+
+@dataclass
+class WatchParams:
+    rt: ResourceType
+    namespace: str | None
+    predicate: Predicate
+    resource_version: str | None
+    send_initial_events: bool
+    allow_bookmarks: bool
+    timeout: float | None
+
+    @property
+    def is_resume(self) -> bool:
+        return self.resource_version not in (None, "", "0")
+
+    @classmethod
+    def from_query(
+        cls,
+        rt: ResourceType,
+        namespace: str | None,
+        query: Mapping[str, str],
+        default_timeout: float | None,
+    ) -> WatchParams:
+        """Validate the query (before any response header is sent; errors are a 400)."""
+        rv = query.get("resourceVersion")
+        if rv not in (None, "") and not str(rv).isdigit():
+            raise bad_request(f"invalid resource version: {rv!r}")
+        timeout: float | None = default_timeout
+        if query.get("timeoutSeconds"):
+            try:
+                timeout = float(query["timeoutSeconds"])
+            except ValueError as e:
+                raise bad_request(f"invalid timeoutSeconds: {query['timeoutSeconds']!r}") from e
+        return cls(
+            rt=rt,
+            namespace=namespace,
+            predicate=object_predicate(rt, query.get("labelSelector"), query.get("fieldSelector")),
+            resource_version=rv,
+            send_initial_events=_flag(query.get("sendInitialEvents")),
+            allow_bookmarks=_flag(query.get("allowWatchBookmarks")),
+            timeout=timeout,
+        )
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.lower() in ("true", "1")
+
+
+def _visible(obj: JSON | None, params: WatchParams) -> bool:
+    if obj is None:
+        return False
+    if params.namespace is not None and obj["metadata"].get("namespace") != params.namespace:
+        return False
+    return params.predicate(obj)
+
+
+def translate(event: Event, params: WatchParams) -> JSON | None:
+    """The event this watcher sees (selector transitions become ADDED/DELETED), or None."""
+    new_ok = _visible(event.obj, params)
+    old_ok = _visible(event.old, params)
+    if event.type == "ADDED":
+        kind = "ADDED" if new_ok else None
+    elif event.type == "DELETED":
+        kind = "DELETED" if (old_ok or new_ok) else None
+    elif new_ok:
+        kind = "MODIFIED" if old_ok else "ADDED"
+    else:
+        kind = "DELETED" if old_ok else None
+    return {"type": kind, "object": event.obj} if kind else None
+
+
+def _bookmark(rt: ResourceType, rv: int, initial_end: bool = False) -> JSON:
+    metadata: JSON = {"resourceVersion": str(rv)}
+    if initial_end:
+        metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {
+        "type": "BOOKMARK",
+        "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": metadata},
+    }
+
+
+def _error(err: ApiError) -> JSON:
+    return {"type": "ERROR", "object": err.to_status()}
+
+
+def run_watch(
+    store: Store,
+    faults: Faults,
+    params: WatchParams,
+    sink: WatchSink,
+    *,
+    bookmark_interval: float,
+    closing: threading.Event,
+) -> Outcome:
+    started = time.monotonic()
+    deadline = started + params.timeout if params.timeout is not None else None
+    drop_epoch, _ = faults.drop_state()
+
+    if faults.take_watch_expiry(params.is_resume):
+        sink.send(_error(expired(f"too old resource version: {params.resource_version} (forced)")))
+        return Outcome.ENDED
+
+    with store.cond:
+        initial: list[JSON] = []
+        if not params.is_resume or params.send_initial_events:
+            initial, last = store.list(params.rt, params.namespace, params.predicate)
+        else:
+            last = int(params.resource_version or 0)
+            try:
+                store.events_since(params.rt, last)
+            except ApiError as err:
+                sink.send(_error(err))
+                return Outcome.ENDED
+    for obj in initial:
+        sink.send({"type": "ADDED", "object": obj})
+    if params.send_initial_events and params.allow_bookmarks:
+        sink.send(_bookmark(params.rt, last, initial_end=True))
+
+    next_bookmark = time.monotonic() + bookmark_interval
+    while True:
+        failure: ApiError | None = None
+        events: list[Event] = []
+        with store.cond:
+            try:
+                events = store.events_since(params.rt, last)
+                if not events:
+                    waits = [POLL_SECONDS]
+                    if deadline is not None:
+                        waits.append(deadline - time.monotonic())
+                    if params.allow_bookmarks:
+                        waits.append(next_bookmark - time.monotonic())
+                    store.cond.wait(max(0.0, min(waits)))
+                    events = store.events_since(params.rt, last)
+                last = max(last, store.resource_version)
+            except ApiError as err:
+                failure = err
+        if failure is not None:
+            sink.send(_error(failure))
+            return Outcome.ENDED
+        for event in events:
+            visible = translate(event, params)
+            if visible is not None:
+                sink.send(visible)
+
+        epoch, graceful = faults.drop_state()
+        if epoch != drop_epoch:
+            return Outcome.ENDED if graceful else Outcome.ABORTED
+        if closing.is_set():
+            return Outcome.ENDED
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return Outcome.ENDED
+        if params.allow_bookmarks and now >= next_bookmark:
+            sink.send(_bookmark(params.rt, last))
+            next_bookmark = now + bookmark_interval
+        if sink.client_gone():
+            return Outcome.CLIENT_GONE
