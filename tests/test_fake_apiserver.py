@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -236,6 +237,17 @@ def test_status_only_changes_through_the_status_subresource(
     patched = v1.patch_node_status("n1", {"status": {"phase": "Running"}}, _content_type=MERGE)
     assert patched.status.phase == "Running"
     assert patched.status.conditions[0].type == "Ready"  # merge patch kept the rest
+
+
+def test_finalizers_delay_deletion(server: FakeApiServer, v1: client.CoreV1Api) -> None:
+    v1.create_node(
+        client.V1Node(metadata=client.V1ObjectMeta(name="n1", finalizers=["agent.io/revert"]))
+    )
+    v1.delete_node("n1")
+    marked = v1.read_node("n1")
+    assert marked.metadata.deletion_timestamp is not None
+    v1.patch_node("n1", {"metadata": {"finalizers": None}}, _content_type=MERGE)
+    assert server.get("node", "n1") is None
 
 
 def test_invalid_label_value_is_rejected(v1: client.CoreV1Api) -> None:
@@ -799,6 +811,18 @@ def test_control_api_over_http(server: FakeApiServer, v1: client.CoreV1Api) -> N
     assert state["requests"]["byUserAgent"][AGENT_UA] == 5
     counts = control(server, "GET", "/_fake/requests")
     assert counts["total"] == 5
+
+    server.add_node("n2")
+    rv = str(server.resource_version)
+    control(server, "POST", "/_fake/watches/expire-next", {"count": 1, "resumeOnly": True})
+    with pytest.raises(ApiException) as err:
+        list(watch.Watch().stream(v1.list_node, resource_version=rv, timeout_seconds=1))
+    assert err.value.status == 410
+
+    with pytest.raises(urllib.error.HTTPError) as http_err:
+        control(server, "POST", "/_fake/faults/fail", {"stauts": 500})
+    assert http_err.value.code == 400
+    http_err.value.close()
 
     control(server, "POST", "/_fake/reset")
     assert server.objects("nodes") == [] and server.requests.total == 0

@@ -23,6 +23,7 @@ from agent.kubeletconfig.flags import (
     CLUSTER_DNS_FLAG,
     check_addresses,
     find_flag,
+    repeated,
     split_addresses,
 )
 
@@ -280,11 +281,7 @@ def find_cluster_dns(data: bytes, where: str) -> Occurrence | None:
     """
     found = _occurrences(data, where)
     if len(found) > 1:
-        lines = ", ".join(str(o.line) for o in found)
-        raise ConfigError(
-            f"{where} line {found[-1].line}: {CLUSTER_DNS_FLAG} appears {len(found)} times "
-            f"(lines {lines}); expected exactly one"
-        )
+        raise repeated(where, CLUSTER_DNS_FLAG, [o.line for o in found])
     return found[0] if found else None
 
 

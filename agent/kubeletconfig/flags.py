@@ -1,7 +1,8 @@
 """kubelet command-line flags that matter to the agent, and the cluster-DNS value rules.
 
 Shared by every format module: where a ``--cluster-dns`` value sits in a list of words,
-how a value splits into addresses, and which new addresses are acceptable.
+how a value splits into addresses, which new addresses are acceptable, and the error for
+a setting that appears more than once.
 """
 
 from __future__ import annotations
@@ -80,6 +81,16 @@ def check_addresses(new: Sequence[str], where: str) -> tuple[str, ...]:
                 f"{where}: {value!r} is not an IP address; expected IPv4 or IPv6"
             ) from None
     return values
+
+
+def repeated(where: str, what: str, lines: Sequence[int]) -> ConfigError:
+    """The error for ``what`` set on several ``lines`` of ``where`` (at most ten shown)."""
+    distinct = [str(line) for line in dict.fromkeys(lines)]
+    shown = ", ".join(distinct[:10]) + (", ..." if len(distinct) > 10 else "")
+    return ConfigError(
+        f"{where} line {lines[-1]}: {what} appears {len(lines)} times (lines {shown}); "
+        "expected exactly one"
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from agent.errors import ConfigError
+from agent.kubeletconfig.flags import repeated
 from agent.kubeletconfig.yamlconf import KEY, Item, ListSite, decode_utf8, edit_list, line_of
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -110,11 +111,7 @@ def find_list(text: str, where: str) -> ListSite | None:
         if text.startswith(",", pos):
             pos = _skip(text, pos + 1)
     if len(found) > 1:
-        lines = ", ".join(str(site.line) for site in found)
-        raise ConfigError(
-            f"{where} line {found[-1].line}: {KEY} appears {len(found)} times "
-            f"(lines {lines}); expected exactly one"
-        )
+        raise repeated(where, KEY, [site.line for site in found])
     return found[0] if found else None
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 
 from agent.errors import ConfigError
-from agent.kubeletconfig.flags import check_addresses
+from agent.kubeletconfig.flags import check_addresses, repeated
 
 KEY = "clusterDNS"
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -172,11 +172,7 @@ def find_list(text: str, where: str) -> ListSite | None:
         if isinstance(key, yaml.ScalarNode) and key.tag == _STR_TAG and key.value == KEY:
             found.append((key, node))
     if len(found) > 1:
-        lines = ", ".join(str(key.start_mark.line + 1) for key, _ in found)
-        raise ConfigError(
-            f"{where} line {found[-1][0].start_mark.line + 1}: {KEY} appears {len(found)} "
-            f"times (lines {lines}); expected exactly one"
-        )
+        raise repeated(where, KEY, [key.start_mark.line + 1 for key, _ in found])
     return _site(text, *found[0], where) if found else None
 
 

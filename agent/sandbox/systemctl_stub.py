@@ -28,8 +28,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.sandbox.nodefiles import NODE_DIR_ENV, NodeConfig, NodeFiles, reroot, write_json
 
@@ -61,16 +61,25 @@ class StubError(Exception):
         self.code = code
 
 
-@dataclass
 class ServiceUnit:
     """The ``[Service]`` settings of kubelet.service that matter for starting it."""
 
-    #: host paths of the unit file and its drop-ins, in the order they were applied
-    sources: list[str] = field(default_factory=list)
-    exec_start: list[str] = field(default_factory=list)
-    environment: list[list[str]] = field(default_factory=list)
-    #: [host path, optional]
-    environment_files: list[tuple[str, bool]] = field(default_factory=list)
+    def __init__(
+        self,
+        sources: list[str] | None = None,
+        exec_start: list[str] | None = None,
+        environment: list[list[str]] | None = None,
+        environment_files: list[list[Any]] | None = None,
+    ) -> None:
+        #: host paths of the unit file and its drop-ins, in the order they were applied
+        self.sources = sources or []
+        self.exec_start = exec_start or []
+        #: [name, value] of every Environment= assignment, in order
+        self.environment = environment or []
+        #: [host path, optional] of every EnvironmentFile=, in order
+        self.environment_files: list[tuple[str, bool]] = [
+            (str(path), bool(optional)) for path, optional in environment_files or []
+        ]
 
     def apply(self, key: str, value: str) -> None:
         if key == "ExecStart":
@@ -154,10 +163,8 @@ class Systemd:
     # -- state ----------------------------------------------------------------------------
     def unit(self, reload: bool = False) -> ServiceUnit:
         if reload or not self.unit_json.exists():
-            write_json(self.unit_json, asdict(load_unit(self.root)))
-        data = json.loads(self.unit_json.read_text())
-        data["environment_files"] = [tuple(f) for f in data["environment_files"]]
-        return ServiceUnit(**data)
+            write_json(self.unit_json, vars(load_unit(self.root)))
+        return ServiceUnit(**json.loads(self.unit_json.read_text()))
 
     def state(self) -> dict[str, object]:
         if not self.state_json.exists():
@@ -209,7 +216,6 @@ class Systemd:
             "PATH": _CLEAN_PATH,
             "LANG": "C.UTF-8",
             "PYTHONPATH": self.config.pythonpath,
-            "PYTHONDONTWRITEBYTECODE": "1",
             NODE_DIR_ENV: str(self.files.workdir),
         }
         log = str(self.files.log("kubelet"))

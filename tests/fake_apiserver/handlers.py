@@ -171,6 +171,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         except ApiError as err:
             status, body, headers = err.code, err.to_status(), err.headers
         except Exception as err:  # a bug in the fake: answer it like the apiserver would
+            traceback.print_exc(file=sys.stderr)
             status, body, headers = 500, ApiError(500, f"fake apiserver: {err!r}").to_status(), {}
         self._record(req, rt_route, status, started)
         if status == 200 and rt_route is not None and rt_route.verb == "openapi":
