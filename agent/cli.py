@@ -20,7 +20,6 @@ from typing import Any
 from agent import __version__
 from agent.errors import AgentError, ConfigError
 from agent.logs import event, setup
-from agent.state import DEFAULT_OPT_OUT_LABEL
 from agent.settings import (
     DEFAULT_LOCAL_DNS,
     DEFAULT_PROBE_NAME,
@@ -30,6 +29,7 @@ from agent.settings import (
     RunSettings,
     parse_restart_command,
 )
+from agent.state import DEFAULT_OPT_OUT_LABEL
 
 #: default port of /metrics: clear of node-cache (8080, 9253, 9353) and of kubelet and
 #: kube-proxy (10248-10259)

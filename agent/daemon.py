@@ -90,6 +90,13 @@ class Daemon:
                                  s.failsafe_max_flips_per_hour, enabled=s.failsafe)
 
     # ---------------------------------------------------------------- loop
+    @property
+    def current(self) -> NodeView:
+        """The latest view of this node (read before the loop starts)."""
+        if self.node is None:
+            raise AgentError("the daemon has not read its Node yet")
+        return self.node
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -158,8 +165,7 @@ class Daemon:
                 self.stop.wait(delay)
 
     def _watch_loop(self) -> None:
-        assert self.node is not None
-        rv = self.node.resource_version
+        rv = self.current.resource_version
         backoff = MIN_BACKOFF
         timeout = max(int(self.settings.resync_interval), 10)
         while not self.stop.is_set():
@@ -198,8 +204,7 @@ class Daemon:
 
     # ---------------------------------------------------------------- passes
     def full_pass(self) -> None:
-        assert self.node is not None
-        node = self.node
+        node = self.current
         mode = effective_mode(self.settings.mode, node.labels)
         self._detail.mode = mode
         if opted_out(node.labels, self.settings.opt_out_label):
@@ -238,15 +243,13 @@ class Daemon:
         return "pending"
 
     def _blocked(self, facts: Facts, plan: Plan, goal: Goal) -> None:
-        assert self.node is not None
         waiting = goal is Goal.MIGRATE and facts.kubelet is not None and \
             not facts.local_dns.healthy
         state = "waiting-for-local-dns" if waiting else "failed"
         self._report(state, reason=plan.reason, error="" if waiting else plan.reason)
-        self.status.emit(self.node, "Blocked", plan.reason, warning=not waiting)
+        self.status.emit(self.current, "Blocked", plan.reason, warning=not waiting)
 
     def _change(self, goal: Goal, plan: Plan) -> None:
-        assert self.node is not None
         waited_from = self.clock.monotonic()
         waited = False
 
@@ -274,11 +277,11 @@ class Daemon:
                 outcome = self.engine.reconcile(goal)
             except ConfigError as exc:
                 self._report("failed", reason="bad kubelet configuration", error=str(exc))
-                self.status.emit(self.node, "Blocked", str(exc), warning=True)
+                self.status.emit(self.current, "Blocked", str(exc), warning=True)
                 return
             except AgentError as exc:
                 self._report("failed", reason="the change could not be made", error=str(exc))
-                self.status.emit(self.node, "RolledBack", str(exc), warning=True)
+                self.status.emit(self.current, "RolledBack", str(exc), warning=True)
                 return
             self._record_outcome(goal, outcome)
         finally:
@@ -295,7 +298,6 @@ class Daemon:
                 event(log, "lease renewal failed", logging.WARNING, error=str(exc))
 
     def _record_outcome(self, goal: Goal, outcome: Outcome) -> None:
-        assert self.node is not None
         if outcome.plan.write:
             self.metrics.config_rewritten(ok=True)
         if outcome.restarted:
@@ -305,7 +307,7 @@ class Daemon:
             self.metrics.rolled_back(ok=outcome.rolled_back)
             self._report("failed", reason="kubelet did not come back; rolled back",
                          error=outcome.error)
-            self.status.emit(self.node, "RolledBack", outcome.error, warning=True)
+            self.status.emit(self.current, "RolledBack", outcome.error, warning=True)
             return
         if outcome.state == "blocked":
             self._blocked(outcome.facts, outcome.plan, goal)
@@ -316,11 +318,11 @@ class Daemon:
         self._report(state, reason=outcome.plan.reason)
         if outcome.restarted:
             if goal is Goal.MIGRATE:
-                self.status.emit(self.node, "Migrated", outcome.plan.reason)
+                self.status.emit(self.current, "Migrated", outcome.plan.reason)
             elif self.failsafe.active:
-                self.status.emit(self.node, "FailSafeRevert", outcome.plan.reason, warning=True)
+                self.status.emit(self.current, "FailSafeRevert", outcome.plan.reason, warning=True)
             else:
-                self.status.emit(self.node, "Reverted", outcome.plan.reason)
+                self.status.emit(self.current, "Reverted", outcome.plan.reason)
         if state == "migrated":
             self._stale = None
             self._stale_pass(force=True)
@@ -333,9 +335,8 @@ class Daemon:
         local = self.engine.probe_local_dns()
         self.metrics.local_dns_checked(bound=local.bound, healthy=local.healthy,
                                        reason=local.reason, latency_seconds=local.latency_seconds)
-        if self._feed_failsafe(local.healthy, local.error):
-            self.full_pass()
-        elif state == "waiting-for-local-dns" and local.healthy:
+        flipped = self._feed_failsafe(local.healthy, local.error)
+        if flipped or (state == "waiting-for-local-dns" and local.healthy):
             self.full_pass()
         elif state == "migrated":
             self._stale_pass()
@@ -356,7 +357,6 @@ class Daemon:
     # ---------------------------------------------------------------- stale pods
     def _stale_pass(self, force: bool = False) -> None:
         """Count (and optionally evict) pods that still use the old cluster DNS."""
-        assert self.node is not None
         record = self.engine.journal.load()
         switched = [h["at"] for h in (record.history if record else [])
                     if h.get("state") == "migrated"]
@@ -368,7 +368,7 @@ class Daemon:
         if not force and now - self._stale_checked < interval:
             return
         self._stale_checked = now
-        stale = stale_pods(self.api.list_pods_on_node(self.node.name), switched[-1])
+        stale = stale_pods(self.api.list_pods_on_node(self.current.name), switched[-1])
         self._stale = len(stale)
         self.metrics.set_stale_pods(len(stale))
         self._report(self.status.state, reason=self._detail.reason)

@@ -215,7 +215,9 @@ class NodeEngine:
             raise ConfigError(f"{self.journal.path}: no journal entry for {kc.source}")
         return record
 
-    def _render(self, kc: KubeletConfig, target: tuple[str, ...], record: Record | None) -> bytes | None:
+    def _render(
+        self, kc: KubeletConfig, target: tuple[str, ...], record: Record | None
+    ) -> bytes | None:
         """The new bytes of ``kc.source`` (None: remove the agent's own drop-in)."""
         if kc.format == "config-dir":
             original = record.original_cluster_dns if record else None

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     NONE = "none"
     MIGRATE = "migrate"
     REVERT = "revert"
     BLOCKED = "blocked"
 
 
-class Goal(str, Enum):
+class Goal(StrEnum):
     MIGRATE = "migrate"
     REVERT = "revert"
 

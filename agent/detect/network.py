@@ -35,7 +35,8 @@ def cni_plugin_types(host: HostRoot, directory: str = CNI_DIR, depth: int = 0) -
             continue
         if not isinstance(doc, dict):
             continue
-        plugins = doc.get("plugins") if isinstance(doc.get("plugins"), list) else [doc]
+        listed = doc.get("plugins")
+        plugins: list[object] = listed if isinstance(listed, list) else [doc]
         for plugin in plugins:
             if isinstance(plugin, dict) and isinstance(plugin.get("type"), str):
                 found.append(plugin["type"][:64])

@@ -17,7 +17,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from agent.errors import TransientError
+from agent.errors import ConfigError, TransientError
 from agent.kube.types import LeaseView, NodeView, PodView, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,13 @@ def load_config(kubeconfig: str | None) -> client.ApiClient:
     try:
         if kubeconfig:
             cfg = client.Configuration()
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=cfg
+            )
         else:
             cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError) as exc:
-        from agent.errors import ConfigError
-
         raise ConfigError(
             f"--kubeconfig {kubeconfig}: {exc}" if kubeconfig
             else f"in-cluster Kubernetes config: {exc} (use --kubeconfig outside a pod)"

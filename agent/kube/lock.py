@@ -152,7 +152,7 @@ class RestartLock:
     def acquire(self, stop: threading.Event, max_wait: float, on_wait: Callable[[], None]
                 ) -> bool:
         """Wait up to ``max_wait`` seconds for a slot; False when none was free by then."""
-        leases, rv = self._refresh()
+        _, rv = self._refresh()
         if self.try_acquire():
             return True
         on_wait()

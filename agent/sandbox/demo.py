@@ -60,7 +60,7 @@ class Demo:
         return proc
 
     def _http(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
             self.api + path, method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json"},
@@ -131,9 +131,8 @@ class Demo:
             node.spawn_python("relay", ["-m", "agent.sandbox.relay",
                                         f"tcp:127.0.0.1:{API_PORT_IN_NODE}",
                                         f"unix:{self.workdir / 'api.sock'}"])
-            assert node.layout is not None
-            print(f"{name}: {layout} layout, kubelet config {node.layout.dns_file}, "
-                  f"local DNS {dns}")
+            where = node.layout.dns_file if node.layout else "?"
+            print(f"{name}: {layout} layout, kubelet config {where}, local DNS {dns}")
 
     def start_agents(self, mode: str) -> None:
         for node in self.nodes:
