@@ -22,6 +22,7 @@ from agent.errors import AgentError, ConfigError
 from agent.logs import event, setup
 from agent.settings import (
     DEFAULT_LOCAL_DNS,
+    DEFAULT_METRICS_PORT,
     DEFAULT_PROBE_NAME,
     DEFAULT_RESTART_COMMAND,
     STATE_DIR,
@@ -30,10 +31,6 @@ from agent.settings import (
     parse_restart_command,
 )
 from agent.state import DEFAULT_OPT_OUT_LABEL
-
-#: default port of /metrics: clear of node-cache (8080, 9253, 9353) and of kubelet and
-#: kube-proxy (10248-10259)
-DEFAULT_METRICS_PORT = 9779
 
 log = logging.getLogger("agent")
 ENV_PREFIX = "NODELOCALDNS_AGENT_"

@@ -34,12 +34,12 @@ from prometheus_client.metrics_core import Metric
 
 from agent.errors import ConfigError
 from agent.logs import event
+from agent.settings import DEFAULT_METRICS_PORT
 
 log = logging.getLogger(__name__)
 
 PREFIX = "nodelocaldns_agent_"
 #: Not 8080, 9253 or 9353 (node-cache), nor 10248-10259 (kubelet, kube-proxy, control plane).
-DEFAULT_METRICS_PORT = 9779
 DEFAULT_METRICS_ADDRESS = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 #: /healthz fails after this many of the loop's longest sleeps without an iteration.
 STALL_FACTOR = 5

@@ -14,6 +14,9 @@ DEFAULT_PROBE_NAME = "kubernetes.default.svc.cluster.local"
 DEFAULT_RESTART_COMMAND = (
     "nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart kubelet"
 )
+#: default port of /metrics, /healthz and /readyz: clear of node-cache (8080, 9253, 9353)
+#: and of kubelet and kube-proxy (10248-10259)
+DEFAULT_METRICS_PORT = 9779
 #: Host directory (under the host root) where originals and the journal are kept.
 STATE_DIR = "/var/lib/nodelocaldns-agent"
 
@@ -96,7 +99,7 @@ class RunSettings:
     lease_duration: int = 60
     #: longest single wait for a restart slot before the loop re-detects
     lock_wait: float = 60.0
-    metrics_address: str = "0.0.0.0:9779"
+    metrics_address: str = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 
     def __post_init__(self) -> None:
         if not self.node_name:

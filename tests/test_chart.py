@@ -49,8 +49,10 @@ def tool(name: str, *candidates: Path) -> str:
             return str(path)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} not found (looked in {[str(c) for c in candidates]} and PATH): "
-                    f"{INSTALL}", pytrace=False)
+        pytest.fail(
+            f"{name} not found (looked in {[str(c) for c in candidates]} and PATH): {INSTALL}",
+            pytrace=False,
+        )
     return found
 
 
@@ -67,14 +69,14 @@ class Result:
 
 
 def run_helm(helm_bin: str, *args: str) -> Result:
-    proc = subprocess.run([helm_bin, *args], capture_output=True, text=True, timeout=60,
-                          check=False, cwd=ROOT)
+    proc = subprocess.run(
+        [helm_bin, *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def template(helm_bin: str, *args: str, release: str = RELEASE) -> Result:
-    return run_helm(helm_bin, "template", release, str(CHART), "--namespace", NAMESPACE,
-                    *args)
+    return run_helm(helm_bin, "template", release, str(CHART), "--namespace", NAMESPACE, *args)
 
 
 def render(helm_bin: str, *args: str, release: str = RELEASE) -> list[Doc]:
@@ -99,8 +101,10 @@ DEFAULT_ARGS = ("--set", f"nodeLocalDNS.kubeDNSServiceIP={KUBE_DNS}")
 def scenarios(helm_bin: str) -> dict[str, list[Doc]]:
     """Every chart/ci/*-values.yaml, rendered once (capabilities as `helm template` has)."""
     assert len(CI_VALUES) >= 7, "the chart/ci scenarios are missing"
-    return {path.name.removesuffix("-values.yaml"): render(helm_bin, "-f", str(path))
-            for path in CI_VALUES}
+    return {
+        path.name.removesuffix("-values.yaml"): render(helm_bin, "-f", str(path))
+        for path in CI_VALUES
+    }
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +113,9 @@ def default(scenarios: dict[str, list[Doc]]) -> list[Doc]:
 
 
 def find(docs: Iterable[Doc], kind: str, name: str | None = None) -> list[Doc]:
-    return [d for d in docs if d["kind"] == kind
-            and (name is None or d["metadata"]["name"] == name)]
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
 
 
 def one(docs: Iterable[Doc], kind: str, name: str | None = None) -> Doc:
@@ -120,8 +125,11 @@ def one(docs: Iterable[Doc], kind: str, name: str | None = None) -> Doc:
 
 
 def component(docs: Iterable[Doc], kind: str, comp: str) -> list[Doc]:
-    return [d for d in find(docs, kind)
-            if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == comp]
+    return [
+        d
+        for d in find(docs, kind)
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == comp
+    ]
 
 
 def agent_ds(docs: list[Doc]) -> Doc:
@@ -162,8 +170,15 @@ def test_helm_lint_strict(helm_bin: str, values: Path) -> None:
 
 
 def test_every_ci_scenario_renders_objects(scenarios: dict[str, list[Doc]]) -> None:
-    expected = {"default", "iptables", "node-cache-disabled", "monitoring", "stale-pods",
-                "privileged", "china-mirror"}
+    expected = {
+        "default",
+        "iptables",
+        "node-cache-disabled",
+        "monitoring",
+        "stale-pods",
+        "privileged",
+        "china-mirror",
+    }
     assert expected <= set(scenarios)
     for name, docs in scenarios.items():
         assert agent_ds(docs), name
@@ -176,10 +191,9 @@ def test_every_ci_scenario_renders_objects(scenarios: dict[str, list[Doc]]) -> N
 @pytest.fixture(scope="module")
 def kube_versions() -> tuple[str, str]:
     try:
-        from kubernetes_validate.utils import latest_version  # noqa: PLC0415
+        from kubernetes_validate.utils import latest_version
     except ImportError:
-        pytest.fail("kubernetes-validate is not installed: pip install -e '.[test]'",
-                    pytrace=False)
+        pytest.fail("kubernetes-validate is not installed: pip install -e '.[test]'", pytrace=False)
     return OLDEST, f"{latest_version()}.0"
 
 
@@ -188,7 +202,7 @@ def test_rendered_objects_match_the_kubernetes_schemas(
 ) -> None:
     """kubernetes-validate --strict (unknown fields rejected) for the oldest and newest
     Kubernetes; a kind it does not know is an error here, except the CRD kinds."""
-    from kubernetes_validate.utils import (  # noqa: PLC0415
+    from kubernetes_validate.utils import (
         SchemaNotFoundError,
         ValidationError,
         validate,
@@ -220,8 +234,13 @@ def test_admission_policy_needs_the_api_or_an_explicit_always(helm_bin: str) -> 
     assert not {d["kind"] for d in render(helm_bin, *DEFAULT_ARGS)} & VAP_KINDS
     with_api = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY)
     assert {d["kind"] for d in with_api} >= VAP_KINDS
-    never = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY,
-                   *sets({"agent.nodeAdmissionPolicy": "never"}))
+    never = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--api-versions",
+        VAP_CAPABILITY,
+        *sets({"agent.nodeAdmissionPolicy": "never"}),
+    )
     assert not {d["kind"] for d in never} & VAP_KINDS
 
 
@@ -230,19 +249,24 @@ def test_admission_policy_limits_the_agent_to_its_own_node(helm_bin: str) -> Non
     policy = one(docs, "ValidatingAdmissionPolicy")
     binding = one(docs, "ValidatingAdmissionPolicyBinding")
     sa = container_sa(docs)
-    assert binding["spec"] == {"policyName": policy["metadata"]["name"],
-                               "validationActions": ["Deny"]}
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
     spec = policy["spec"]
     assert spec["failurePolicy"] == "Fail"
     assert spec["matchConstraints"]["resourceRules"] == [
-        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
-         "resources": ["nodes"]}]
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["nodes"]}
+    ]
     (cond,) = spec["matchConditions"]
     assert cond["expression"] == (
-        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{sa}'")
+        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{sa}'"
+    )
     exprs = [v["expression"] for v in spec["validations"]]
-    assert "request.userInfo.extra['authentication.kubernetes.io/node-name'] == " \
-           "[object.metadata.name]" in " ".join(exprs[0].split())
+    assert (
+        "request.userInfo.extra['authentication.kubernetes.io/node-name'] == "
+        "[object.metadata.name]" in " ".join(exprs[0].split())
+    )
     labels_expr, annotations_expr = exprs[1], exprs[2]
     for expr in (labels_expr, annotations_expr):
         # our prefix is writable, the administrator's opt-out label is not
@@ -277,10 +301,20 @@ def check_endpoints(endpoints: list[Doc]) -> None:
     check_duration(ep["interval"])
     check_duration(ep["scrapeTimeout"])
     for relabel in ep["relabelings"]:
-        assert set(relabel) <= {"action", "sourceLabels", "targetLabel", "replacement",
-                                "regex", "separator", "modulus"}
-    assert {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"],
-            "targetLabel": "node"} in ep["relabelings"]
+        assert set(relabel) <= {
+            "action",
+            "sourceLabels",
+            "targetLabel",
+            "replacement",
+            "regex",
+            "separator",
+            "modulus",
+        }
+    assert {
+        "action": "replace",
+        "sourceLabels": ["__meta_kubernetes_pod_node_name"],
+        "targetLabel": "node",
+    } in ep["relabelings"]
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -297,12 +331,18 @@ def test_service_monitors_are_well_formed(scenarios: dict[str, list[Doc]]) -> No
         assert set(sm["spec"]) == {"namespaceSelector", "selector", "endpoints"}
         assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
         check_endpoints(sm["spec"]["endpoints"])
-        (svc,) = [s for s in find(docs, "Service")
-                  if selects(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+        (svc,) = [
+            s
+            for s in find(docs, "Service")
+            if selects(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+        ]
         assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}
         assert svc["spec"]["clusterIP"] == "None"
-        jobs |= {r["replacement"] for r in sm["spec"]["endpoints"][0]["relabelings"]
-                 if r.get("targetLabel") == "job"}
+        jobs |= {
+            r["replacement"]
+            for r in sm["spec"]["endpoints"][0]["relabelings"]
+            if r.get("targetLabel") == "job"
+        }
     assert jobs == {"nodelocaldns-agent", "node-local-dns"}
 
 
@@ -315,35 +355,51 @@ def test_pod_monitors_are_well_formed(scenarios: dict[str, list[Doc]]) -> None:
         check_monitor_common(pm)
         assert set(pm["spec"]) == {"namespaceSelector", "selector", "podMetricsEndpoints"}
         check_endpoints(pm["spec"]["podMetricsEndpoints"])
-        (ds,) = [d for d in find(docs, "DaemonSet")
-                 if selects(pm["spec"]["selector"]["matchLabels"],
-                            d["spec"]["template"]["metadata"]["labels"])]
+        (ds,) = [
+            d
+            for d in find(docs, "DaemonSet")
+            if selects(
+                pm["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"]
+            )
+        ]
         assert "metrics" in {p["name"] for p in container(ds)["ports"]}
 
 
-def test_prometheus_rule_ships_alerts_yaml(scenarios: dict[str, list[Doc]],
-                                          tmp_path: Path) -> None:
+def test_prometheus_rule_ships_alerts_yaml(scenarios: dict[str, list[Doc]], tmp_path: Path) -> None:
     """The PrometheusRule holds files/alerts.yaml (plus ruleLabels), and promtool accepts
     what is rendered (files/alerts.yaml itself: tests/test_alerts.py)."""
     promtool = tool("promtool")
     source = yaml.safe_load(ALERTS.read_text())
     rule = one(scenarios["monitoring"], "PrometheusRule")
-    check_monitor_common({**rule, "spec": {"namespaceSelector": {"matchNames": [NAMESPACE]},
-                                           "selector": {"matchLabels": {}}}})
+    check_monitor_common(
+        {
+            **rule,
+            "spec": {
+                "namespaceSelector": {"matchNames": [NAMESPACE]},
+                "selector": {"matchLabels": {}},
+            },
+        }
+    )
     assert set(rule["spec"]) == {"groups"}
     rendered = rule["spec"]["groups"]
     assert [g["name"] for g in rendered] == [g["name"] for g in source["groups"]]
     for got_group, want_group in zip(rendered, source["groups"], strict=True):
         for got, want in zip(got_group["rules"], want_group["rules"], strict=True):
             assert got["labels"] == {**want["labels"], "team": "platform"}
-            assert {k: v for k, v in got.items() if k != "labels"} == \
-                   {k: v for k, v in want.items() if k != "labels"}
+            assert {k: v for k, v in got.items() if k != "labels"} == {
+                k: v for k, v in want.items() if k != "labels"
+            }
     plain = one(scenarios["podmonitor"], "PrometheusRule")["spec"]
     assert plain == source
     out = tmp_path / "rendered-rules.yaml"
     out.write_text(yaml.safe_dump(rule["spec"]))
-    check = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True,
-                           text=True, timeout=60, check=False)
+    check = subprocess.run(
+        [promtool, "check", "rules", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -353,11 +409,17 @@ def test_monitoring_objects_only_when_enabled(scenarios: dict[str, list[Doc]]) -
         if name not in {"monitoring", "podmonitor"}:
             assert not kinds & CRD_KINDS, name
             assert not component(docs, "Service", "agent"), name
-        dashboards = [d for d in find(docs, "ConfigMap")
-                      if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+        dashboards = [
+            d
+            for d in find(docs, "ConfigMap")
+            if d["metadata"]["labels"].get("grafana_dashboard") == "1"
+        ]
         assert len(dashboards) == (1 if name == "monitoring" else 0), name
-    (dashboard,) = [d for d in find(scenarios["monitoring"], "ConfigMap")
-                    if "grafana_dashboard" in d["metadata"]["labels"]]
+    (dashboard,) = [
+        d
+        for d in find(scenarios["monitoring"], "ConfigMap")
+        if "grafana_dashboard" in d["metadata"]["labels"]
+    ]
     assert dashboard["metadata"]["annotations"] == {"grafana_folder": "DNS"}
     board = json.loads(dashboard["data"]["nodelocaldns-agent.json"])
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
@@ -366,8 +428,11 @@ def test_monitoring_objects_only_when_enabled(scenarios: dict[str, list[Doc]]) -
 
 
 def test_service_monitor_and_pod_monitor_together_fail(helm_bin: str) -> None:
-    result = template(helm_bin, *DEFAULT_ARGS, *sets({"metrics.serviceMonitor.enabled": True,
-                                                      "metrics.podMonitor.enabled": True}))
+    result = template(
+        helm_bin,
+        *DEFAULT_ARGS,
+        *sets({"metrics.serviceMonitor.enabled": True, "metrics.podMonitor.enabled": True}),
+    )
     assert result.returncode != 0
     assert "enable one of them" in result.stderr
 
@@ -436,17 +501,23 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     assert arg_after(c["args"], "-health-port") == "8080"
     assert c["livenessProbe"]["httpGet"] == {"host": LOCAL_IP, "path": "/health", "port": 8080}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["xtables-lock"]["hostPath"] == {"path": "/run/xtables.lock",
-                                                   "type": "FileOrCreate"}
+    assert volumes["xtables-lock"]["hostPath"] == {
+        "path": "/run/xtables.lock",
+        "type": "FileOrCreate",
+    }
     assert {"name": "xtables-lock", "mountPath": "/run/xtables.lock"} in c["volumeMounts"]
-    assert volumes["config"]["configMap"]["items"] == [{"key": "Corefile",
-                                                        "path": "Corefile.base"}]
+    assert volumes["config"]["configMap"]["items"] == [{"key": "Corefile", "path": "Corefile.base"}]
     assert {(p["containerPort"], p["protocol"]) for p in c["ports"]} == {
-        (53, "UDP"), (53, "TCP"), (9253, "TCP")}
+        (53, "UDP"),
+        (53, "TCP"),
+        (9253, "TCP"),
+    }
     upstream = one(default, "Service", "kube-dns-upstream")
     assert upstream["spec"]["selector"] == {"k8s-app": "kube-dns"}
     assert {(p["port"], p["protocol"]) for p in upstream["spec"]["ports"]} == {
-        (53, "UDP"), (53, "TCP")}
+        (53, "UDP"),
+        (53, "TCP"),
+    }
     (metrics,) = component(default, "Service", "node-cache")
     assert metrics["spec"]["ports"][0]["port"] == 9253
 
@@ -456,8 +527,10 @@ def test_node_cache_disabled_renders_only_the_agent(scenarios: dict[str, list[Do
     for kind in ("DaemonSet", "ConfigMap", "Service", "ServiceAccount"):
         assert not component(docs, kind, "node-cache"), kind
     assert not find(docs, "Service", "kube-dns-upstream")
-    assert container(agent_ds(docs))["env"][0] == {"name": "NODELOCALDNS_AGENT_MODE",
-                                                   "value": "observe"}
+    assert container(agent_ds(docs))["env"][0] == {
+        "name": "NODELOCALDNS_AGENT_MODE",
+        "value": "observe",
+    }
 
 
 def test_china_mirror_switches_only_the_image(scenarios: dict[str, list[Doc]]) -> None:
@@ -472,8 +545,9 @@ def test_missing_kube_dns_ip_fails_with_a_clear_message(helm_bin: str) -> None:
     result = template(helm_bin)
     assert result.returncode != 0
     assert "nodeLocalDNS.kubeDNSServiceIP is required" in result.stderr
-    assert "kubectl -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}'" \
-        in result.stderr
+    assert (
+        "kubectl -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}'" in result.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- agent
@@ -491,8 +565,10 @@ def test_agent_daemonset(default: list[Doc]) -> None:
     assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["terminationGracePeriodSeconds"] >= 120 + 30  # verify timeout + margin
-    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
-                                            "rollingUpdate": {"maxUnavailable": "10%"}}
+    assert ds["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": "10%"},
+    }
     assert c["args"] == ["run"]
     sc = c["securityContext"]
     assert sc["privileged"] is False
@@ -503,8 +579,10 @@ def test_agent_daemonset(default: list[Doc]) -> None:
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert c["ports"] == [{"name": "metrics", "containerPort": 9779, "protocol": "TCP"}]
-    assert c["resources"] == {"requests": {"cpu": "10m", "memory": "48Mi"},
-                              "limits": {"memory": "128Mi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "10m", "memory": "48Mi"},
+        "limits": {"memory": "128Mi"},
+    }
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -528,25 +606,44 @@ def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
         assert volumes[name]["hostPath"] == {"path": want["path"], "type": want["type"]}
         assert mounts[name]["mountPath"] == "/host" + want["path"]
         assert mounts[name]["readOnly"] is want["readOnly"]
-    writable = {m["mountPath"] for m in mounts.values() if not m["readOnly"]}
-    assert writable == {"/tmp", "/host/etc/kubernetes", "/host/var/lib/kubelet",
-                        "/host/etc/default", "/host/etc/sysconfig",
-                        "/host/var/lib/nodelocaldns-agent"}
+    writable = {m["mountPath"] for m in mounts.values() if not m.get("readOnly")}
+    assert writable == {
+        "/tmp",
+        "/host/etc/kubernetes",
+        "/host/var/lib/kubelet",
+        "/host/etc/default",
+        "/host/etc/sysconfig",
+        "/host/var/lib/nodelocaldns-agent",
+    }
     assert mounts["var-lib-kubelet"]["mountPropagation"] == "None"
     # its existence tells programs that systemd is running: never create it
     assert volumes["run-systemd-system"]["hostPath"]["type"] == "Directory"
 
     # a kubelet configuration elsewhere: one more entry; an entry can be switched off
-    docs = render(helm_bin, *DEFAULT_ARGS, *sets({
-        "agent.hostPaths.opt-kubelet": {"path": "/opt/kubelet", "readOnly": False,
-                                        "type": "Directory", "enabled": True},
-        "agent.hostPaths.etc-sysconfig.enabled": False}))
+    docs = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        *sets(
+            {
+                "agent.hostPaths.opt-kubelet": {
+                    "path": "/opt/kubelet",
+                    "readOnly": False,
+                    "type": "Directory",
+                    "enabled": True,
+                },
+                "agent.hostPaths.etc-sysconfig.enabled": False,
+            }
+        ),
+    )
     pod = agent_ds(docs)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["opt-kubelet"]["hostPath"] == {"path": "/opt/kubelet", "type": "Directory"}
     assert "etc-sysconfig" not in volumes
-    assert {"name": "opt-kubelet", "mountPath": "/host/opt/kubelet", "readOnly": False} \
-        in container(agent_ds(docs))["volumeMounts"]
+    assert {
+        "name": "opt-kubelet",
+        "mountPath": "/host/opt/kubelet",
+        "readOnly": False,
+    } in container(agent_ds(docs))["volumeMounts"]
 
 
 def test_agent_privileged_only_when_asked(scenarios: dict[str, list[Doc]]) -> None:
@@ -558,9 +655,15 @@ def test_agent_privileged_only_when_asked(scenarios: dict[str, list[Doc]]) -> No
 
 def run_flag_env_names() -> set[str]:
     """The NODELOCALDNS_AGENT_* variables `nodelocaldns-agent run` reads (from its --help)."""
-    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False,
-                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stderr
     return set(re.findall(r"\$(NODELOCALDNS_AGENT_[A-Z0-9_]+)", proc.stdout))
 
@@ -589,7 +692,8 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
     assert stale["NODELOCALDNS_AGENT_LOG_FORMAT"] == "text"
     privileged = agent_config(scenarios["privileged"])
     assert privileged["NODELOCALDNS_AGENT_RESTART_COMMAND"].endswith(
-        "systemctl restart kubelet.service")
+        "systemctl restart kubelet.service"
+    )
     for name, docs in scenarios.items():
         env = {e["name"] for e in container(agent_ds(docs))["env"]}
         names = set(agent_config(docs)) | (env - {"NODE_NAME", "POD_NAMESPACE"})
@@ -614,8 +718,9 @@ def test_grace_period_follows_the_verify_timeout(helm_bin: str) -> None:
 
 
 # ----------------------------------------------------------------------------- RBAC
-def rules_of(docs: list[Doc], kind: str, comp: str) -> dict[tuple[str, str, tuple[str, ...]],
-                                                             set[str]]:
+def rules_of(
+    docs: list[Doc], kind: str, comp: str
+) -> dict[tuple[str, str, tuple[str, ...]], set[str]]:
     """(apiGroup, resource, resourceNames) -> verbs, for one Role/ClusterRole."""
     (role,) = component(docs, kind, comp)
     out: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
@@ -653,9 +758,11 @@ def test_agent_rbac_is_least_privilege(scenarios: dict[str, list[Doc]]) -> None:
         ("", "pods/eviction", ()): {"create"},
     }
     # one named Lease per allowed concurrent restart
-    assert ("coordination.k8s.io", "leases",
-            ("nodelocaldns-agent-slot-0", "nodelocaldns-agent-slot-1")) in \
-        rules_of(scenarios["stale-pods"], "Role", "agent")
+    assert (
+        "coordination.k8s.io",
+        "leases",
+        ("nodelocaldns-agent-slot-0", "nodelocaldns-agent-slot-1"),
+    ) in rules_of(scenarios["stale-pods"], "Role", "agent")
     for name, docs in scenarios.items():
         if name != "stale-pods":
             resources = {key[1] for key in rules_of(docs, "ClusterRole", "agent")}
@@ -668,23 +775,37 @@ def test_bindings_point_at_the_right_service_accounts(default: list[Doc]) -> Non
         for kind, role_kind in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
             (binding,) = component(default, kind, comp)
             (role,) = component(default, role_kind, comp)
-            assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                          "kind": role_kind, "name": role["metadata"]["name"]}
-            assert binding["subjects"] == [{"kind": "ServiceAccount",
-                                            "name": sa["metadata"]["name"],
-                                            "namespace": NAMESPACE}]
+            assert binding["roleRef"] == {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": role_kind,
+                "name": role["metadata"]["name"],
+            }
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+            ]
 
 
 # ----------------------------------------------------------------------------- uninstall
-HOOK = {"helm.sh/hook": "pre-delete", "helm.sh/hook-delete-policy":
-        "before-hook-creation,hook-succeeded"}
+HOOK = {
+    "helm.sh/hook": "pre-delete",
+    "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+}
 
 
 def test_pre_delete_hook_reverts_the_fleet(default: list[Doc]) -> None:
-    revert = [d for d in default
-              if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "revert"]
-    assert {d["kind"] for d in revert} == {"ServiceAccount", "Role", "RoleBinding",
-                                           "ClusterRole", "ClusterRoleBinding", "Job"}
+    revert = [
+        d
+        for d in default
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "revert"
+    ]
+    assert {d["kind"] for d in revert} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Job",
+    }
     for doc in revert:
         annotations = doc["metadata"]["annotations"]
         assert {k: annotations[k] for k in HOOK} == HOOK, doc["kind"]
@@ -695,15 +816,23 @@ def test_pre_delete_hook_reverts_the_fleet(default: list[Doc]) -> None:
     pod = job["spec"]["template"]["spec"]
     c = container(job)
     assert c["image"] == container(agent_ds(default))["image"]
-    assert c["args"] == ["revert-fleet", "--daemonset", agent_ds(default)["metadata"]["name"],
-                         "--namespace", NAMESPACE, "--timeout", "1800"]
+    assert c["args"] == [
+        "revert-fleet",
+        "--daemonset",
+        agent_ds(default)["metadata"]["name"],
+        "--namespace",
+        NAMESPACE,
+        "--timeout",
+        "1800",
+    ]
     assert "command" not in c  # the image's entry point
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert rules_of(default, "Role", "revert") == {
-        ("apps", "daemonsets", (agent_ds(default)["metadata"]["name"],)): {"get", "patch"}}
+        ("apps", "daemonsets", (agent_ds(default)["metadata"]["name"],)): {"get", "patch"}
+    }
     assert rules_of(default, "ClusterRole", "revert") == {("", "nodes", ()): {"list"}}
 
 
@@ -714,27 +843,29 @@ def test_no_pre_upgrade_hook_without_a_cluster(helm_bin: str) -> None:
     job = one(docs, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
     assert container(agent_ds(docs))["env"][0]["value"] == "migrate"
-    assert not render(helm_bin, *DEFAULT_ARGS, "--set", "agent.uninstall.enabled=false",
-                      ) or not find(render(helm_bin, *DEFAULT_ARGS, "--set",
-                                           "agent.uninstall.enabled=false"), "Job")
+    off = render(helm_bin, *DEFAULT_ARGS, "--set", "agent.uninstall.enabled=false")
+    assert not component(off, "Job", "revert")
 
 
 # ----------------------------------------------------------------------------- schema
-@pytest.mark.parametrize(("args", "message"), [
-    (["--set", "bogus=1"], "bogus"),
-    (["--set", "agent.bogus=1"], "bogus"),
-    (["--set", "nodeLocalDNS.image.bogus=x"], "bogus"),
-    (["--set", "agent.hostPaths.etc-kubernetes.bogus=x"], "bogus"),
-    (["--set", "agent.mode=yolo"], "mode"),
-    (["--set-string", "agent.maxConcurrentRestarts=two"], "maxConcurrentRestarts"),
-    (["--set", "agent.maxConcurrentRestarts=0"], "maxConcurrentRestarts"),
-    (["--set", "nodeLocalDNS.localIP=169.254.20.300"], "localIP"),
-    (["--set", "nodeLocalDNS.kubeDNSServiceIP=kube-dns"], "kubeDNSServiceIP"),
-    (["--set", "nodeLocalDNS.proxyMode=nftables"], "proxyMode"),
-    (["--set", "agent.failsafe.afterSeconds=-1"], "afterSeconds"),
-    (["--set-string", "metrics.serviceMonitor.enabled=yes"], "enabled"),
-    (["--set", "agent.updateStrategy.maxUnavailable=0"], "maxUnavailable"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "bogus=1"], "bogus"),
+        (["--set", "agent.bogus=1"], "bogus"),
+        (["--set", "nodeLocalDNS.image.bogus=x"], "bogus"),
+        (["--set", "agent.hostPaths.etc-kubernetes.bogus=x"], "bogus"),
+        (["--set", "agent.mode=yolo"], "mode"),
+        (["--set-string", "agent.maxConcurrentRestarts=two"], "maxConcurrentRestarts"),
+        (["--set", "agent.maxConcurrentRestarts=0"], "maxConcurrentRestarts"),
+        (["--set", "nodeLocalDNS.localIP=169.254.20.300"], "localIP"),
+        (["--set", "nodeLocalDNS.kubeDNSServiceIP=kube-dns"], "kubeDNSServiceIP"),
+        (["--set", "nodeLocalDNS.proxyMode=nftables"], "proxyMode"),
+        (["--set", "agent.failsafe.afterSeconds=-1"], "afterSeconds"),
+        (["--set-string", "metrics.serviceMonitor.enabled=yes"], "enabled"),
+        (["--set", "agent.updateStrategy.maxUnavailable=0"], "maxUnavailable"),
+    ],
+)
 def test_schema_rejects_bad_values(helm_bin: str, args: list[str], message: str) -> None:
     result = template(helm_bin, *DEFAULT_ARGS, *args)
     assert result.returncode != 0, f"accepted {args}"
@@ -761,8 +892,14 @@ def test_schema_is_strict_at_every_level() -> None:
 # ----------------------------------------------------------------------------- names
 def test_names_fit_in_63_characters(helm_bin: str) -> None:
     release = "a-very-long-release-name-for-testing-name-truncation"  # 52: Helm allows 53
-    docs = render(helm_bin, "-f", str(CHART / "ci" / "monitoring-values.yaml"),
-                  "--api-versions", VAP_CAPABILITY, release=release)
+    docs = render(
+        helm_bin,
+        "-f",
+        str(CHART / "ci" / "monitoring-values.yaml"),
+        "--api-versions",
+        VAP_CAPABILITY,
+        release=release,
+    )
     names = set()
     for doc in docs:
         name = doc["metadata"]["name"]
@@ -775,8 +912,16 @@ def test_names_fit_in_63_characters(helm_bin: str) -> None:
 
 # ----------------------------------------------------------------------------- NOTES
 def test_notes_tell_how_to_watch_the_rollout(helm_bin: str) -> None:
-    result = run_helm(helm_bin, "install", RELEASE, str(CHART), "--namespace", NAMESPACE,
-                      "--dry-run=client", *DEFAULT_ARGS)
+    result = run_helm(
+        helm_bin,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        *DEFAULT_ARGS,
+    )
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     agent = f"{RELEASE}-nodelocaldns-agent"
@@ -786,8 +931,7 @@ def test_notes_tell_how_to_watch_the_rollout(helm_bin: str) -> None:
 
 
 # ----------------------------------------------------------------------------- checkov
-def test_checkov_finds_nothing_unexplained(scenarios: dict[str, list[Doc]],
-                                           tmp_path: Path) -> None:
+def test_checkov_finds_nothing_unexplained(scenarios: dict[str, list[Doc]], tmp_path: Path) -> None:
     """Every finding is fixed or skipped in place (checkov.io/skipN: ID=reason)."""
     checkov = tool("checkov", ROOT / ".tools" / "checkov" / "bin" / "checkov")
     for name, docs in scenarios.items():
@@ -798,9 +942,23 @@ def test_checkov_finds_nothing_unexplained(scenarios: dict[str, list[Doc]],
                     check, _, reason = value.partition("=")
                     assert re.fullmatch(r"CKV2?_K8S_\d+", check) and len(reason) > 15, value
     proc = subprocess.run(
-        [checkov, "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download",
-         "--quiet", "--compact", "-o", "json"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            checkov,
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     report = json.loads(proc.stdout)
     failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
     assert not failed, "\n".join(failed)

@@ -27,10 +27,9 @@ from agent.sandbox.node import (
     close_all,
 )
 from agent.sandbox.nodefiles import reroot
-from agent.sandbox.systemctl_stub import load_unit
+from agent.sandbox.systemctl_stub import inside_node, load_unit
 from tests.conftest import NodeFactory
 
-NEW_DNS = "169.254.20.10"
 #: the agent's default restart command, run from inside the node
 DEFAULT_RESTART = [
     "nsenter",
@@ -254,13 +253,13 @@ def test_restart_from_inside_the_node_follows_the_env_file(sandbox_node: NodeFac
     before = node.kubelet()
     assert before is not None and before["cluster_dns"] == ["10.96.0.10"]
     env = node.layout.real_path(node.layout.dns_file)
-    env.write_text(env.read_text().replace("--cluster-dns=10.96.0.10", f"--cluster-dns={NEW_DNS}"))
+    env.write_text(env.read_text().replace("--cluster-dns=10.96.0.10", f"--cluster-dns={LOCAL_DNS}"))
     started = time.perf_counter()
     result = node.exec(DEFAULT_RESTART)
     assert result.returncode == 0, result.stderr
     after = node.wait_kubelet(previous_pid=before["pid"])
     assert time.perf_counter() - started < 3
-    assert after["cluster_dns"] == [NEW_DNS]
+    assert after["cluster_dns"] == [LOCAL_DNS]
     assert node.kubelet_pid() == after["pid"] != before["pid"]
     assert [c["argv"] for c in node.restarts()] == [["restart", "kubelet"]]
     assert node.http_get("http://127.0.0.1:10248/healthz") == (200, "ok")
@@ -282,10 +281,10 @@ def test_flag_beats_config_file(sandbox_node: NodeFactory) -> None:
     node.systemctl("restart", "kubelet", check=True)
     assert node.wait_kubelet(previous_pid=pid)["cluster_dns"] == ["10.96.0.10"]
     extra = node.root / "etc/default/kubelet"
-    extra.write_text(extra.read_text().replace("10.96.0.10", NEW_DNS))
+    extra.write_text(extra.read_text().replace("10.96.0.10", LOCAL_DNS))
     pid = node.kubelet_pid()
     node.systemctl("restart", "kubelet", check=True)
-    assert node.wait_kubelet(previous_pid=pid)["cluster_dns"] == [NEW_DNS]
+    assert node.wait_kubelet(previous_pid=pid)["cluster_dns"] == [LOCAL_DNS]
 
 
 LAYOUT_CASES = [
@@ -365,6 +364,15 @@ def test_systemctl_stub_verbs_and_log(sandbox_node: NodeFactory) -> None:
         "is-active",
     ]
     assert node.restarts() == []
+    # the stub refuses to act outside its node (it would start a kubelet on the machine)
+    assert not inside_node(node.files)
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from agent.sandbox.nodefiles import NodeFiles\n"
+        "from agent.sandbox.systemctl_stub import inside_node\n"
+        "print(inside_node(NodeFiles(Path(sys.argv[1]))))\n"
+    )
+    assert node.python(["-c", code, str(node.workdir)]).stdout == "True\n"
 
 
 @pytest.mark.netns

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from agent.errors import ConfigError
 from agent.host.probes import ProcessInfo, ProcessTable
 from agent.hostpaths import HostRoot
-from agent.kubeletconfig import Format, envfile, jsonconf, yamlconf
-from agent.kubeletconfig import dropin as dropin
+from agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
 from agent.kubeletconfig.flags import parse_kubelet_flags
 from agent.kubeletconfig.unitfile import KubeletUnit, load_kubelet_unit
 

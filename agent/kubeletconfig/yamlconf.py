@@ -87,7 +87,7 @@ def _compose(text: str, where: str) -> yaml.Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" line {mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "malformed"
+        problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
         raise ConfigError(f"{where}{at}: expected KubeletConfiguration YAML: {problem}") from None
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
@@ -129,10 +129,9 @@ def _site(text: str, key: yaml.Node, node: yaml.Node, where: str) -> ListSite:
     previous = node.start_mark.index
     for child in node.value:
         item = _item(text, child, where)
-        if item.token[0] < previous:
+        if item.token[0] < previous:  # an alias: its marks are those of the anchor
             raise ConfigError(
-                f"{where} line {child.start_mark.line + 1}: a {KEY} item is an alias; "
-                "expected the address itself"
+                f"{where} line {line}: a {KEY} item is an alias; expected the address itself"
             )
         previous = item.token[1]
         items.append(item)

@@ -24,7 +24,7 @@ __all__ = ["SandboxNode"]
 
 def __getattr__(name: str) -> object:
     if name == "SandboxNode":
-        from agent.sandbox.node import SandboxNode  # noqa: PLC0415 - keeps stand-ins fast
+        from agent.sandbox.node import SandboxNode
 
         return SandboxNode
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

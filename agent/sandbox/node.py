@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import psutil
 
-from agent.sandbox.layouts import DEFAULT_CLUSTER_DNS, Layout, write_layout
+from agent.sandbox.layouts import DEFAULT_CLUSTER_DNS, Layout, Quirks, write_layout
 from agent.sandbox.nodefiles import NODE_DIR_ENV, NodeConfig, NodeFiles
 from agent.sandbox.systemctl_stub import QUIET_ENV, parse_argv
 
@@ -199,6 +199,7 @@ class SandboxNode:
             raise ValueError(f"proxy_mode {proxy_mode!r}: expected one of {PROXY_MODES}")
         if local_dns not in LOCAL_DNS_STATES:
             raise ValueError(f"local_dns {local_dns!r}: expected one of {LOCAL_DNS_STATES}")
+        Quirks(**quirks)  # unknown quirk names fail here, not halfway through start()
         self.workdir = Path(workdir).resolve()
         self.files = NodeFiles(self.workdir)
         self.name = name
@@ -355,7 +356,7 @@ class SandboxNode:
         """The node's PID 1: mount the stub, set the hostname, then reap orphans forever."""
         stub = shlex.quote(str(self.files.bin / "systemctl"))
         overlay = shlex.quote(str(self.workdir / "usr-bin"))
-        script = self.workdir / "init.sh"
+        script = self.files.init_script
         script.write_text(
             "set -e\n"
             "ip link set lo up\n"

@@ -6,6 +6,7 @@ every start, so it stays small and cheap. Nothing here imports the agent's own c
 Layout of a node's work directory::
 
     <workdir>/node.json        NodeConfig (written by SandboxNode, read by the stand-ins)
+    <workdir>/init.sh          what the node's PID 1 runs
     <workdir>/root/            the fake host's file system (see agent.sandbox.layouts)
     <workdir>/bin/             kubelet, kube-proxy (symlinks to Python), systemctl (wrapper)
     <workdir>/kubelet.json     written by every kubelet stand-in that starts
@@ -62,6 +63,11 @@ class NodeFiles:
     @property
     def bin(self) -> Path:
         return self.workdir / "bin"
+
+    @property
+    def init_script(self) -> Path:
+        """The script the node's PID 1 runs (how the stub knows it is inside its node)."""
+        return self.workdir / "init.sh"
 
     @property
     def kubelet_json(self) -> Path:

