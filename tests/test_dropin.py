@@ -37,8 +37,13 @@ def test_render_refuses_bad_values(values: list[str]):
         dropin.render(values)
 
 
-YAML_A = b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: [10.0.0.1]\n"
-JSON_B = b'\xef\xbb\xbf\n{"apiVersion": "kubelet.config.k8s.io/v1beta1", "clusterDNS": ["10.0.0.2"]}'
+YAML_A = (
+    b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+    b"clusterDNS: [10.0.0.1]\n"
+)
+JSON_B = (
+    b'\xef\xbb\xbf\n{"apiVersion": "kubelet.config.k8s.io/v1beta1", "clusterDNS": ["10.0.0.2"]}'
+)
 OTHER = b"kind: KubeletConfiguration\nmaxPods: 110\n"
 
 
@@ -66,7 +71,10 @@ def test_effective(files: list[tuple[str, bytes]], expected: tuple[tuple[str, ..
 @pytest.mark.parametrize(
     ("data", "pattern"),
     [
-        (b"clusterDNS: [1.1.1.1", rf"^{DIR}/50-bad.conf line 1: expected KubeletConfiguration YAML"),
+        (
+            b"clusterDNS: [1.1.1.1",
+            rf"^{DIR}/50-bad.conf line 1: expected KubeletConfiguration YAML",
+        ),
         (b'{"clusterDNS": [1]}', rf"^{DIR}/50-bad.conf line 1: expected clusterDNS items"),
         (b"clusterDNS: \xff", rf"^{DIR}/50-bad.conf: byte 12 is not valid UTF-8"),
     ],
@@ -81,8 +89,12 @@ def test_format_edits_yaml_and_json_dropins():
     assert fmt.name == "config-dir"
     assert fmt.read(YAML_A, "/f") == ("10.0.0.1",)
     assert fmt.read(JSON_B, "/f") == ("10.0.0.2",)
-    assert fmt.edit(YAML_A, ["169.254.20.10"], "/f") == YAML_A.replace(b"10.0.0.1", b"169.254.20.10")
-    assert fmt.edit(JSON_B, ["169.254.20.10"], "/f") == JSON_B.replace(b"10.0.0.2", b"169.254.20.10")
+    assert fmt.edit(YAML_A, ["169.254.20.10"], "/f") == YAML_A.replace(
+        b"10.0.0.1", b"169.254.20.10"
+    )
+    assert fmt.edit(JSON_B, ["169.254.20.10"], "/f") == JSON_B.replace(
+        b"10.0.0.2", b"169.254.20.10"
+    )
     ours = dropin.render(["169.254.20.10"])
     assert fmt.edit(ours, ["10.96.0.10"], "/f") == dropin.render(["10.96.0.10"])
     with pytest.raises(ConfigError, match=r"^/f: no clusterDNS to edit"):

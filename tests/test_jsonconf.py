@@ -33,7 +33,8 @@ EDITS = [
     ("compact", b'{"clusterDNS":["10.100.0.10"],"maxPods":17}', ("10.100.0.10",), NEW,
      b'{"clusterDNS":["169.254.20.10"],"maxPods":17}'),
     ("crlf and bom", b'\xef\xbb\xbf{\r\n  "clusterDNS": [\r\n    "10.100.0.10"\r\n  ]\r\n}\r\n',
-     ("10.100.0.10",), NEW, b'\xef\xbb\xbf{\r\n  "clusterDNS": [\r\n    "169.254.20.10"\r\n  ]\r\n}\r\n'),
+     ("10.100.0.10",), NEW,
+     b'\xef\xbb\xbf{\r\n  "clusterDNS": [\r\n    "169.254.20.10"\r\n  ]\r\n}\r\n'),
     ("no trailing newline", b'{"clusterDNS": ["10.100.0.10"]}', ("10.100.0.10",), NEW,
      b'{"clusterDNS": ["169.254.20.10"]}'),
     ("insert keeps separator", b'{"clusterDNS": ["1.1.1.1" ,  "2.2.2.2"]}', ("1.1.1.1", "2.2.2.2"),
@@ -46,11 +47,14 @@ EDITS = [
      b'{"clusterDNS": [\n  "169.254.20.10"\n]}'),
     ("escaped item rewritten whole", b'{"clusterDNS": ["10.0.0.\\u0031"]}', ("10.0.0.1",), NEW,
      b'{"clusterDNS": ["169.254.20.10"]}'),
-    ("nested keys ignored", b'{"a": {"clusterDNS": ["9.9.9.9"]}, "clusterDNS": ["1.1.1.1"], "b": ["clusterDNS"]}',
-     ("1.1.1.1",), NEW, b'{"a": {"clusterDNS": ["9.9.9.9"]}, "clusterDNS": ["169.254.20.10"], "b": ["clusterDNS"]}'),
+    ("nested keys ignored",
+     b'{"a": {"clusterDNS": ["9.9.9.9"]}, "clusterDNS": ["1.1.1.1"], "b": ["clusterDNS"]}',
+     ("1.1.1.1",), NEW,
+     b'{"a": {"clusterDNS": ["9.9.9.9"]}, "clusterDNS": ["169.254.20.10"], "b": ["clusterDNS"]}'),
     ("escaped key", b'{"cluster\\u0044NS": ["1.1.1.1"]}', ("1.1.1.1",), NEW,
      b'{"cluster\\u0044NS": ["169.254.20.10"]}'),
-    ("unicode elsewhere", '{"x": "caf\u00e9", "clusterDNS": ["1.1.1.1"]}'.encode(), ("1.1.1.1",), NEW,
+    ("unicode elsewhere", '{"x": "caf\u00e9", "clusterDNS": ["1.1.1.1"]}'.encode(),
+     ("1.1.1.1",), NEW,
      '{"x": "caf\u00e9", "clusterDNS": ["169.254.20.10"]}'.encode()),
 ]  # fmt: skip
 
@@ -86,14 +90,15 @@ ERRORS = [
     (b'{"clusterDNS": "1.1.1.1"}', r"^/f line 1: expected clusterDNS to be an array of strings"),
     (b'{"clusterDNS": ["1.1.1.1", 2]}', r"^/f line 1: expected clusterDNS items to be strings"),
     (b'{"clusterDNS": ["1.1.1.1",]}', r"^/f line 1: expected KubeletConfiguration JSON"),
-    (b'{"clusterDNS": ["1.1.1.1"]}\n{}', r"^/f line 2: expected KubeletConfiguration JSON: Extra data"),
+    (b'{"clusterDNS": ["1.1.1.1"]}\n{}',
+     r"^/f line 2: expected KubeletConfiguration JSON: Extra data"),
     (b'{"maxPods": NaN}', r"^/f: expected KubeletConfiguration JSON: NaN is not JSON"),
     (b'{"a": "caf\xe9"}', r"^/f: byte 10 is not valid UTF-8"),
     (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", r"^/f: nested too deeply"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("data", "pattern"), ERRORS)
+@pytest.mark.parametrize(("data", "pattern"), ERRORS, ids=[p for _, p in ERRORS])
 def test_malformed(data: bytes, pattern: str):
     with pytest.raises(ConfigError, match=pattern):
         FORMAT.read(data, "/f")

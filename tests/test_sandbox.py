@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from agent.sandbox import layouts
+from agent.sandbox import node as node_module
 from agent.sandbox.kubelet_standin import (
     KubeletFailure,
     effective_cluster_dns,
@@ -253,7 +254,7 @@ def test_restart_from_inside_the_node_follows_the_env_file(sandbox_node: NodeFac
     before = node.kubelet()
     assert before is not None and before["cluster_dns"] == ["10.96.0.10"]
     env = node.layout.real_path(node.layout.dns_file)
-    env.write_text(env.read_text().replace("--cluster-dns=10.96.0.10", f"--cluster-dns={LOCAL_DNS}"))
+    env.write_text(env.read_text().replace("=10.96.0.10", f"={LOCAL_DNS}"))
     started = time.perf_counter()
     result = node.exec(DEFAULT_RESTART)
     assert result.returncode == 0, result.stderr
@@ -424,3 +425,15 @@ def test_a_killed_test_process_takes_its_node_with_it(tmp_path: Path) -> None:
     while _pids_alive([init_pid]):
         assert time.monotonic() < deadline, "the node outlived its creator"
         time.sleep(0.02)
+
+
+@pytest.mark.netns
+def test_stub_laid_over_usr_bin_when_the_machine_has_no_systemctl(
+    sandbox_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "SYSTEMCTL", "/usr/bin/no-such-systemctl")
+    node = sandbox_node(kube_proxy=False, local_dns="unbound")
+    assert "overlay" in node.exec(["findmnt", "-n", "-o", "FSTYPE", "/usr/bin"]).stdout
+    pid = node.kubelet_pid()
+    node.systemctl("restart", "kubelet", check=True)
+    assert node.wait_kubelet(previous_pid=pid)["healthz"]

@@ -44,23 +44,27 @@ EDITS = [
      b"clusterDNS:\n- 169.254.20.10"),
     ("quoted key, tag and anchor", b'"clusterDNS": &d\n- !!str 10.96.0.10\n', ("10.96.0.10",), NEW,
      b'"clusterDNS": &d\n- !!str 169.254.20.10\n'),
-    ("flow mapping", b"{clusterDNS: [10.96.0.10], kind: KubeletConfiguration}", ("10.96.0.10",), NEW,
+    ("flow mapping", b"{clusterDNS: [10.96.0.10], kind: KubeletConfiguration}",
+     ("10.96.0.10",), NEW,
      b"{clusterDNS: [169.254.20.10], kind: KubeletConfiguration}"),
-    ("unicode elsewhere", "# caf\u00e9 \u2603\nclusterDNS: [10.96.0.10]\n".encode(), ("10.96.0.10",), NEW,
+    ("unicode elsewhere", "# caf\u00e9 \u2603\nclusterDNS: [10.96.0.10]\n".encode(),
+     ("10.96.0.10",), NEW,
      "# caf\u00e9 \u2603\nclusterDNS: [169.254.20.10]\n".encode()),
     ("insert block", b"clusterDNS:\r\n  - 10.96.0.10  # one\r\nb: 2\r\n", ("10.96.0.10",),
-     ["169.254.20.10", "10.96.0.10"], b"clusterDNS:\r\n  - 169.254.20.10  # one\r\n  - 10.96.0.10\r\nb: 2\r\n"),
+     ["169.254.20.10", "10.96.0.10"],
+     b"clusterDNS:\r\n  - 169.254.20.10  # one\r\n  - 10.96.0.10\r\nb: 2\r\n"),
     ("insert block at eof", b"clusterDNS:\n- '10.96.0.10'", ("10.96.0.10",), ["1.1.1.1", "2.2.2.2"],
      b"clusterDNS:\n- '1.1.1.1'\n- '2.2.2.2'"),
     ("insert flow", b"clusterDNS: [10.96.0.10,10.0.0.1]\n", ("10.96.0.10", "10.0.0.1"),
      ["1.1.1.1", "2.2.2.2", "3.3.3.3"], b"clusterDNS: [1.1.1.1,2.2.2.2,3.3.3.3]\n"),
-    ("insert multi-line flow", b"clusterDNS: [\n    10.96.0.10\n]\n", ("10.96.0.10",), ["1.1.1.1", "2.2.2.2"],
+    ("insert multi-line flow", b"clusterDNS: [\n    10.96.0.10\n]\n", ("10.96.0.10",),
+     ["1.1.1.1", "2.2.2.2"],
      b"clusterDNS: [\n    1.1.1.1,\n    2.2.2.2\n]\n"),
     ("insert into empty flow", b"clusterDNS: []\n", (), ["1.1.1.1", "2.2.2.2"],
      b"clusterDNS: [1.1.1.1, 2.2.2.2]\n"),
     ("delete block", b"clusterDNS:\n- 10.96.0.10  # a\n# about b\n- 10.0.0.1  # b\nz: 1\n",
      ("10.96.0.10", "10.0.0.1"), NEW, b"clusterDNS:\n- 169.254.20.10  # a\nz: 1\n"),
-    ("delete flow", b"clusterDNS: [\"10.96.0.10\", \"10.0.0.1\"]\n", ("10.96.0.10", "10.0.0.1"), NEW,
+    ("delete flow", b'clusterDNS: ["10.96.0.10", "10.0.0.1"]\n', ("10.96.0.10", "10.0.0.1"), NEW,
      b"clusterDNS: [\"169.254.20.10\"]\n"),
     ("ipv6 plain when safe", b"clusterDNS: [10.96.0.10]\n", ("10.96.0.10",), ["fd00::a"],
      b"clusterDNS: [fd00::a]\n"),
@@ -84,7 +88,12 @@ def test_edit(data: bytes, values: tuple[str, ...], new: list[str], edited: byte
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"# only a comment\n", b"kind: KubeletConfiguration\n", b"nested:\n  clusterDNS: [1.1.1.1]\n"],
+    [
+        b"",
+        b"# only a comment\n",
+        b"kind: KubeletConfiguration\n",
+        b"nested:\n  clusterDNS: [1.1.1.1]\n",
+    ],
 )
 def test_no_cluster_dns(data: bytes):
     assert FORMAT.read(data, "/f") == ()
@@ -118,11 +127,11 @@ ERRORS = [
     (b"clusterDNS: \x00\n", r"^/f: expected KubeletConfiguration YAML"),
     (b"clusterDNS: [caf\xe9]\n", r"^/f: byte 16 is not valid UTF-8; expected a UTF-8 file$"),
     (b"\xff\xfec\x00", r"^/f: byte 0 is not valid UTF-8"),
-    (b"[" * 100_000, r"^/f: nested too deeply"),
+    (b"[" * 10_000, r"^/f: nested too deeply"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("data", "pattern"), ERRORS)
+@pytest.mark.parametrize(("data", "pattern"), ERRORS, ids=[p for _, p in ERRORS])
 def test_malformed(data: bytes, pattern: str):
     with pytest.raises(ConfigError, match=pattern):
         FORMAT.read(data, "/f")

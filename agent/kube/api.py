@@ -74,14 +74,15 @@ class KubeApi:
     """The calls the agent makes, nothing else."""
 
     def __init__(self, api_client: client.ApiClient, on_request: Callable[[int], None] | None
-                 = None) -> None:
+                 = None, request_timeout: float = REQUEST_TIMEOUT) -> None:
+        self._timeout = request_timeout
         self._core = client.CoreV1Api(api_client)
         self._coord = client.CoordinationV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._on_request = on_request or (lambda status: None)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        kwargs.setdefault("_request_timeout", self._timeout)
         kwargs.setdefault("_preload_content", False)
         try:
             resp = fn(*args, **kwargs)
@@ -148,7 +149,7 @@ class KubeApi:
             resp = fn(
                 *args, resource_version=rv, watch=True, allow_watch_bookmarks=True,
                 timeout_seconds=timeout_seconds, _preload_content=False,
-                _request_timeout=(10.0, timeout_seconds + 30.0), **selectors,
+                _request_timeout=(self._timeout, timeout_seconds + 30.0), **selectors,
             )
         except ApiException as exc:
             self._on_request(exc.status or 0)
