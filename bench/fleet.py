@@ -53,10 +53,10 @@ from bench.common import (
     JSON,
     ServerProcess,
     add_node,
-    diff_counts,
     emit,
     machine,
-    request_counts,
+    nodelay_fake_server,
+    request_kind,
     verdict,
 )
 from tests.fakenode import TKE_ENV, TKE_UNIT
@@ -73,6 +73,8 @@ TARGET_RATIO = 1.10
 TARGET_STEADY_PER_NODE_HOUR = 6.0
 #: each thread's stack (Python frames are on the heap; 512 KiB is ample)
 THREAD_STACK = 512 * 1024
+#: requests the fake server's log keeps (its CLI default)
+LOG_SIZE = 100_000
 
 log = logging.getLogger("bench.fleet")
 
@@ -170,9 +172,10 @@ class Server:
         else:
             from tests.fake_apiserver import FakeApiServer
 
+            nodelay_fake_server()
             self.inproc = FakeApiServer(bookmark_interval=bookmark_interval,
                                         history_size=history_size,
-                                        request_log_size=1000).start()
+                                        request_log_size=LOG_SIZE).start()
             self.url = self.inproc.url
 
     @property
@@ -185,14 +188,17 @@ class Server:
         else:
             self.inproc.add_node(name)
 
-    def counts(self) -> dict[str, int]:
+    def records(self, since: float, until: float = float("inf")) -> tuple[list[JSON], bool]:
+        """Logged requests in [since, until) (monotonic time, shared by all processes here),
+        and whether the log had already dropped some of them."""
         if self.proc:
-            return request_counts(self.proc.control("GET", "/_fake/requests?recent=1"))
-        out: dict[str, int] = {}
-        for (method, template, _ua), n in self.inproc.requests.counts().items():
-            key = f"{method} {template}"
-            out[key] = out.get(key, 0) + n
-        return out
+            snap = self.proc.control("GET", f"/_fake/requests?recent={LOG_SIZE}")
+            kept, total = snap["recent"], int(snap["total"])
+        else:
+            kept = [dataclasses.asdict(r) for r in self.inproc.requests.records()]
+            total = self.inproc.requests.total
+        lost = total > len(kept) and bool(kept) and kept[0]["time"] > since
+        return [r for r in kept if since <= r["time"] < until], lost
 
     def node_states(self) -> dict[str, str]:
         if self.proc:
@@ -219,6 +225,22 @@ class Server:
             self.proc.close()
         else:
             self.inproc.stop(grace=1.0)
+
+
+def breakdown(records: list[JSON]) -> dict[str, int]:
+    counts = Counter(request_kind(r) for r in records)
+    return dict(sorted(counts.items()))
+
+
+def per_node(records: list[JSON], nodes: int) -> JSON:
+    """Requests per node (by User-Agent = node name): mean, median, max."""
+    by_agent = Counter(r["user_agent"] for r in records if r["user_agent"].startswith("node-"))
+    values = sorted(by_agent.values()) + [0] * max(nodes - len(by_agent), 0)
+    values.sort()
+    if not values:
+        return {}
+    return {"mean": round(sum(values) / len(values), 2), "median": values[len(values) // 2],
+            "max": values[-1]}
 
 
 # ---------------------------------------------------------------- one simulated node
@@ -287,8 +309,9 @@ class Agent:
     thread: threading.Thread
 
 
-def start_fleet(nodes: list[SimNode], clients: list[Any], tally: Tally, concurrency: int,
+def build_fleet(nodes: list[SimNode], clients: list[Any], tally: Tally, concurrency: int,
                 resync: float, lease_duration: int, stop: threading.Event) -> list[Agent]:
+    """One Daemon per node, wired as ``agent.cli.cmd_run`` wires it (threads not started)."""
     agents: list[Agent] = []
     for node, client in zip(nodes, clients, strict=True):
 
@@ -305,9 +328,12 @@ def start_fleet(nodes: list[SimNode], clients: list[Any], tally: Tally, concurre
                         NodeStatus(api, node.name, NAMESPACE), metrics, Health(), clock, stop)
         thread = threading.Thread(target=daemon.run, name=f"agent-{node.name}", daemon=True)
         agents.append(Agent(node, daemon, thread))
+    return agents
+
+
+def start_fleet(agents: list[Agent]) -> None:
     for agent in agents:
         agent.thread.start()
-    return agents
 
 
 def _registry() -> Any:
@@ -325,7 +351,8 @@ def stop_fleet(agents: list[Agent], stop: threading.Event, timeout: float = 30.0
         agent.thread.join(timeout=max(deadline - time.monotonic(), 0.1))
 
 
-def make_clients(url: str, n: int, shared: bool) -> list[Any]:
+def make_clients(url: str, names: list[str], shared: bool) -> list[Any]:
+    """One ApiClient per node (User-Agent: the node name), or one shared by all."""
     from kubernetes.client import ApiClient, Configuration
 
     config = Configuration()
@@ -334,20 +361,50 @@ def make_clients(url: str, n: int, shared: bool) -> list[Any]:
     config.retries = 0
     if shared:
         # every node's requests and watches through one urllib3 pool
-        config.connection_pool_maxsize = 3 * n + 10
+        config.connection_pool_maxsize = 3 * len(names) + 10
         client = ApiClient(config)
-        return [client] * n
-    return [ApiClient(config) for _ in range(n)]
+        client.user_agent = "fleet-shared"
+        return [client] * len(names)
+    clients = []
+    for name in names:
+        client = ApiClient(config)
+        client.user_agent = name
+        clients.append(client)
+    return clients
 
 
 # ---------------------------------------------------------------- the benchmark
+@dataclasses.dataclass
+class Rollout:
+    t0: float
+    t_last: float
+    started_seconds: float
+    cpu_seconds: float
+    server_cpu_seconds: float
+
+
+def roll_out(args: argparse.Namespace, agents: list[Agent], tally: Tally, me: psutil.Process,
+             server_proc: psutil.Process | None) -> Rollout:
+    """Start every daemon at once; wait until every node reported ``migrated``."""
+    n, k, s = args.nodes, args.concurrency, args.restart_seconds
+    ideal = math.ceil(n / k) * s
+    timeout = args.timeout or (3 * ideal + 60 + n * 0.05)
+    cpu0, scpu0 = cpu_seconds(me), cpu_seconds(server_proc)
+    t0 = time.monotonic()
+    start_fleet(agents)
+    started = time.monotonic() - t0
+    tally.all_migrated.wait(timeout=timeout)
+    t_last = max(tally.migrated_at.values(), default=time.monotonic())
+    return Rollout(t0, t_last, started, cpu_seconds(me) - cpu0,
+                   cpu_seconds(server_proc) - scpu0)
+
+
 def run(args: argparse.Namespace, progress: Callable[[str], None]) -> JSON:
     threading.stack_size(THREAD_STACK)
     n, k, s = args.nodes, args.concurrency, args.restart_seconds
     handler = CountingHandler()
-    root_logger = logging.getLogger()
-    root_logger.handlers[:] = [handler]
-    root_logger.setLevel(logging.WARNING)
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     server = Server(args.server, workdir, args.bookmark_interval, args.history_size)
     tally = Tally()
@@ -357,41 +414,65 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> JSON:
     sampler = Sampler(server.pid)
     try:
         rss_base = me.memory_info().rss
-        for i in range(n):
-            server.add_node(f"node-{i:04d}")
+        names = [f"node-{i:04d}" for i in range(n)]
+        for name in names:
+            server.add_node(name)
         nodes = [SimNode(i, workdir, tally, s) for i in range(n)]
-        clients = make_clients(server.url, n, args.shared_client)
+        clients = make_clients(server.url, names, args.shared_client)
+        agents = build_fleet(nodes, clients, tally, k, DEFAULT_RESYNC, args.lease_duration,
+                             threading.Event())
         rss_built = me.memory_info().rss
         progress(f"{n} nodes built; rolling out (K={k}, S={s}s)")
         sampler.start()
-        before = server.counts()
-        cpu0, scpu0 = cpu_seconds(me), cpu_seconds(server_proc)
-        stop1 = threading.Event()
-        t0 = time.monotonic()
-        agents = start_fleet(nodes, clients, tally, k, DEFAULT_RESYNC, args.lease_duration, stop1)
-        started = time.monotonic() - t0
-        ideal = math.ceil(n / k) * s
-        timeout = args.timeout or (3 * ideal + 60 + n * 0.05)
-        tally.all_migrated.wait(timeout=timeout)
-        t_last = max(tally.migrated_at.values(), default=time.monotonic())
-        rollout = t_last - t0
-        cpu1, scpu1 = cpu_seconds(me), cpu_seconds(server_proc)
-        time.sleep(args.settle)  # trailing requests of the last nodes (events, lease delete)
-        after = server.counts()
+        ro = roll_out(args, agents, tally, me, server_proc)
+        time.sleep(args.settle)  # trailing requests of the last nodes (event, lease delete)
+        records, lost = server.records(ro.t0)
         states = server.node_states()
         migrated = sum(1 for v in states.values() if v == "migrated")
-        leases_left = server.leases()
-        rollout_requests = diff_counts(after, before)
-        total_rollout = sum(rollout_requests.values())
+        rollout = ro.t_last - ro.t0
+        ideal = math.ceil(n / k) * s
         busy = sum(e - b for b, e, _ in tally.restarts)
-        restarts_per_node = Counter(a.node.restarts for a in agents)
-        peak_threads, peak_rss = sampler.peak_threads, sampler.peak_rss
-        progress(f"rollout {rollout:.1f}s (ideal {ideal:.0f}s), {migrated}/{n} migrated")
-
+        sampler.sample()
+        progress(f"rollout {rollout:.1f}s (ideal {ideal:g}s), {migrated}/{n} migrated, "
+                 f"{len(records)} requests")
+        detail: JSON = {
+            "server": args.server,
+            "client": "shared" if args.shared_client else "per-node",
+            "lease_duration": args.lease_duration,
+            "bookmark_interval": args.bookmark_interval,
+            "threads_started_seconds": round(ro.started_seconds, 2),
+            "first_migrated_seconds": round(min(tally.migrated_at.values()) - ro.t0, 2)
+            if tally.migrated_at else None,
+            "restarts": len(tally.restarts),
+            "restarts_per_node": dict(sorted(Counter(str(a.node.restarts)
+                                                     for a in agents).items())),
+            "slot_busy_fraction": round(busy / (k * rollout), 3) if rollout else None,
+            "overhead_per_restart_seconds": round(k * rollout / n - s, 3),
+            "leases_left": server.leases(),
+            "rollout_requests": breakdown(records),
+            "rollout_requests_per_node": per_node(records, n),
+            "request_log_incomplete": lost,
+            "bench_cpu_seconds": round(ro.cpu_seconds, 1),
+            "server_cpu_seconds": round(ro.server_cpu_seconds, 1),
+            "cpu_busy_fraction": round((ro.cpu_seconds + ro.server_cpu_seconds)
+                                       / (rollout * (psutil.cpu_count() or 1)), 2)
+            if rollout else None,
+            "peak_threads": sampler.peak_threads,
+            "server_peak_threads": sampler.peak_server_threads,
+            "rss_mib": {
+                "before_nodes": mib(rss_base),
+                "fleet_built": mib(rss_built),
+                "peak": mib(sampler.peak_rss),
+                "server_peak": mib(sampler.peak_server_rss),
+            },
+            "agent_warnings": dict(handler.counts.most_common(10)),
+        }
         steady: JSON = {}
         if args.steady_window > 0:
-            steady = measure_steady(args, server, nodes, clients, tally, agents, stop1, progress)
-        result: JSON = {
+            steady = measure_steady(args, server, nodes, clients, tally, agents, progress)
+            detail["steady"] = steady
+        per_hour = steady.get("per_node_hour")
+        return {
             "benchmark": "fleet",
             "nodes": n,
             "migrated": migrated,
@@ -400,62 +481,35 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> JSON:
             "max_concurrent_restarts": tally.max_in_flight,
             "rollout_seconds": round(rollout, 2),
             "ideal_seconds": ideal,
-            "ratio": round(rollout / ideal, 3) if ideal else None,
-            "requests_per_node": round(total_rollout / n, 2),
-            "steady_requests_per_node_hour": steady.get("per_node_hour"),
+            "ratio": round(rollout / ideal, 3),
+            "requests_per_node": round(len(records) / n, 2),
+            "steady_requests_per_node_hour": per_hour,
             "targets": {
                 "max_concurrent_restarts": f"<= {k}",
                 "ratio": f"<= {TARGET_RATIO} (at N = 1000)",
-                "steady_requests_per_node_hour": f"<= {TARGET_STEADY_PER_NODE_HOUR}",
+                "steady_requests_per_node_hour": f"<= {TARGET_STEADY_PER_NODE_HOUR:g}",
             },
             "verdict": {
                 "max_concurrent_restarts": verdict(tally.max_in_flight, k),
-                "ratio": verdict(rollout / ideal if ideal else None, TARGET_RATIO),
-                "steady_requests_per_node_hour": verdict(steady.get("per_node_hour"),
-                                                         TARGET_STEADY_PER_NODE_HOUR),
+                "ratio": verdict(rollout / ideal, TARGET_RATIO),
+                "steady_requests_per_node_hour": verdict(per_hour, TARGET_STEADY_PER_NODE_HOUR),
             },
-            "detail": {
-                "server": args.server,
-                "client": "shared" if args.shared_client else "per-node",
-                "lease_duration": args.lease_duration,
-                "bookmark_interval": args.bookmark_interval,
-                "threads_started_seconds": round(started, 2),
-                "first_migrated_seconds": round(min(tally.migrated_at.values()) - t0, 2)
-                if tally.migrated_at else None,
-                "restarts": len(tally.restarts),
-                "restarts_per_node": {str(k_): v for k_, v in sorted(restarts_per_node.items())},
-                "slot_busy_fraction": round(busy / (k * rollout), 3) if rollout else None,
-                "overhead_per_restart_seconds": round(k * rollout / n - s, 3) if n else None,
-                "leases_left": leases_left,
-                "rollout_requests": rollout_requests,
-                "bench_cpu_seconds": round(cpu1 - cpu0, 1),
-                "server_cpu_seconds": round(scpu1 - scpu0, 1),
-                "cpu_utilisation_of_2_cores": round(
-                    ((cpu1 - cpu0) + (scpu1 - scpu0)) / (rollout * (psutil.cpu_count() or 1)),
-                    2) if rollout else None,
-                "peak_threads": peak_threads,
-                "server_peak_threads": sampler.peak_server_threads,
-                "rss_mib": {
-                    "before_nodes": round(rss_base / 2**20, 1),
-                    "nodes_and_clients_built": round(rss_built / 2**20, 1),
-                    "peak_during_rollout": round(peak_rss / 2**20, 1),
-                    "server_peak": round(sampler.peak_server_rss / 2**20, 1),
-                },
-                "agent_warnings": dict(handler.counts.most_common(10)),
-                "steady": steady,
-            },
+            "detail": detail,
             "machine": machine(),
         }
-        return result
     finally:
         sampler.halt.set()
         server.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def mib(value: int) -> float:
+    return round(value / 2**20, 1)
+
+
 def measure_steady(args: argparse.Namespace, server: Server, nodes: list[SimNode],
                    clients: list[Any], tally: Tally, agents: list[Agent],
-                   stop1: threading.Event, progress: Callable[[str], None]) -> JSON:
+                   progress: Callable[[str], None]) -> JSON:
     """Requests of migrated nodes over a window, scaled back to the default resync.
 
     The daemons of phase 1 are stopped and new ones started (an agent restart on every
@@ -465,34 +519,35 @@ def measure_steady(args: argparse.Namespace, server: Server, nodes: list[SimNode
     request in the window is counted as it is (not scaled), so the figure can only err high.
     """
     resync = args.steady_resync
-    stop_fleet(agents, stop1)
+    stop_fleet(agents, agents[0].daemon.stop if agents else threading.Event())
     server.drop_watches()  # end phase 1's node watches now instead of after 600 s
-    stop2 = threading.Event()
     restarts_before = len(tally.restarts)
-    agents2 = start_fleet(nodes, clients, tally, args.concurrency, resync,
-                          args.lease_duration, stop2)
-    warmup = max(resync / 2, 5.0) + len(nodes) * 0.005
+    agents2 = build_fleet(nodes, clients, tally, args.concurrency, resync,
+                          args.lease_duration, threading.Event())
+    start_fleet(agents2)
+    warmup = max(resync / 2, 5.0) + len(nodes) * 0.01
     progress(f"steady: restarted the daemons with resync {resync:g}s; warm-up {warmup:.0f}s, "
              f"window {args.steady_window:g}s")
     time.sleep(warmup)
-    before = server.counts()
+    t_a = time.monotonic()
     time.sleep(args.steady_window)
-    after = server.counts()
-    stop_fleet(agents2, stop2)
-    window = diff_counts(after, before)
-    n, w = len(nodes), args.steady_window
-    watches = window.get("GET /api/v1/nodes", 0)
-    other = sum(v for key, v in window.items() if key != "GET /api/v1/nodes")
-    measured = (watches + other) / n / w * 3600
-    scaled = watches / n / w * 3600 * (resync / DEFAULT_RESYNC) + other / n / w * 3600
+    t_b = time.monotonic()
+    records, lost = server.records(t_a, t_b)
+    stop_fleet(agents2, agents2[0].daemon.stop if agents2 else threading.Event())
+    n, w = len(nodes), t_b - t_a
+    watches = sum(1 for r in records if r["verb"] == "watch" and r["template"] ==
+                  "/api/v1/nodes")
+    other = len(records) - watches
     return {
         "resync_seconds": resync,
-        "window_seconds": w,
+        "window_seconds": round(w, 1),
         "warmup_seconds": round(warmup, 1),
-        "requests": window,
-        "measured_per_node_hour": round(measured, 2),
+        "requests": breakdown(records),
+        "request_log_incomplete": lost,
+        "measured_per_node_hour": round(len(records) / n / w * 3600, 2),
         "scale": f"node watches x {resync:g}/{DEFAULT_RESYNC:g}; other requests unscaled",
-        "per_node_hour": round(scaled, 2),
+        "per_node_hour": round(watches / n / w * 3600 * (resync / DEFAULT_RESYNC)
+                               + other / n / w * 3600, 2),
         "restarts_during_steady": len(tally.restarts) - restarts_before,
     }
 

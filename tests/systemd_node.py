@@ -43,8 +43,8 @@ node's PID 1 (killing nspawn alone leaves the node running); then every process 
 the node's own cgroup is killed, the cgroup (nspawn's ``payload``/``supervisor`` are
 created inside it, never at the root of the hierarchy) is removed, the overlay unmounted
 and the work directory deleted. nspawn runs under ``setpriv --pdeathsig TERM``, so a test
-process killed outright still powers its nodes off; stale empty cgroups of such runs are
-swept when the next node starts.
+process killed outright still powers its nodes off; the overlay mounts and empty cgroups of
+such runs are swept when the next node starts.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ ARGS_LOG = "/var/log/kubelet-args.log"
 AGENT_DIR = "/opt/nodelocaldns-agent"
 #: prefix of machine names, cgroups and work directories of the nodes
 NAME_PREFIX = "nla-test-"
+#: file next to a node's root naming the test process that owns it ("PID CREATE_TIME")
+OWNER_FILE = "owner"
 BOOT_TIMEOUT = 20.0
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -343,11 +345,39 @@ def _remove_cgroup(directory: Path) -> bool:
     return not directory.exists()
 
 
-def sweep_stale_cgroups() -> None:
-    """Remove empty node cgroups left by a test process that was killed outright."""
+def _owner_token() -> str:
+    me = psutil.Process()
+    return f"{me.pid} {me.create_time()!r}"
+
+
+def _owner_alive(token: str) -> bool:
+    try:
+        pid, created = token.split()
+        return round(psutil.Process(int(pid)).create_time(), 2) == round(float(created), 2)
+    except (ValueError, psutil.Error):
+        return False
+
+
+def sweep_stale() -> None:
+    """Undo what a test process that was killed outright left: its nodes' overlay mounts
+    (their ``owner`` process is gone) and empty node cgroups. Its nodes themselves were
+    powered off by nspawn's parent-death signal."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        mounts = [line.partition(" - ") for line in fh]
+    for left, _, right in mounts:
+        fstype, _, options = [*right.split(), "", "", ""][:3]
+        if fstype != "overlay" or f"lowerdir={CACHE_DIR}/rootfs-" not in options:
+            continue
+        point = Path(left.split()[4].encode().decode("unicode_escape"))
+        try:
+            token = (point.parent / OWNER_FILE).read_text(encoding="utf-8")
+        except OSError:
+            continue  # not one of ours
+        if not _owner_alive(token):
+            log.warning("unmounting %s, left by a test process that is gone", point)
+            subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
     for hierarchy in nspawn_hierarchies():
-        base = hierarchy.path("")
-        for directory in base.glob(NAME_PREFIX + "*"):
+        for directory in hierarchy.path("").glob(NAME_PREFIX + "*"):
             if not _cgroup_pids(directory):
                 _remove_cgroup(directory)
 
@@ -440,7 +470,9 @@ class NspawnNode:
         return self
 
     def _make_root(self) -> None:
+        sweep_stale()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / OWNER_FILE).write_text(_owner_token(), encoding="utf-8")
         upper, work = self.workdir / "upper", self.workdir / "work"
         for directory in (upper, work, self.root):
             directory.mkdir()
@@ -488,7 +520,6 @@ class NspawnNode:
     def _make_cgroups(self) -> list[Path]:
         """A cgroup of the node's own in each hierarchy nspawn uses (nspawn puts its
         ``payload`` and ``supervisor`` below it, not next to the caller's processes)."""
-        sweep_stale_cgroups()
         made = []
         for hierarchy in nspawn_hierarchies():
             directory = hierarchy.path(self.name)

@@ -276,6 +276,124 @@ def test_admission_policy_limits_the_agent_to_its_own_node(helm_bin: str) -> Non
     assert all(v["reason"] == "Forbidden" and v["message"] for v in spec["validations"])
 
 
+#: Evaluates the policy's CEL (matchConditions, validations) for each case with cel-python,
+#: a CEL interpreter (not the API server's, which also type-checks): stdin
+#: {"policy": spec, "cases": [{"object", "oldObject", "request"}]}, stdout a list per case:
+#: null when the policy does not match, else one true/false/"error: ..." per validation.
+CEL_EVAL = """
+import json, sys
+import celpy
+data = json.load(sys.stdin)
+env = celpy.Environment()
+def run(expr, activation):
+    return env.program(env.compile(expr)).evaluate(celpy.json_to_cel(activation))
+out = []
+for case in data["cases"]:
+    if not all(run(c["expression"], case) for c in data["policy"]["matchConditions"]):
+        out.append(None)
+        continue
+    results = []
+    for v in data["policy"]["validations"]:
+        try:
+            results.append(bool(run(v["expression"], case)))
+        except Exception as exc:
+            results.append(f"error: {exc}")
+    out.append(results)
+print(json.dumps(out))
+"""
+
+
+def test_admission_policy_semantics(helm_bin: str, tmp_path: Path) -> None:
+    """Own node, own keys: allowed. Another node, no node claim, a foreign label or
+    annotation, the opt-out label, the spec: denied by the matching validation."""
+    cel = tool("cel-python", ROOT / ".tools" / "cel" / "bin" / "python")
+    docs = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY)
+    policy = one(docs, "ValidatingAdmissionPolicy")["spec"]
+    agent = f"system:serviceaccount:{NAMESPACE}:{container_sa(docs)}"
+    old = {
+        "metadata": {
+            "name": "node-a",
+            "labels": {"kubernetes.io/hostname": "node-a", "nodelocaldns-agent.io/opt-out": "no"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": "10.244.1.0/24"},
+    }
+
+    def request(user: str = agent, node: str | None = "node-a") -> Doc:
+        info: Doc = {"username": user}
+        if node is not None:
+            info["extra"] = {"authentication.kubernetes.io/node-name": [node]}
+        return {"userInfo": info}
+
+    def changed(**edits: Any) -> Doc:
+        new = json.loads(json.dumps(old))
+        new["metadata"]["labels"]["nodelocaldns-agent.io/state"] = "migrated"
+        new["metadata"]["annotations"]["nodelocaldns-agent.io/state"] = "migrated"
+        new["metadata"]["annotations"]["nodelocaldns-agent.io/detail"] = "{}"
+        for where, (key, value) in edits.items():
+            section = new["spec"] if where == "spec" else new["metadata"][where]
+            if value is None:
+                del section[key]
+            else:
+                section[key] = value
+        return new
+
+    ok = [True, True, True, True]
+    cases: list[tuple[str, Doc, Doc, Any]] = [
+        ("own node, own keys", changed(), request(), ok),
+        ("another node", changed(), request(node="node-b"), [False, True, True, True]),
+        ("no node claim", changed(), request(node=None), [False, True, True, True]),
+        ("foreign label", changed(labels=("team", "x")), request(), [True, False, True, True]),
+        (
+            "opt-out label",
+            changed(labels=("nodelocaldns-agent.io/opt-out", "true")),
+            request(),
+            [True, False, True, True],
+        ),
+        (
+            "foreign annotation changed",
+            changed(annotations=("node.alpha.kubernetes.io/ttl", "5")),
+            request(),
+            [True, True, False, True],
+        ),
+        (
+            "foreign annotation removed",
+            changed(annotations=("node.alpha.kubernetes.io/ttl", None)),
+            request(),
+            [True, True, False, True],
+        ),
+        ("spec", changed(spec=("unschedulable", True)), request(), [True, True, True, False]),
+        ("someone else", changed(spec=("unschedulable", True)), request(user="admin"), None),
+    ]
+    bare = {"metadata": {"name": "node-a"}, "spec": {}}
+    first = {
+        "metadata": {
+            "name": "node-a",
+            "labels": {"nodelocaldns-agent.io/state": "pending"},
+            "annotations": {"nodelocaldns-agent.io/state": "pending"},
+        },
+        "spec": {},
+    }
+    payload = {
+        "policy": policy,
+        "cases": [{"object": new, "oldObject": old, "request": req} for _, new, req, _ in cases]
+        + [{"object": first, "oldObject": bare, "request": request()}],
+    }
+    proc = subprocess.run(
+        [cel, "-c", CEL_EVAL],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    for (name, *_, want), got in zip(cases, results, strict=False):
+        assert got == want, name
+    assert results[-1] == ok, "first write to a node without labels or annotations"
+
+
 def container_sa(docs: list[Doc]) -> str:
     return str(agent_ds(docs)["spec"]["template"]["spec"]["serviceAccountName"])
 

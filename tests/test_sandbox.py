@@ -288,6 +288,20 @@ def test_flag_beats_config_file(sandbox_node: NodeFactory) -> None:
     assert node.wait_kubelet(previous_pid=pid)["cluster_dns"] == [LOCAL_DNS]
 
 
+@pytest.mark.netns
+def test_unit_changes_need_daemon_reload(sandbox_node: NodeFactory) -> None:
+    node = sandbox_node(kube_proxy=False, local_dns="unbound")
+    dropin = node.root / "etc/systemd/system/kubelet.service.d/99-test.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\nExecStart=\nExecStart=/usr/bin/kubelet --cluster-dns=10.0.0.53\n")
+    for reload, expected in ((False, ["10.96.0.10"]), (True, ["10.0.0.53"])):
+        if reload:
+            node.systemctl("daemon-reload", check=True)
+        pid = node.kubelet_pid()
+        node.systemctl("restart", "kubelet", check=True)
+        assert node.wait_kubelet(previous_pid=pid)["cluster_dns"] == expected
+
+
 LAYOUT_CASES = [
     *((name, {}) for name in sorted(layouts.LAYOUTS)),
     ("tke", {"symlink": True, "crlf": True, "no_trailing_newline": True, "non_utf8": True}),

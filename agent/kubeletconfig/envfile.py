@@ -14,6 +14,7 @@ The cluster DNS is a ``--cluster-dns=V`` or ``--cluster-dns V`` word inside any 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,11 +57,14 @@ class Assignment:
     #: ``(value offset, file offset, length)`` runs where value bytes are file bytes verbatim
     runs: tuple[tuple[int, int, int], ...]
 
+    @functools.cached_property
+    def _run_starts(self) -> list[int]:
+        return [run[0] for run in self.runs]
+
     def file_span(self, start: int, end: int) -> tuple[int, int] | None:
         """The file bytes holding ``raw_value[start:end]`` verbatim, or ``None`` when
         that part of the value crosses a quote or an escape."""
-        offsets = [run[0] for run in self.runs]
-        i = bisect.bisect_right(offsets, start) - 1
+        i = bisect.bisect_right(self._run_starts, start) - 1
         while i >= 0:
             value_off, file_off, length = self.runs[i]
             if value_off <= start and end <= value_off + length:

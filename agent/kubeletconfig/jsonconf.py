@@ -97,13 +97,15 @@ def find_list(text: str, where: str) -> ListSite | None:
     _validate(text, start, where)
     pos = _expect(text, _skip(text, start), "{", where, "a JSON object at the top level")
     found: list[ListSite] = []
+    line, counted = 1, 0
     pos = _skip(text, pos)
     while not text.startswith("}", pos):
-        key_at = pos
+        line += text.count("\n", counted, pos)  # keys come in order: linear overall
+        counted = pos
         key, pos = _string(text, pos, where, "a key")
         pos = _skip(text, _expect(text, _skip(text, pos), ":", where, "':'"))
         if key == KEY:
-            site, pos = _array(text, pos, line_of(text, key_at), where)
+            site, pos = _array(text, pos, line, where)
             found.append(site)
         else:
             pos = _DECODER.raw_decode(text, pos)[1]

@@ -73,11 +73,7 @@ class KubeletUnit:
     #: ``exec_start`` split into words with the variables expanded
     argv: list[str]
     #: host paths of the environment files read, in order
-    environment_files: tuple[str, ...] = field(default=())
-
-
-class _SyntaxError(ValueError):
-    """An unterminated quote."""
+    environment_files: tuple[str, ...] = ()
 
 
 def _unescape(text: str, i: int) -> tuple[str, int]:
@@ -145,7 +141,7 @@ def split_words(text: str, *, cunescape: bool, relax: bool = False) -> list[str]
                 parts.append(text[i:end])
                 i = end
         if quote and not relax:
-            raise _SyntaxError(f"unterminated {quote} quote")
+            raise ValueError(f"unterminated {quote} quote")
         words.append("".join(parts))
 
 
@@ -185,7 +181,7 @@ def _service_settings(text: str, path: str) -> list[_Setting]:
     """The ``Key=value`` settings of ``[Service]``, continuation lines joined."""
     settings: list[_Setting] = []
     section = ""
-    pending: str | None = None
+    pending: list[str] | None = None  # the parts of a continued line
     start = 0
 
     def take(line: str, lineno: int) -> None:
@@ -203,14 +199,14 @@ def _service_settings(text: str, path: str) -> list[_Setting]:
         if line[:1] in ("#", ";") or (pending is None and not line):
             continue  # comments are skipped inside continuations too
         if pending is None:
-            start = lineno
+            pending, start = [], lineno
         if _ends_escaped(line):
-            pending = (pending or "") + line[:-1] + " "
+            pending += (line[:-1], " ")  # the backslash becomes a blank
             continue
-        take((pending or "") + line, start)
+        take("".join(pending) + line, start)
         pending = None
     if pending is not None:
-        take(pending.rstrip(_BLANKS), start)
+        take("".join(pending).rstrip(_BLANKS), start)
     return settings
 
 

@@ -186,7 +186,7 @@ def _plain_ok(value: str, flow: bool) -> bool:
     document = f"[{value}]" if flow else f"- {value}\n"
     try:
         return bool(yaml.safe_load(document) == [value])
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return False
 
 

@@ -1,0 +1,219 @@
+"""The agent against a real systemd: a TKE-like node booted with systemd-nspawn.
+
+Opt-in (marker ``systemd``; ``pytest -m systemd``), root only. The node, how it is built
+and why the agent runs inside it are described in :mod:`tests.systemd_node`: the agent
+runs in the node's pid, mount and network namespaces with ``--host-root /`` and its
+*default* restart command ``nsenter --target 1 ... systemctl restart kubelet``, so every
+restart below is done by the node's systemd, and systemd's own view (``systemctl show``,
+``/proc/<MainPID>/cmdline``) is what the tests check.
+
+The first run builds the root file system with debootstrap (about a minute, cached under
+``/var/cache/nodelocaldns-agent-tests``); afterwards each test boots a fresh node on an
+overlay of the cache in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.systemd_node import (
+    BAD_DNS,
+    BUILD_TIMEOUT,
+    CLUSTER_DNS,
+    ENV_FILE,
+    LOCAL_DNS,
+    UNIT_FILE,
+    AgentRun,
+    NspawnNode,
+    cached_rootfs,
+    missing_tools,
+    mounts_under,
+)
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(BUILD_TIMEOUT + 120)]
+
+log = logging.getLogger(__name__)
+#: systemd's view of kubelet (the monotonic start time has microseconds; the wall-clock
+#: ExecMainStartTimestamp only whole seconds, so two starts can look the same)
+PROPS = ("MainPID", "ActiveState", "ExecMainStartTimestamp", "ExecMainStartTimestampMonotonic")
+OLD_FLAG = f"--cluster-dns={CLUSTER_DNS}"
+NEW_FLAG = f"--cluster-dns={LOCAL_DNS}"
+STATE_FILE = "/var/lib/nodelocaldns-agent/state.json"
+
+
+@pytest.fixture(scope="session")
+def systemd_rootfs() -> Path:
+    """The cached Debian root file system, built on first use."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mounts an overlay and boots systemd-nspawn")
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)} (scripts/setup.sh installs them)")
+    rootfs, seconds = cached_rootfs()
+    if seconds:
+        log.warning("built %s in %.1fs", rootfs, seconds)
+    return rootfs
+
+
+@pytest.fixture
+def node(systemd_rootfs: Path, tmp_path: Path) -> Iterator[NspawnNode]:
+    """A freshly booted node, powered off and deleted afterwards (checked)."""
+    booted = NspawnNode(tmp_path / "node", systemd_rootfs).start()
+    try:
+        yield booted
+    finally:
+        booted.close()  # raises when a process, cgroup or mount is left
+        assert not mounts_under(tmp_path)
+
+
+def migrate(node: NspawnNode, *extra: str) -> AgentRun:
+    return node.agent("migrate", "--once", "--json", "--host-root", "/", *extra)
+
+
+def revert(node: NspawnNode, *extra: str) -> AgentRun:
+    return node.agent("revert", "--once", "--json", "--host-root", "/", *extra)
+
+
+def kubelet(node: NspawnNode) -> dict[str, str]:
+    return node.unit(*PROPS)
+
+
+def running_argv(node: NspawnNode, unit: dict[str, str]) -> list[str]:
+    """argv of kubelet's MainPID, read from /proc inside the node."""
+    return node.cmdline(int(unit["MainPID"]))
+
+
+def restarted(before: dict[str, str], after: dict[str, str]) -> bool:
+    return after["MainPID"] != before["MainPID"] and int(
+        after["ExecMainStartTimestampMonotonic"]
+    ) > int(before["ExecMainStartTimestampMonotonic"])
+
+
+def journal(node: NspawnNode) -> dict[str, object]:
+    data: dict[str, object] = json.loads(node.read_bytes(STATE_FILE))
+    return data
+
+
+def test_check_finds_kubelet_through_its_process_and_unit(node: NspawnNode) -> None:
+    before = kubelet(node)
+    pid = int(before["MainPID"])
+
+    run = node.agent("check", "--json", "--host-root", "/")
+
+    assert run.returncode == 0, run
+    rep = run.json()
+    assert (rep["proxy_mode"], rep["proxy_mode_source"]) == ("ipvs", "interface kube-ipvs0")
+    dns = rep["local_dns"]
+    assert (dns["address"], dns["bound"], dns["interface"]) == (LOCAL_DNS, True, "nodelocaldns")
+    assert dns["healthy"] is True, dns
+    kc = rep["kubelet"]
+    assert kc["source"] == ENV_FILE
+    assert (kc["format"], kc["variable"]) == ("env", "CLUSTER_DNS")
+    assert kc["cluster_dns"] == kc["running_cluster_dns"] == [CLUSTER_DNS]
+    # the pid is the node's MainPID: the agent saw the node's processes, found kubelet's,
+    # then its unit (as systemd reads it), then the unit's EnvironmentFile
+    assert kc["pid"] == pid
+    assert kc["found_by"] == f"kubelet process {pid} -> {UNIT_FILE} -> EnvironmentFile"
+    assert not kc["error"]
+    assert rep["action"] == "migrate", rep["reason"]
+    assert f'-CLUSTER_DNS="{OLD_FLAG}"' in rep["diff"].splitlines()
+    assert f'+CLUSTER_DNS="{NEW_FLAG}"' in rep["diff"].splitlines()
+    # read-only
+    assert node.read_bytes(ENV_FILE) == node.original_env_file
+    assert kubelet(node) == before
+    assert not node.path(STATE_FILE).exists()
+
+
+def test_migrate_restarts_kubelet_through_systemd_once(node: NspawnNode) -> None:
+    before = kubelet(node)
+    assert OLD_FLAG in running_argv(node, before)
+
+    run = migrate(node)
+
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    out = run.json()
+    assert (out["state"], out["restarted"], out["cluster_dns"]) == ("migrated", True, [LOCAL_DNS])
+    after = kubelet(node)
+    assert after["ActiveState"] == "active"
+    assert restarted(before, after), (before, after)
+    argv = running_argv(node, after)
+    assert NEW_FLAG in argv, argv
+    assert OLD_FLAG not in argv
+    starts = node.kubelet_starts()
+    assert len(starts) == 2, starts
+    assert starts[-1]["pid"] == int(after["MainPID"])
+    assert NEW_FLAG in starts[-1]["argv"]
+    # only the value changed, every other byte of the env file is as it was
+    expected = node.original_env_file.replace(OLD_FLAG.encode(), NEW_FLAG.encode())
+    assert node.read_bytes(ENV_FILE) == expected
+    assert journal(node)["state"] == "migrated"
+
+    again = migrate(node)
+
+    assert again.returncode == 0, again
+    assert (again.json()["state"], again.json()["restarted"]) == ("migrated", False)
+    assert kubelet(node) == after
+    assert len(node.kubelet_starts()) == 2
+
+
+def test_revert_restores_the_original_file_and_flag(node: NspawnNode) -> None:
+    first = migrate(node)
+    assert first.returncode == 0, f"{first}\n{node.diagnostics()}"
+    migrated = kubelet(node)
+
+    run = revert(node)
+
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    out = run.json()
+    assert (out["state"], out["restarted"], out["cluster_dns"]) == ("reverted", True, [CLUSTER_DNS])
+    assert node.read_bytes(ENV_FILE) == node.original_env_file
+    after = kubelet(node)
+    assert after["ActiveState"] == "active"
+    assert restarted(migrated, after), (migrated, after)
+    argv = running_argv(node, after)
+    assert OLD_FLAG in argv, argv
+    assert NEW_FLAG not in argv
+    assert node.kubelet_starts()[-1]["pid"] == int(after["MainPID"])
+    assert journal(node)["state"] == "reverted"
+
+    again = revert(node)
+
+    assert again.returncode == 0, again
+    assert again.json()["restarted"] is False
+    assert kubelet(node) == after
+
+
+def test_kubelet_that_does_not_come_back_is_rolled_back(node: NspawnNode) -> None:
+    """The node's kubelet refuses --cluster-dns=192.0.2.1 (exits 1; systemd restarts it
+    every 5 s, as TKE's unit says): the agent must put the file back and bring kubelet
+    back with its original flag, through systemd."""
+    before = kubelet(node)
+
+    run = migrate(node, "--local-dns", BAD_DNS, "--verify-timeout", "10")
+
+    assert run.returncode == 1, f"{run}\n{node.diagnostics()}"
+    out = run.json()
+    assert (out["state"], out["rolled_back"]) == ("failed", True), out
+    assert "not healthy within 10s" in out["error"], out["error"]
+    assert run.seconds < 25, run.seconds
+    assert node.read_bytes(ENV_FILE) == node.original_env_file
+    after = kubelet(node)
+    assert after["ActiveState"] == "active", node.diagnostics()
+    assert restarted(before, after)
+    argv = running_argv(node, after)
+    assert OLD_FLAG in argv, argv
+    assert f"--cluster-dns={BAD_DNS}" not in argv
+    starts = node.kubelet_starts()
+    bad = [s for s in starts if f"--cluster-dns={BAD_DNS}" in s["argv"]]
+    assert bad, starts  # systemd did start kubelet with the bad value ...
+    assert starts[-1]["pid"] == int(after["MainPID"])  # ... and the original one last
+    assert OLD_FLAG in starts[-1]["argv"]
+    state = journal(node)
+    assert state["state"] == "failed"
+    assert state["pending"] is None
