@@ -103,6 +103,9 @@ def test_new_node_is_migrated_and_reported(harness: Harness) -> None:
     assert detail["cluster_dns"] == ["169.254.20.10"]
     assert detail["original_cluster_dns"] == ["10.96.0.10"]
     assert "Migrated" in harness.events()
+    event = next(e for e in harness.server.objects("events", NS) if e["reason"] == "Migrated")
+    assert event["involvedObject"]["uid"] == meta["uid"]  # what kubectl describe node uses
+    assert event["involvedObject"]["kind"] == "Node" and event["type"] == "Normal"
     assert harness.server.objects("leases", NS) == []  # the slot was released
     assert harness.fake.runner.calls == [("restart-kubelet",)]
     assert harness.gauge("migration_state", state="migrated") == 1

@@ -184,8 +184,9 @@ class KubeApi:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{node.name}.", "namespace": namespace},
+            # kubectl describe node finds events by the Node's uid
             "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node.name,
-                               "uid": node.name},
+                               "uid": node.uid or node.name},
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",

@@ -12,6 +12,7 @@ class NodeView:
     resource_version: str
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    uid: str = ""
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> NodeView:
@@ -21,6 +22,7 @@ class NodeView:
             resource_version=str(meta.get("resourceVersion", "")),
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
+            uid=str(meta.get("uid", "")),
         )
 
 
