@@ -9,6 +9,7 @@ it answers. Kubelet restarts happen only while holding a cluster-wide restart sl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -136,12 +137,24 @@ class Daemon:
             self._backoff = MIN_BACKOFF
         except TransientError as exc:
             stage = "api" if isinstance(exc, ApiError) else "report"
-            self.metrics.reconciled(self.clock.monotonic() - start, error_stage=stage)
-            delay = max(exc.delay, self._backoff) * (0.5 + self.rng())
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-            self._retry_at = self.clock.monotonic() + delay
-            event(log, "pass failed; retrying", logging.WARNING, error=str(exc),
-                  retry_in=round(delay, 1))
+            self._retry_later(start, stage, str(exc), exc.delay)
+        except AgentError as exc:
+            # Bad input on the host (e.g. an unreadable kubelet config or journal): report
+            # it and look again at the next resync; restarting the agent would not help.
+            self._retry_later(start, "detect", str(exc), self.settings.resync_interval)
+            with contextlib.suppress(AgentError):
+                self._report("failed", reason="cannot analyse this node", error=str(exc))
+        except Exception as exc:  # a bug: keep the loop (and the fail-safe) alive, loudly
+            log.exception("unexpected error in a reconcile pass")
+            self._retry_later(start, "plan", f"{type(exc).__name__}: {exc}", MAX_BACKOFF)
+
+    def _retry_later(self, start: float, stage: str, error: str, delay: float) -> None:
+        self.metrics.reconciled(self.clock.monotonic() - start, error_stage=stage)
+        delay = max(delay, self._backoff) * (0.5 + self.rng())
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        self._retry_at = self.clock.monotonic() + delay
+        event(log, "pass failed; retrying", logging.WARNING, error=error,
+              retry_in=round(delay, 1))
 
     def _sleep_for(self) -> float:
         now = self.clock.monotonic()

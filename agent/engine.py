@@ -80,7 +80,11 @@ class NodeEngine:
         """Every fact, also when a later one fails (the kubelet error is reported)."""
         addrs = self.interfaces.addresses()
         proxy = detect_proxy_mode(addrs, self.http, self.settings.kube_proxy_mode_url)
-        network = classify_network(cni_plugin_types(self.host), set(addrs))
+        try:
+            network = classify_network(cni_plugin_types(self.host), set(addrs))
+        except ConfigError as exc:  # reported only: never blocks anything
+            log.warning("network mode unknown: %s", exc)
+            network = "unknown"
         local = detect_local_dns(
             addrs, self.prober, self.settings.local_dns, self.settings.probe_name,
             self.settings.probe_timeout,

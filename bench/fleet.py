@@ -36,6 +36,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import itertools
+
 from agent.daemon import Daemon
 from agent.engine import NodeEngine
 from agent.host.files import FileJournal
@@ -88,6 +90,8 @@ class Tally:
         self.in_flight = 0
         self.max_in_flight = 0
         self.restarts: list[tuple[float, float, str]] = []
+        #: (slot, acquired, released, node) per restart-slot hold
+        self.holds: list[tuple[str, float, float, str]] = []
         self.migrated_at: dict[str, float] = {}
         self.all_migrated = threading.Event()
         self.expected = 0
@@ -110,6 +114,29 @@ class Tally:
             self.migrated_at.setdefault(node, time.monotonic())
             if len(self.migrated_at) >= self.expected:
                 self.all_migrated.set()
+
+
+class TimedLock(RestartLock):
+    """The real restart lock; notes when each slot was taken and given back."""
+
+    def __init__(self, *args: Any, tally: Tally, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tally = tally
+        self._acquired = 0.0
+
+    def try_acquire(self) -> bool:
+        got = super().try_acquire()
+        if got:
+            self._acquired = time.monotonic()
+        return got
+
+    def release(self) -> None:
+        held = self.held
+        super().release()
+        if held is not None:
+            with self.tally.lock:
+                self.tally.holds.append((held.name, self._acquired, time.monotonic(),
+                                         self.holder))
 
 
 class CountingHandler(logging.Handler):
@@ -323,8 +350,8 @@ def build_fleet(nodes: list[SimNode], clients: list[Any], tally: Tally, concurre
         clock = node.engine.clock
         metrics = Metrics(_registry(), version="bench")
         daemon = Daemon(rs, node.engine, api,
-                        RestartLock(api, NAMESPACE, node.name, concurrency, clock,
-                                    duration=lease_duration),
+                        TimedLock(api, NAMESPACE, node.name, concurrency, clock,
+                                  duration=lease_duration, tally=tally),
                         NodeStatus(api, node.name, NAMESPACE), metrics, Health(), clock, stop)
         thread = threading.Thread(target=daemon.run, name=f"agent-{node.name}", daemon=True)
         agents.append(Agent(node, daemon, thread))
@@ -448,6 +475,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> JSON:
                                                      for a in agents).items())),
             "slot_busy_fraction": round(busy / (k * rollout), 3) if rollout else None,
             "overhead_per_restart_seconds": round(k * rollout / n - s, 3),
+            "slot_seconds": slot_timeline(tally),
             "leases_left": server.leases(),
             "rollout_requests": breakdown(records),
             "rollout_requests_per_node": per_node(records, n),
@@ -501,6 +529,32 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> JSON:
         sampler.halt.set()
         server.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stats(values: list[float]) -> JSON:
+    if not values:
+        return {}
+    v = sorted(values)
+    return {"mean": round(sum(v) / len(v), 3), "p50": round(v[len(v) // 2], 3),
+            "p95": round(v[min(len(v) - 1, int(len(v) * 0.95))], 3), "max": round(v[-1], 3)}
+
+
+def slot_timeline(tally: Tally) -> JSON:
+    """Where a slot's time goes: before the restart, after it, and between two holders."""
+    restarts = {node: (b, e) for b, e, node in tally.restarts}
+    before, after, handoff = [], [], []
+    by_slot: dict[str, list[tuple[float, float]]] = {}
+    for slot, acquired, released, node in tally.holds:
+        by_slot.setdefault(slot, []).append((acquired, released))
+        if node in restarts:
+            b, e = restarts[node]
+            before.append(b - acquired)
+            after.append(released - e)
+    for spans in by_slot.values():
+        spans.sort()
+        handoff += [nxt[0] - cur[1] for cur, nxt in itertools.pairwise(spans)]
+    return {"acquired_to_restart": stats(before), "restart_to_released": stats(after),
+            "released_to_next_acquired": stats(handoff)}
 
 
 def mib(value: int) -> float:

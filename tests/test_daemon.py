@@ -231,3 +231,13 @@ def test_stale_pod_rules(policy: str, host_network: bool, counted: bool) -> None
     pod = PodView("ns", "p", policy, host_network, 100.0, "ReplicaSet", False)
     assert bool(stale_pods([pod], 200.0)) is counted
     assert stale_pods([pod], 50.0) == []
+
+
+def test_unreadable_kubelet_config_is_reported_not_fatal(harness: Harness) -> None:
+    (harness.fake.root / "etc/kubernetes/kubelet").write_bytes(b"CLUSTER_DNS='--cluster-dns=x")
+    harness.fake.processes.running = []
+    harness.tick()
+    assert harness.state() == "failed"
+    assert "/etc/kubernetes/kubelet" in harness.detail()["error"]
+    assert harness.fake.runner.calls == []
+    assert harness.daemon._retry_at is not None or "Blocked" in harness.events()

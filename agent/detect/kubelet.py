@@ -7,6 +7,7 @@ then the kubelet unit with its drop-ins and environment files, then well-known p
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,6 +96,7 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable) -> KubeletConfig:
     started = proc.create_time if proc else None
 
     def done(found: KubeletConfig) -> KubeletConfig:
+        _require_addresses(found.cluster_dns, found.source)
         return KubeletConfig(
             found.source, found.format, found.cluster_dns, found.data, found.found_by,
             found.variable, running, pid, started,
@@ -155,9 +157,10 @@ def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -
             f"{var.source_path}: variable {name} carries {CLUSTER_DNS_FLAG} when systemd "
             "expands it, but the file holds no such flag"
         )
+    chain = found_by if found_by.startswith("unit ") else f"{found_by} -> {unit.unit_path}"
     return KubeletConfig(
         var.source_path, "env", tuple(occurrence.values), data,
-        f"{found_by} -> {unit.unit_path} -> EnvironmentFile", occurrence.name,
+        f"{chain} -> EnvironmentFile", occurrence.name,
     )
 
 
@@ -215,6 +218,18 @@ def _from_well_known(host: HostRoot) -> KubeletConfig:
         "no kubelet configuration found: no running kubelet process, no kubelet.service "
         f"unit, and none of {tried} sets the cluster DNS"
     )
+
+
+def _require_addresses(values: tuple[str, ...], source: str) -> None:
+    """kubelet itself refuses a cluster DNS that is not an IP; so does the agent."""
+    for value in values:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{source}: cluster DNS {value!r} is not an IP address; expected a "
+                "comma-separated list of IPs"
+            ) from exc
 
 
 def _require_absolute(path: str, flag: str) -> None:
