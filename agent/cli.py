@@ -82,29 +82,60 @@ def _positive(text: str) -> float:
 def _node_flags(p: _Parser) -> None:
     p.add_flag("--host-root", default="/host", help="where the host's / is mounted")
     p.add_flag("--local-dns", default=DEFAULT_LOCAL_DNS, help="node-local DNS address")
-    p.add_flag("--probe-name", default=DEFAULT_PROBE_NAME, help="name queried (type A) "
-               "to check that the local DNS answers")
+    p.add_flag(
+        "--probe-name",
+        default=DEFAULT_PROBE_NAME,
+        help="name queried (type A) to check that the local DNS answers",
+    )
     p.add_flag("--probe-timeout", type=_positive, default=2.0, help="seconds per DNS probe")
-    p.add_flag("--restart-command", default=DEFAULT_RESTART_COMMAND,
-               help="command that restarts kubelet (split like a shell, run without one)")
-    p.add_flag("--verify-timeout", type=_positive, default=120.0,
-               help="seconds kubelet has to be healthy again after a restart")
-    p.add_flag("--kubelet-healthz-url", default="http://127.0.0.1:10248/healthz",
-               help="kubelet health endpoint")
-    p.add_flag("--kube-proxy-url", default="http://127.0.0.1:10249/proxyMode",
-               help="kube-proxy's proxy mode endpoint")
-    p.add_flag("--state-dir", default=STATE_DIR, help="host directory for the journal "
-               "and the copies of original files")
-    p.add_flag("--force", action="store_true", default=False,
-               help="migrate even when kube-proxy is not known to run in IPVS mode")
+    p.add_flag(
+        "--restart-command",
+        default=DEFAULT_RESTART_COMMAND,
+        help="command that restarts kubelet (split like a shell, run without one)",
+    )
+    p.add_flag(
+        "--verify-timeout",
+        type=_positive,
+        default=120.0,
+        help="seconds kubelet has to be healthy again after a restart",
+    )
+    p.add_flag(
+        "--kubelet-healthz-url",
+        default="http://127.0.0.1:10248/healthz",
+        help="kubelet health endpoint",
+    )
+    p.add_flag(
+        "--kube-proxy-url",
+        default="http://127.0.0.1:10249/proxyMode",
+        help="kube-proxy's proxy mode endpoint",
+    )
+    p.add_flag(
+        "--state-dir",
+        default=STATE_DIR,
+        help="host directory for the journal and the copies of original files",
+    )
+    p.add_flag(
+        "--force",
+        action="store_true",
+        default=False,
+        help="migrate even when kube-proxy is not known to run in IPVS mode",
+    )
     p.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
-    p.add_flag("--log-level", choices=("debug", "info", "warning", "error"), default="info",
-               help="log level")
+    p.add_flag(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="log level",
+    )
 
 
 def _kube_flags(p: _Parser) -> None:
-    p.add_flag("--kubeconfig", env=("KUBECONFIG",), default="",
-               help="kubeconfig file (default: the in-cluster service account)")
+    p.add_flag(
+        "--kubeconfig",
+        env=("KUBECONFIG",),
+        default="",
+        help="kubeconfig file (default: the in-cluster service account)",
+    )
 
 
 def build_parser() -> _Parser:
@@ -115,78 +146,159 @@ def build_parser() -> _Parser:
     check = sub.add_parser("check", help="read-only preflight of this node")
     _node_flags(check)
     check.add_flag("--json", action="store_true", default=False, help="print JSON")
-    check.add_flag("--goal", choices=("migrate", "revert"), default="migrate",
-                   help="plan towards this goal")
+    check.add_flag(
+        "--goal", choices=("migrate", "revert"), default="migrate", help="plan towards this goal"
+    )
 
-    for name, what in (("migrate", "point kubelet at the local DNS"),
-                       ("revert", "put the original cluster DNS back")):
+    for name, what in (
+        ("migrate", "point kubelet at the local DNS"),
+        ("revert", "put the original cluster DNS back"),
+    ):
         cmd = sub.add_parser(name, help=f"{what} on this node")
         _node_flags(cmd)
-        cmd.add_argument("--once", action="store_true", required=True,
-                         help="one reconcile, then exit (required; `run` is the daemon)")
-        cmd.add_flag("--json", action="store_true", default=False, help="print the outcome "
-                     "as JSON")
+        cmd.add_argument(
+            "--once",
+            action="store_true",
+            required=True,
+            help="one reconcile, then exit (required; `run` is the daemon)",
+        )
+        cmd.add_flag("--json", action="store_true", default=False, help="print the outcome as JSON")
 
     run = sub.add_parser("run", help="the DaemonSet agent: reconcile this node forever")
     _node_flags(run)
     _kube_flags(run)
     run.add_flag("--node-name", env=("NODE_NAME",), default="", help="this node's name")
-    run.add_flag("--namespace", env=("POD_NAMESPACE",), default="",
-                 help="namespace of the restart-slot Leases (the agent's own)")
-    run.add_flag("--mode", choices=("migrate", "revert", "observe"), default="migrate",
-                 help="migrate nodes, revert them (before uninstall), or only observe")
-    run.add_flag("--max-concurrent-restarts", type=int, default=1,
-                 help="kubelet restarts in flight across the whole cluster")
-    run.add_flag("--failsafe-after", type=_positive, default=300.0,
-                 help="seconds the local DNS may fail on a migrated node before reverting it")
-    run.add_flag("--recover-after", type=_positive, default=600.0,
-                 help="seconds the local DNS must be healthy before migrating again")
-    run.add_flag("--failsafe-max-flips-per-hour", type=int, default=2,
-                 help="fail-safe reverts + re-migrations allowed per hour")
-    run.add_flag("--no-failsafe", action="store_true", default=False,
-                 help="never revert a migrated node by itself")
-    run.add_flag("--opt-out-label", default=DEFAULT_OPT_OUT_LABEL,
-                 help="nodes labelled <key>=true are left alone")
-    run.add_flag("--restart-stale-pods", action="store_true", default=False,
-                 help="evict controller-owned pods still using the old DNS, one at a time")
-    run.add_flag("--stale-pod-interval", type=_positive, default=30.0,
-                 help="seconds between two stale-pod evictions")
-    run.add_flag("--resync-interval", type=_positive, default=600.0,
-                 help="seconds between full re-detections (host drift)")
-    run.add_flag("--probe-interval", type=_positive, default=10.0,
-                 help="seconds between local DNS probes while the node depends on it")
-    run.add_flag("--retry-failed-after", type=_positive, default=3600.0,
-                 help="seconds before a failed node is tried again")
-    run.add_flag("--lease-duration", type=int, default=60,
-                 help="seconds a restart-slot Lease lasts without renewal")
-    run.add_flag("--metrics-address", default=f"0.0.0.0:{DEFAULT_METRICS_PORT}",
-                 help="HOST:PORT serving /metrics, /healthz and /readyz")
+    run.add_flag(
+        "--namespace",
+        env=("POD_NAMESPACE",),
+        default="",
+        help="namespace of the restart-slot Leases (the agent's own)",
+    )
+    run.add_flag(
+        "--mode",
+        choices=("migrate", "revert", "observe"),
+        default="migrate",
+        help="migrate nodes, revert them (before uninstall), or only observe",
+    )
+    run.add_flag(
+        "--max-concurrent-restarts",
+        type=int,
+        default=1,
+        help="kubelet restarts in flight across the whole cluster",
+    )
+    run.add_flag(
+        "--failsafe-after",
+        type=_positive,
+        default=300.0,
+        help="seconds the local DNS may fail on a migrated node before reverting it",
+    )
+    run.add_flag(
+        "--recover-after",
+        type=_positive,
+        default=600.0,
+        help="seconds the local DNS must be healthy before migrating again",
+    )
+    run.add_flag(
+        "--failsafe-max-flips-per-hour",
+        type=int,
+        default=2,
+        help="fail-safe reverts + re-migrations allowed per hour",
+    )
+    run.add_flag(
+        "--no-failsafe",
+        action="store_true",
+        default=False,
+        help="never revert a migrated node by itself",
+    )
+    run.add_flag(
+        "--opt-out-label",
+        default=DEFAULT_OPT_OUT_LABEL,
+        help="nodes labelled <key>=true are left alone",
+    )
+    run.add_flag(
+        "--restart-stale-pods",
+        action="store_true",
+        default=False,
+        help="evict controller-owned pods still using the old DNS, one at a time",
+    )
+    run.add_flag(
+        "--stale-pod-interval",
+        type=_positive,
+        default=30.0,
+        help="seconds between two stale-pod evictions",
+    )
+    run.add_flag(
+        "--resync-interval",
+        type=_positive,
+        default=600.0,
+        help="seconds between full re-detections (host drift)",
+    )
+    run.add_flag(
+        "--probe-interval",
+        type=_positive,
+        default=10.0,
+        help="seconds between local DNS probes while the node depends on it",
+    )
+    run.add_flag(
+        "--retry-failed-after",
+        type=_positive,
+        default=3600.0,
+        help="seconds before a failed node is tried again",
+    )
+    run.add_flag(
+        "--lease-duration",
+        type=int,
+        default=60,
+        help="seconds a restart-slot Lease lasts without renewal",
+    )
+    run.add_flag(
+        "--metrics-address",
+        default=f"0.0.0.0:{DEFAULT_METRICS_PORT}",
+        help="HOST:PORT serving /metrics, /healthz and /readyz",
+    )
 
     status = sub.add_parser("status", help="fleet view from the Node annotations")
     _kube_flags(status)
     status.add_flag("--output", choices=("table", "json"), default="table", help="format")
     status.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
-    status.add_flag("--log-level", choices=("debug", "info", "warning", "error"),
-                    default="warning", help="log level")
+    status.add_flag(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="log level",
+    )
 
-    fleet = sub.add_parser("revert-fleet", help="switch every agent to revert and wait "
-                           "until every node is reverted (the chart's pre-delete hook)")
+    fleet = sub.add_parser(
+        "revert-fleet",
+        help="switch every agent to revert and wait "
+        "until every node is reverted (the chart's pre-delete hook)",
+    )
     _kube_flags(fleet)
     fleet.add_flag("--daemonset", required=False, default="", help="the agent DaemonSet")
-    fleet.add_flag("--namespace", env=("POD_NAMESPACE",), default="",
-                   help="the agent DaemonSet's namespace")
-    fleet.add_flag("--timeout", type=_positive, default=900.0,
-                   help="seconds to wait for every node")
+    fleet.add_flag(
+        "--namespace", env=("POD_NAMESPACE",), default="", help="the agent DaemonSet's namespace"
+    )
+    fleet.add_flag(
+        "--timeout", type=_positive, default=900.0, help="seconds to wait for every node"
+    )
     fleet.add_flag("--poll-interval", type=_positive, default=5.0, help="seconds between checks")
     fleet.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
-    fleet.add_flag("--log-level", choices=("debug", "info", "warning", "error"),
-                   default="info", help="log level")
+    fleet.add_flag(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="log level",
+    )
 
     demo = sub.add_parser("demo", help="migrate a sandboxed fake node on this machine (root)")
     demo.add_flag("--workdir", default="", help="keep the sandbox here (default: a temp dir)")
     demo.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
-    demo.add_flag("--log-level", choices=("debug", "info", "warning", "error"),
-                  default="warning", help="log level of the agent's own logs")
+    demo.add_flag(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="log level of the agent's own logs",
+    )
     return parser
 
 
@@ -223,9 +335,15 @@ def build_engine(settings: NodeSettings) -> Any:
         raise ConfigError(f"--host-root {settings.host_root}: expected a directory")
     host = HostRoot(settings.host_root.resolve())
     return NodeEngine(
-        settings=settings, host=host, interfaces=PsutilInterfaces(), http=UrllibGetter(),
-        prober=DnspythonProber(), processes=PsutilProcessTable(), runner=SubprocessRunner(),
-        clock=SystemClock(), journal=FileJournal(host, settings.state_dir),
+        settings=settings,
+        host=host,
+        interfaces=PsutilInterfaces(),
+        http=UrllibGetter(),
+        prober=DnspythonProber(),
+        processes=PsutilProcessTable(),
+        runner=SubprocessRunner(),
+        clock=SystemClock(),
+        journal=FileJournal(host, settings.state_dir),
     )
 
 
@@ -239,12 +357,18 @@ def _print_check(rep: dict[str, Any], as_json: bool) -> None:
     rows = [
         ("kube-proxy mode", f"{rep['proxy_mode']} ({rep['proxy_mode_source']})"),
         ("network mode", rep["network_mode"]),
-        ("local DNS", f"{dns['address']} bound={dns['bound']} healthy={dns['healthy']}"
-         + (f" latency={latency * 1000:.1f}ms" if latency is not None else "")
-         + (f" ({dns['error']})" if dns["error"] else "")),
-        ("kubelet config", f"{kubelet['source'] or '-'} [{kubelet['format'] or '-'}] "
-         f"cluster DNS {','.join(kubelet['cluster_dns']) or '-'}"
-         + (f" ({kubelet['found_by']})" if kubelet["found_by"] else "")),
+        (
+            "local DNS",
+            f"{dns['address']} bound={dns['bound']} healthy={dns['healthy']}"
+            + (f" latency={latency * 1000:.1f}ms" if latency is not None else "")
+            + (f" ({dns['error']})" if dns["error"] else ""),
+        ),
+        (
+            "kubelet config",
+            f"{kubelet['source'] or '-'} [{kubelet['format'] or '-'}] "
+            f"cluster DNS {','.join(kubelet['cluster_dns']) or '-'}"
+            + (f" ({kubelet['found_by']})" if kubelet["found_by"] else ""),
+        ),
     ]
     if kubelet["error"]:
         rows.append(("kubelet error", kubelet["error"]))
@@ -330,15 +454,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = Metrics(registry, version=__version__)
     api = KubeApi(load_config(rs.kubeconfig), on_request=metrics.api_request)
     stop = threading.Event()
-    lock = RestartLock(api, rs.namespace, rs.node_name, rs.max_concurrent_restarts,
-                       engine.clock, duration=rs.lease_duration)
+    lock = RestartLock(
+        api,
+        rs.namespace,
+        rs.node_name,
+        rs.max_concurrent_restarts,
+        engine.clock,
+        duration=rs.lease_duration,
+    )
     # The longest step without a heartbeat: a lock wait, then a restart, its verification
     # and a rollback with its own restart and verification.
     longest = rs.lock_wait + 2 * (ns.restart_timeout + ns.verify_timeout) + 60
     health = Health(stall_after=longest)
     server = serve(rs.metrics_address, registry, health)
-    daemon = Daemon(rs, engine, api, lock, NodeStatus(api, rs.node_name, rs.namespace),
-                    metrics, health, engine.clock, stop)
+    daemon = Daemon(
+        rs,
+        engine,
+        api,
+        lock,
+        NodeStatus(api, rs.node_name, rs.namespace),
+        metrics,
+        health,
+        engine.clock,
+        stop,
+    )
 
     def on_signal(signum: int, _frame: object) -> None:
         event(log, "signal received; finishing the current step", signal=signum)
@@ -371,8 +510,9 @@ def cmd_revert_fleet(args: argparse.Namespace) -> int:
     if not args.daemonset or not args.namespace:
         raise ConfigError("revert-fleet: --daemonset and --namespace are required")
     api = KubeApi(load_config(args.kubeconfig or None))
-    ok, message = revert_fleet(api, args.namespace, args.daemonset, args.timeout,
-                               args.poll_interval, SystemClock())
+    ok, message = revert_fleet(
+        api, args.namespace, args.daemonset, args.timeout, args.poll_interval, SystemClock()
+    )
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -398,8 +538,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         setup(args.log_format, args.log_level)
-        event(log, "starting", command=args.command, version=__version__,
-              settings={k: v for k, v in vars(args).items() if k != "command"})
+        event(
+            log,
+            "starting",
+            command=args.command,
+            version=__version__,
+            settings={k: v for k, v in vars(args).items() if k != "command"},
+        )
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -87,8 +87,9 @@ class Daemon:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.failsafe = FailSafe(s.failsafe_after, s.recover_after,
-                                 s.failsafe_max_flips_per_hour, enabled=s.failsafe)
+        self.failsafe = FailSafe(
+            s.failsafe_after, s.recover_after, s.failsafe_max_flips_per_hour, enabled=s.failsafe
+        )
 
     # ---------------------------------------------------------------- loop
     @property
@@ -120,8 +121,11 @@ class Daemon:
     def tick(self) -> None:
         """One loop iteration: a full pass when due, else a local DNS probe."""
         now = self.clock.monotonic()
-        due = self._wake.is_set() or now >= self._next_full or (
-            self._retry_at is not None and now >= self._retry_at)
+        due = (
+            self._wake.is_set()
+            or now >= self._next_full
+            or (self._retry_at is not None and now >= self._retry_at)
+        )
         self._wake.clear()
         start = now
         try:
@@ -153,8 +157,7 @@ class Daemon:
         delay = max(delay, self._backoff) * (0.5 + self.rng())
         self._backoff = min(self._backoff * 2, MAX_BACKOFF)
         self._retry_at = self.clock.monotonic() + delay
-        event(log, "pass failed; retrying", logging.WARNING, error=error,
-              retry_in=round(delay, 1))
+        event(log, "pass failed; retrying", logging.WARNING, error=error, retry_in=round(delay, 1))
 
     def _sleep_for(self) -> float:
         now = self.clock.monotonic()
@@ -172,8 +175,13 @@ class Daemon:
             except ApiError as exc:
                 delay = self._backoff * (0.5 + self.rng())
                 self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-                event(log, "cannot read own Node yet", logging.WARNING, error=str(exc),
-                      retry_in=round(delay, 1))
+                event(
+                    log,
+                    "cannot read own Node yet",
+                    logging.WARNING,
+                    error=str(exc),
+                    retry_in=round(delay, 1),
+                )
                 self.health.beat()
                 self.stop.wait(delay)
 
@@ -199,8 +207,13 @@ class Daemon:
                         exc = again
                 delay = backoff * (0.5 + self.rng())
                 backoff = min(backoff * 2, MAX_BACKOFF)
-                event(log, "node watch failed; retrying", logging.WARNING, error=str(exc),
-                      retry_in=round(delay, 1))
+                event(
+                    log,
+                    "node watch failed; retrying",
+                    logging.WARNING,
+                    error=str(exc),
+                    retry_in=round(delay, 1),
+                )
                 self.stop.wait(delay)
 
     def _node_changed(self, node: NodeView) -> None:
@@ -239,25 +252,34 @@ class Daemon:
             self._blocked(facts, plan, goal)
             return
         record = facts.record
-        if record is not None and record.state == "failed" and not record.pending and \
-                self.clock.time() - record.updated < self.settings.retry_failed_after:
+        if (
+            record is not None
+            and record.state == "failed"
+            and not record.pending
+            and self.clock.time() - record.updated < self.settings.retry_failed_after
+        ):
             retry = self.settings.retry_failed_after - (self.clock.time() - record.updated)
-            self._report("failed", reason=f"last attempt failed; next try in {retry:.0f}s",
-                         error=record.last_error)
+            self._report(
+                "failed",
+                reason=f"last attempt failed; next try in {retry:.0f}s",
+                error=record.last_error,
+            )
             return
         self._change(goal, plan)
 
     def _observed_state(self, facts: Facts, plan: Plan) -> str:
         if plan.action is Action.NONE:
             return self.engine.steady_state(facts, Goal.MIGRATE)
-        if plan.action is Action.BLOCKED and facts.kubelet is not None and \
-                not facts.local_dns.healthy:
+        if (
+            plan.action is Action.BLOCKED
+            and facts.kubelet is not None
+            and not facts.local_dns.healthy
+        ):
             return "waiting-for-local-dns"
         return "pending"
 
     def _blocked(self, facts: Facts, plan: Plan, goal: Goal) -> None:
-        waiting = goal is Goal.MIGRATE and facts.kubelet is not None and \
-            not facts.local_dns.healthy
+        waiting = goal is Goal.MIGRATE and facts.kubelet is not None and not facts.local_dns.healthy
         state = "waiting-for-local-dns" if waiting else "failed"
         self._report(state, reason=plan.reason, error="" if waiting else plan.reason)
         self.status.emit(self.current, "Blocked", plan.reason, warning=not waiting)
@@ -280,8 +302,9 @@ class Daemon:
             self.metrics.lease_waited(self.clock.monotonic() - waited_from)
         self.metrics.lease_acquired()
         renewing = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(renewing,), daemon=True,
-                                   name="lease-renew")
+        renewer = threading.Thread(
+            target=self._renew, args=(renewing,), daemon=True, name="lease-renew"
+        )
         renewer.start()
         try:
             self._report("migrating" if goal is Goal.MIGRATE else "reverting", reason=plan.reason)
@@ -318,8 +341,9 @@ class Daemon:
         if outcome.state == "failed":
             self.metrics.config_rewritten(ok=True)
             self.metrics.rolled_back(ok=outcome.rolled_back)
-            self._report("failed", reason="kubelet did not come back; rolled back",
-                         error=outcome.error)
+            self._report(
+                "failed", reason="kubelet did not come back; rolled back", error=outcome.error
+            )
             self.status.emit(self.current, "RolledBack", outcome.error, warning=True)
             return
         if outcome.state == "blocked":
@@ -346,8 +370,12 @@ class Daemon:
         if state not in ("migrated", "waiting-for-local-dns") and not self.failsafe.active:
             return
         local = self.engine.probe_local_dns()
-        self.metrics.local_dns_checked(bound=local.bound, healthy=local.healthy,
-                                       reason=local.reason, latency_seconds=local.latency_seconds)
+        self.metrics.local_dns_checked(
+            bound=local.bound,
+            healthy=local.healthy,
+            reason=local.reason,
+            latency_seconds=local.latency_seconds,
+        )
         flipped = self._feed_failsafe(local.healthy, local.error)
         if flipped or (state == "waiting-for-local-dns" and local.healthy):
             self.full_pass()
@@ -356,12 +384,14 @@ class Daemon:
 
     def _feed_failsafe(self, healthy: bool, error: str) -> bool:
         """One local DNS observation for the fail-safe; True when it just flipped."""
-        flip = self.failsafe.observe(self.clock.monotonic(), healthy,
-                                     self.status.state == "migrated")
+        flip = self.failsafe.observe(
+            self.clock.monotonic(), healthy, self.status.state == "migrated"
+        )
         if flip == "revert":
             self.metrics.failsafe_reverted()
-            event(log, "fail-safe: local DNS down too long; reverting", logging.WARNING,
-                  error=error)
+            event(
+                log, "fail-safe: local DNS down too long; reverting", logging.WARNING, error=error
+            )
         elif flip == "recover":
             event(log, "fail-safe: local DNS healthy again; migrating")
         self._detail.failsafe = self.failsafe.active
@@ -371,13 +401,17 @@ class Daemon:
     def _stale_pass(self, force: bool = False) -> None:
         """Count (and optionally evict) pods that still use the old cluster DNS."""
         record = self.engine.journal.load()
-        switched = [h["at"] for h in (record.history if record else [])
-                    if h.get("state") == "migrated"]
+        switched = [
+            h["at"] for h in (record.history if record else []) if h.get("state") == "migrated"
+        ]
         if not switched or self.status.state != "migrated" or self._stale == 0:
             return
         now = self.clock.monotonic()
-        interval = self.settings.stale_pod_interval if self.settings.restart_stale_pods \
+        interval = (
+            self.settings.stale_pod_interval
+            if self.settings.restart_stale_pods
             else self.settings.resync_interval
+        )
         if not force and now - self._stale_checked < interval:
             return
         self._stale_checked = now
@@ -396,8 +430,11 @@ class Daemon:
                 self.api.evict_pod(pod.namespace, pod.name)
             except ApiError as exc:
                 if exc.status == 429:
-                    event(log, "eviction refused by a disruption budget; later",
-                          pod=f"{pod.namespace}/{pod.name}")
+                    event(
+                        log,
+                        "eviction refused by a disruption budget; later",
+                        pod=f"{pod.namespace}/{pod.name}",
+                    )
                     continue
                 if exc.status == 404:
                     continue
@@ -411,13 +448,18 @@ class Daemon:
         m.set_proxy_mode(facts.proxy.mode)
         m.set_network_mode(facts.network_mode)
         local = facts.local_dns
-        m.local_dns_checked(bound=local.bound, healthy=local.healthy, reason=local.reason,
-                            latency_seconds=local.latency_seconds)
+        m.local_dns_checked(
+            bound=local.bound,
+            healthy=local.healthy,
+            reason=local.reason,
+            latency_seconds=local.latency_seconds,
+        )
         self._feed_failsafe(local.healthy, local.error)
         kc = facts.kubelet
         original = facts.record.original_cluster_dns if facts.record else None
-        m.set_kubelet_cluster_dns(kc.cluster_dns if kc else None,
-                                  local=self.engine.settings.local_dns, original=original)
+        m.set_kubelet_cluster_dns(
+            kc.cluster_dns if kc else None, local=self.engine.settings.local_dns, original=original
+        )
         d = self._detail
         d.source = kc.source if kc else ""
         d.format = kc.format if kc else ""

@@ -86,7 +86,10 @@ class NodeEngine:
             log.warning("network mode unknown: %s", exc)
             network = "unknown"
         local = detect_local_dns(
-            addrs, self.prober, self.settings.local_dns, self.settings.probe_name,
+            addrs,
+            self.prober,
+            self.settings.local_dns,
+            self.settings.probe_name,
             self.settings.probe_timeout,
         )
         kubelet: KubeletConfig | None = None
@@ -101,27 +104,32 @@ class NodeEngine:
     def probe_local_dns(self) -> LocalDns:
         """Only the local DNS check (the daemon's cheap periodic probe)."""
         return detect_local_dns(
-            self.interfaces.addresses(), self.prober, self.settings.local_dns,
-            self.settings.probe_name, self.settings.probe_timeout,
+            self.interfaces.addresses(),
+            self.prober,
+            self.settings.local_dns,
+            self.settings.probe_name,
+            self.settings.probe_timeout,
         )
 
     def plan(self, facts: Facts, goal: Goal) -> Plan:
         if facts.kubelet is None:
             return Plan(Action.BLOCKED, f"kubelet configuration: {facts.kubelet_error}")
         record = facts.record if _same_source(facts.record, facts.kubelet) else None
-        return decide(Inputs(
-            goal=goal,
-            local_dns=self.settings.local_dns,
-            proxy_mode=facts.proxy.mode,
-            local_dns_bound=facts.local_dns.bound,
-            local_dns_healthy=facts.local_dns.healthy,
-            local_dns_error=facts.local_dns.error,
-            cluster_dns=facts.kubelet.cluster_dns,
-            running_cluster_dns=facts.kubelet.running_cluster_dns,
-            original_cluster_dns=tuple(record.original_cluster_dns) if record else None,
-            pending=record.pending if record else None,
-            force=self.settings.force,
-        ))
+        return decide(
+            Inputs(
+                goal=goal,
+                local_dns=self.settings.local_dns,
+                proxy_mode=facts.proxy.mode,
+                local_dns_bound=facts.local_dns.bound,
+                local_dns_healthy=facts.local_dns.healthy,
+                local_dns_error=facts.local_dns.error,
+                cluster_dns=facts.kubelet.cluster_dns,
+                running_cluster_dns=facts.kubelet.running_cluster_dns,
+                original_cluster_dns=tuple(record.original_cluster_dns) if record else None,
+                pending=record.pending if record else None,
+                force=self.settings.force,
+            )
+        )
 
     def check(self, goal: Goal = Goal.MIGRATE) -> dict[str, Any]:
         """The read-only preflight report (``check --json``)."""
@@ -143,8 +151,14 @@ class NodeEngine:
         if facts.kubelet is None:
             raise ConfigError(facts.kubelet_error)
         plan = self.plan(facts, goal)
-        event(log, "decided", action=plan.action.value, reason=plan.reason,
-              source=facts.kubelet.source, cluster_dns=list(facts.kubelet.cluster_dns))
+        event(
+            log,
+            "decided",
+            action=plan.action.value,
+            reason=plan.reason,
+            source=facts.kubelet.source,
+            cluster_dns=list(facts.kubelet.cluster_dns),
+        )
         timings = {"decide": self.clock.monotonic() - start}
         if plan.action is Action.BLOCKED:
             return Outcome("blocked", plan, facts, timings=timings)
@@ -154,8 +168,9 @@ class NodeEngine:
 
     def steady_state(self, facts: Facts, goal: Goal) -> str:
         """The node state when nothing had to be done."""
-        uses_local = facts.kubelet is not None and \
-            facts.kubelet.cluster_dns == (self.settings.local_dns,)
+        uses_local = facts.kubelet is not None and facts.kubelet.cluster_dns == (
+            self.settings.local_dns,
+        )
         if goal is Goal.MIGRATE:
             return "migrated" if uses_local else "not-needed"
         return "reverted" if facts.record is not None else "not-needed"
@@ -169,29 +184,52 @@ class NodeEngine:
         record.state = "migrating" if goal is Goal.MIGRATE else "reverting"
         record.updated = self.clock.time()
         self.journal.save(record)
-        event(log, "journal saved", step="journal", pending=goal.value,
-              backup=record.backup or "(no file before)")
+        event(
+            log,
+            "journal saved",
+            step="journal",
+            pending=goal.value,
+            backup=record.backup or "(no file before)",
+        )
         if plan.write:
             self._write(kc.source, new)
-            event(log, "kubelet configuration written", step="written", source=kc.source,
-                  cluster_dns=list(plan.target))
+            event(
+                log,
+                "kubelet configuration written",
+                step="written",
+                source=kc.source,
+                cluster_dns=list(plan.target),
+            )
         t0 = self.clock.monotonic()
         try:
             self._restart_and_verify(kc, plan.target)
         except HostError as exc:
-            event(log, "kubelet did not come back; rolling back", logging.ERROR,
-                  step="rollback", error=str(exc))
+            event(
+                log,
+                "kubelet did not come back; rolling back",
+                logging.ERROR,
+                step="rollback",
+                error=str(exc),
+            )
             rolled = self._roll_back(kc, plan, record, str(exc))
-            return Outcome("failed", plan, facts, restarted=True, rolled_back=rolled,
-                           error=str(exc), timings=timings)
+            return Outcome(
+                "failed",
+                plan,
+                facts,
+                restarted=True,
+                rolled_back=rolled,
+                error=str(exc),
+                timings=timings,
+            )
         timings["restart_and_verify"] = self.clock.monotonic() - t0
         done = "migrated" if goal is Goal.MIGRATE else "reverted"
         record.pending = None
         record.state = done
         record.last_error = ""
         record.updated = self.clock.time()
-        record.history.append({"at": record.updated, "state": done,
-                               "cluster_dns": list(plan.target)})
+        record.history.append(
+            {"at": record.updated, "state": done, "cluster_dns": list(plan.target)}
+        )
         self.journal.save(record)
         event(log, f"node {done}", step="done", cluster_dns=list(plan.target))
         return Outcome(done, plan, facts, restarted=True, timings=timings)
@@ -200,20 +238,32 @@ class NodeEngine:
         """The journal entry for this change; a fresh original is kept before a migration
         from a value that is not the local DNS (first run, or after someone reset it)."""
         local = (self.settings.local_dns,)
-        if goal is Goal.MIGRATE and kc.cluster_dns != local and (
-            record is None or not _same_source(record, kc)
-            or tuple(record.original_cluster_dns) != kc.cluster_dns
-            or record.original_sha256 != (sha256(kc.data) if kc.data is not None else "")
+        if (
+            goal is Goal.MIGRATE
+            and kc.cluster_dns != local
+            and (
+                record is None
+                or not _same_source(record, kc)
+                or tuple(record.original_cluster_dns) != kc.cluster_dns
+                or record.original_sha256 != (sha256(kc.data) if kc.data is not None else "")
+            )
         ):
             backup = self.journal.keep_original(kc.source, kc.data)
-            event(log, "original kept", step="backup", source=kc.source,
-                  backup=backup or "(no file before)")
+            event(
+                log,
+                "original kept",
+                step="backup",
+                source=kc.source,
+                backup=backup or "(no file before)",
+            )
             history = record.history if record else []
             return Record(
-                source=kc.source, format=kc.format,
+                source=kc.source,
+                format=kc.format,
                 original_cluster_dns=list(kc.cluster_dns),
                 original_sha256=sha256(kc.data) if kc.data is not None else "",
-                backup=backup, history=history,
+                backup=backup,
+                history=history,
             )
         if record is None:
             raise ConfigError(f"{self.journal.path}: no journal entry for {kc.source}")
@@ -225,8 +275,12 @@ class NodeEngine:
         """The new bytes of ``kc.source`` (None: remove the agent's own drop-in)."""
         if kc.format == "config-dir":
             original = record.original_cluster_dns if record else None
-            if record is not None and record.original_sha256 == "" and \
-                    original is not None and tuple(original) == target:
+            if (
+                record is not None
+                and record.original_sha256 == ""
+                and original is not None
+                and tuple(original) == target
+            ):
                 return None
             return dropin.render(target)
         if kc.data is None:
@@ -274,8 +328,10 @@ class NodeEngine:
                 return f"kubelet process {now.pid} is still the one from before the restart"
             flagged = parse_kubelet_flags(list(now.argv)).cluster_dns
             if flagged is not None and tuple(flagged) != target:
-                return (f"kubelet {now.pid} runs with --cluster-dns={','.join(flagged)}, "
-                        f"expected {','.join(target)}")
+                return (
+                    f"kubelet {now.pid} runs with --cluster-dns={','.join(flagged)}, "
+                    f"expected {','.join(target)}"
+                )
         url = self.settings.kubelet_healthz_url
         try:
             result = self.http.get(url, timeout=2.0)
@@ -341,8 +397,7 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
             "format": kc.format if kc else "",
             "cluster_dns": list(kc.cluster_dns) if kc else [],
             "running_cluster_dns": (
-                list(kc.running_cluster_dns)
-                if kc and kc.running_cluster_dns is not None else None
+                list(kc.running_cluster_dns) if kc and kc.running_cluster_dns is not None else None
             ),
             "found_by": kc.found_by if kc else "",
             "variable": kc.variable if kc else "",

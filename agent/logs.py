@@ -24,8 +24,12 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        parts = [f"{ts}.{int(record.msecs):03d}Z", record.levelname.lower(), record.name,
-                 record.getMessage()]
+        parts = [
+            f"{ts}.{int(record.msecs):03d}Z",
+            record.levelname.lower(),
+            record.name,
+            record.getMessage(),
+        ]
         for key, value in _fields(record).items():
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             if isinstance(value, str) and (not text or any(c in text for c in ' "=')):

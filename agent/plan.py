@@ -126,8 +126,7 @@ def _decide_revert(inputs: Inputs) -> Plan:
         return Plan(Action.NONE, f"kubelet already uses the original {','.join(original)}")
     return Plan(
         Action.REVERT,
-        f"cluster DNS {','.join(inputs.cluster_dns) or '(none)'} -> original "
-        f"{','.join(original)}",
+        f"cluster DNS {','.join(inputs.cluster_dns) or '(none)'} -> original {','.join(original)}",
         original,
         write=True,
     )

@@ -45,9 +45,7 @@ class NodeSettings:
         try:
             ipaddress.ip_address(self.local_dns)
         except ValueError as exc:
-            raise ConfigError(
-                f"--local-dns: {self.local_dns!r} is not an IP address"
-            ) from exc
+            raise ConfigError(f"--local-dns: {self.local_dns!r} is not an IP address") from exc
         for name in ("probe_timeout", "verify_timeout", "restart_timeout"):
             value = getattr(self, name)
             if not value > 0:
@@ -114,7 +112,14 @@ class RunSettings:
             raise ConfigError("--failsafe-max-flips-per-hour: expected an integer >= 0")
         if self.lease_duration < 10:
             raise ConfigError("--lease-duration: expected at least 10 seconds")
-        for name in ("failsafe_after", "recover_after", "stale_pod_interval",
-                     "resync_interval", "probe_interval", "retry_failed_after", "lock_wait"):
+        for name in (
+            "failsafe_after",
+            "recover_after",
+            "stale_pod_interval",
+            "resync_interval",
+            "probe_interval",
+            "retry_failed_after",
+            "lock_wait",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')}: expected seconds > 0")

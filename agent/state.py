@@ -16,8 +16,16 @@ DEFAULT_OPT_OUT_LABEL = f"{PREFIX}/opt-out"
 MODE_LABEL = f"{PREFIX}/mode"
 
 STATES = (
-    "pending", "waiting-for-local-dns", "waiting-for-lock", "migrating", "migrated",
-    "failed", "reverting", "reverted", "not-needed", "skipped",
+    "pending",
+    "waiting-for-local-dns",
+    "waiting-for-lock",
+    "migrating",
+    "migrated",
+    "failed",
+    "reverting",
+    "reverted",
+    "not-needed",
+    "skipped",
 )
 MODES = ("migrate", "revert", "observe")
 #: states in which a fleet-wide revert counts as finished for a node
@@ -95,16 +103,23 @@ class FailSafe:
             self.healthy_since = self.healthy_since if self.healthy_since is not None else now
         else:
             self.healthy_since = None
-            self.unhealthy_since = (
-                self.unhealthy_since if self.unhealthy_since is not None else now
-            )
-        if not self.active and migrated and self.unhealthy_since is not None \
-                and now - self.unhealthy_since >= self.after and self._budget(now):
+            self.unhealthy_since = self.unhealthy_since if self.unhealthy_since is not None else now
+        if (
+            not self.active
+            and migrated
+            and self.unhealthy_since is not None
+            and now - self.unhealthy_since >= self.after
+            and self._budget(now)
+        ):
             self.active = True
             self.flips.append(now)
             return "revert"
-        if self.active and self.healthy_since is not None \
-                and now - self.healthy_since >= self.recover_after and self._budget(now):
+        if (
+            self.active
+            and self.healthy_since is not None
+            and now - self.healthy_since >= self.recover_after
+            and self._budget(now)
+        ):
             self.active = False
             self.flips.append(now)
             return "recover"

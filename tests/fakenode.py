@@ -18,11 +18,11 @@ LOCAL = "169.254.20.10"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
 TKE_ENV = (
     b"# managed by TKE\n"
-    b"ANONYMOUS_AUTH=\"--anonymous-auth=false\"\n"
-    b"CLUSTER_DNS=\"--cluster-dns=10.96.0.10\"\n"
+    b'ANONYMOUS_AUTH="--anonymous-auth=false"\n'
+    b'CLUSTER_DNS="--cluster-dns=10.96.0.10"\n'
     b"MAX_PODS='--max-pods=61'\n"
     b"# caf\xe9 (latin-1 byte kept)\n"
-    b"NODE_IP=\"--node-ip=10.0.0.5\""
+    b'NODE_IP="--node-ip=10.0.0.5"'
 )
 TKE_UNIT = (
     "[Unit]\nDescription=kubelet\n[Service]\nEnvironmentFile=-/etc/kubernetes/kubelet\n"
@@ -35,10 +35,15 @@ class FakeNode:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.http = FakeHttp({HEALTHZ: HttpResult(200, "ok"),
-                              "http://127.0.0.1:10249/proxyMode": HttpResult(200, "ipvs")})
-        self.interfaces = FakeInterfaces({"lo": ("127.0.0.1",), "nodelocaldns": (LOCAL,),
-                                          "kube-ipvs0": ("10.96.0.10",)})
+        self.http = FakeHttp(
+            {
+                HEALTHZ: HttpResult(200, "ok"),
+                "http://127.0.0.1:10249/proxyMode": HttpResult(200, "ipvs"),
+            }
+        )
+        self.interfaces = FakeInterfaces(
+            {"lo": ("127.0.0.1",), "nodelocaldns": (LOCAL,), "kube-ipvs0": ("10.96.0.10",)}
+        )
         self.prober = FakeProber()
         self.processes = FakeProcesses()
         self.clock = JumpClock()
@@ -75,13 +80,24 @@ class FakeNode:
             self.kubelet_comes_back = True  # the rollback's restart works
 
     def engine(self, **settings: object) -> NodeEngine:
-        s = NodeSettings(host_root=self.root, restart_command=("restart-kubelet",),
-                         verify_timeout=5.0, **settings)  # type: ignore[arg-type]
+        s = NodeSettings(
+            host_root=self.root,
+            restart_command=("restart-kubelet",),
+            verify_timeout=5.0,
+            **settings,
+        )  # type: ignore[arg-type]
         host = HostRoot(self.root)
-        return NodeEngine(s, host, self.interfaces, self.http, self.prober, self.processes,
-                          self.runner, self.clock, FileJournal(host, s.state_dir))
-
-
+        return NodeEngine(
+            s,
+            host,
+            self.interfaces,
+            self.http,
+            self.prober,
+            self.processes,
+            self.runner,
+            self.clock,
+            FileJournal(host, s.state_dir),
+        )
 
 
 class JumpClock:

@@ -25,9 +25,10 @@ pieces, and boots it with ``systemd-nspawn -b --register=no --keep-unit
 
 In the node's network namespace (only loopback otherwise): ``nodelocaldns`` (``dummy``,
 else ``ifb``) holding 169.254.20.10/32 and 192.0.2.1/32, ``kube-ipvs0`` holding
-10.96.0.10/32, and this machine's ``dnsmasq`` (entered with ``nsenter --net`` only)
-answering ``kubernetes.default.svc.cluster.local A 10.96.0.1`` on both addresses. Nothing
-is sent from this machine's own network namespace.
+10.96.0.10/32, and this machine's ``dnsmasq`` (``nsenter --net --pid``: in the node's
+network and pid namespaces, so it dies with the node) answering
+``kubernetes.default.svc.cluster.local A 10.96.0.1`` on both addresses. Nothing is sent
+from this machine's own network namespace.
 
 How the agent runs (:meth:`NspawnNode.agent`): ``nsenter --target <node PID 1> --mount
 --uts --ipc --net --pid -- /usr/bin/python3 -m agent ... --host-root /``. It thus sees the
@@ -43,8 +44,10 @@ node's PID 1 (killing nspawn alone leaves the node running); then every process 
 the node's own cgroup is killed, the cgroup (nspawn's ``payload``/``supervisor`` are
 created inside it, never at the root of the hierarchy) is removed, the overlay unmounted
 and the work directory deleted. nspawn runs under ``setpriv --pdeathsig TERM``, so a test
-process killed outright still powers its nodes off; the overlay mounts and empty cgroups of
-such runs are swept when the next node starts.
+process killed outright still powers its nodes off (within the node's
+``DefaultTimeoutStopSec=3s``: processes entered with nsenter are not systemd's children,
+and its final kill would otherwise wait 90 s for them); the overlay mounts and empty
+cgroups of such runs are swept when the next node starts.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ OWNER_FILE = "owner"
 BOOT_TIMEOUT = 20.0
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+#: the node's DefaultTimeoutStopSec=, which bounds its power-off
+STOP_GRACE = 3.0
 _POLL = 0.02
 
 #: commands this machine needs for the nodes (besides debootstrap for the first build)
@@ -516,6 +521,12 @@ class NspawnNode:
         self._put(ENV_FILE, env)
         self.original_env_file = env
         (self.root / AGENT_DIR.lstrip("/") / "agent").mkdir(parents=True, exist_ok=True)
+        # processes systemd does not own (the agent, dnsmasq: started with nsenter) delay
+        # the final kill of a powering-off node by this much, not by 90 s
+        self._put(
+            "/etc/systemd/system.conf.d/nodelocaldns-agent-tests.conf",
+            f"[Manager]\nDefaultTimeoutStopSec={STOP_GRACE:g}s\n".encode(),
+        )
 
     def _make_cgroups(self) -> list[Path]:
         """A cgroup of the node's own in each hierarchy nspawn uses (nspawn puts its
@@ -600,7 +611,7 @@ class NspawnNode:
         ]  # fmt: skip
         with open(self.workdir / "dnsmasq.log", "wb") as out:
             self._dnsmasq = subprocess.Popen(
-                ["setpriv", "--pdeathsig", "KILL", "--", *self.nsenter("net"), *dnsmasq],
+                [*self.nsenter("net", "pid"), *dnsmasq],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -757,7 +768,7 @@ class NspawnNode:
             _OPEN.remove(self)
         problems: list[str] = []
         if self._dnsmasq is not None:
-            _stop(self._dnsmasq, signal.SIGTERM, 5.0)
+            _stop_nsenter(self._dnsmasq, 5.0)
         if self._nspawn is not None and self._nspawn.poll() is None:
             self._nspawn.send_signal(signal.SIGTERM)  # the node powers off
             try:
@@ -799,6 +810,21 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+
+
+def _stop_nsenter(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop a process started with ``nsenter --pid``: nsenter forks and does not pass
+    signals on, so the signal goes to its child in the node."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(proc.pid).children():
+            child.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(proc.pid).children():
+                child.kill()
+        _stop(proc, signal.SIGKILL, timeout)
 
 
 def _kill_cgroup(directory: Path) -> None:

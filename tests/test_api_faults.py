@@ -30,21 +30,38 @@ NODE = "node-a"
 class Running:
     """A Daemon.run() in a thread against the fake API server."""
 
-    def __init__(self, server: FakeApiServer, fake: FakeNode, request_timeout: float = 5.0,
-                 **settings: object) -> None:
+    def __init__(
+        self,
+        server: FakeApiServer,
+        fake: FakeNode,
+        request_timeout: float = 5.0,
+        **settings: object,
+    ) -> None:
         self.server = server
         self.fake = fake
         self.client = server.api_client()
         self.api = KubeApi(self.client, request_timeout=request_timeout)
-        rs = RunSettings(node_name=NODE, namespace=NS, probe_interval=0.2, resync_interval=30,
-                         lock_wait=0.5, lease_duration=10, **settings)  # type: ignore[arg-type]
+        rs = RunSettings(
+            node_name=NODE,
+            namespace=NS,
+            probe_interval=0.2,
+            resync_interval=30,
+            lock_wait=0.5,
+            lease_duration=10,
+            **settings,
+        )  # type: ignore[arg-type]
         self.stop = threading.Event()
         self.health = Health(stall_after=30)
         self.daemon = Daemon(
-            rs, fake.engine(), self.api,
+            rs,
+            fake.engine(),
+            self.api,
             RestartLock(self.api, NS, NODE, 1, fake.clock, duration=rs.lease_duration),
-            NodeStatus(self.api, NODE, NS), Metrics(CollectorRegistry(), version="t"),
-            self.health, fake.clock, self.stop,
+            NodeStatus(self.api, NODE, NS),
+            Metrics(CollectorRegistry(), version="t"),
+            self.health,
+            fake.clock,
+            self.stop,
         )
         self.thread = threading.Thread(target=self.daemon.run, daemon=True)
 
@@ -85,8 +102,9 @@ def fake(tmp_path: Path) -> FakeNode:
     return tke_node(tmp_path)
 
 
-def test_watch_wakes_the_loop_and_survives_410_and_drops(server: FakeApiServer,
-                                                        fake: FakeNode) -> None:
+def test_watch_wakes_the_loop_and_survives_410_and_drops(
+    server: FakeApiServer, fake: FakeNode
+) -> None:
     with Running(server, fake) as run:
         run.wait_state("migrated")
         run.relabel(**{"nodelocaldns-agent.io/opt-out": "true"})
@@ -98,8 +116,9 @@ def test_watch_wakes_the_loop_and_survives_410_and_drops(server: FakeApiServer,
     assert len(fake.runner.calls) == 2
 
 
-def test_5xx_storm_no_restart_bounded_rate_then_recovers(server: FakeApiServer,
-                                                          fake: FakeNode) -> None:
+def test_5xx_storm_no_restart_bounded_rate_then_recovers(
+    server: FakeApiServer, fake: FakeNode
+) -> None:
     server.faults.fail(503, count=None)
     with Running(server, fake) as run:
         start = len(server.requests.records())
@@ -122,8 +141,9 @@ def test_conflict_on_every_first_write(server: FakeApiServer, fake: FakeNode) ->
     assert server.objects("leases", NS) == []
 
 
-def test_stalled_api_means_no_restart_and_a_live_agent(server: FakeApiServer,
-                                                       fake: FakeNode) -> None:
+def test_stalled_api_means_no_restart_and_a_live_agent(
+    server: FakeApiServer, fake: FakeNode
+) -> None:
     with Running(server, fake, request_timeout=0.5) as run:
         run.wait_state("migrated")
         fake.runner.calls.clear()

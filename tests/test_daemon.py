@@ -38,8 +38,9 @@ def server() -> Iterator[FakeApiServer]:
 
 
 class Harness:
-    def __init__(self, server: FakeApiServer, node: FakeNode, name: str = "node-a",
-                 **settings: object) -> None:
+    def __init__(
+        self, server: FakeApiServer, node: FakeNode, name: str = "node-a", **settings: object
+    ) -> None:
         self.server = server
         self.fake = node
         self.registry = CollectorRegistry()
@@ -50,10 +51,23 @@ class Harness:
         self.stop = threading.Event()
         engine = node.engine()
         self.daemon = Daemon(
-            rs, engine, self.api,
-            RestartLock(self.api, NS, name, rs.max_concurrent_restarts, node.clock,
-                        duration=rs.lease_duration, jitter=0.0),
-            NodeStatus(self.api, name, NS), self.metrics, Health(), node.clock, self.stop,
+            rs,
+            engine,
+            self.api,
+            RestartLock(
+                self.api,
+                NS,
+                name,
+                rs.max_concurrent_restarts,
+                node.clock,
+                duration=rs.lease_duration,
+                jitter=0.0,
+            ),
+            NodeStatus(self.api, name, NS),
+            self.metrics,
+            Health(),
+            node.clock,
+            self.stop,
             rng=lambda: 0.5,
         )
         self.daemon._first_node()
@@ -198,12 +212,21 @@ def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
     server: FakeApiServer, tmp_path: Path
 ) -> None:
     server.add_node("node-a")
-    owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u",
-              "controller": True}]
+    owner = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "rs",
+            "uid": "u",
+            "controller": True,
+        }
+    ]
     ds_owner = [{**owner[0], "kind": "DaemonSet"}]
-    for name, owners, labels in (("web-1", owner, {"app": "web"}),
-                                 ("db-1", owner, {"app": "db"}),
-                                 ("agent-1", ds_owner, {})):
+    for name, owners, labels in (
+        ("web-1", owner, {"app": "web"}),
+        ("db-1", owner, {"app": "db"}),
+        ("agent-1", ds_owner, {}),
+    ):
         pod = server.add_pod(name, "apps", node_name="node-a", labels=labels)
         pod["metadata"]["ownerReferences"] = owners
         pod["status"]["startTime"] = "2020-01-01T00:00:00Z"
@@ -224,8 +247,13 @@ def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
 
 @pytest.mark.parametrize(
     ("policy", "host_network", "counted"),
-    [("ClusterFirst", False, True), ("ClusterFirst", True, False), ("Default", False, False),
-     ("ClusterFirstWithHostNet", True, True), ("None", False, False)],
+    [
+        ("ClusterFirst", False, True),
+        ("ClusterFirst", True, False),
+        ("Default", False, False),
+        ("ClusterFirstWithHostNet", True, True),
+        ("None", False, False),
+    ],
 )
 def test_stale_pod_rules(policy: str, host_network: bool, counted: bool) -> None:
     pod = PodView("ns", "p", policy, host_network, 100.0, "ReplicaSet", False)

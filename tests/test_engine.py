@@ -113,18 +113,30 @@ def test_symlink_with_absolute_target_is_followed_inside_the_root(tke: FakeNode)
 
 def test_config_dir_gets_our_own_dropin_and_revert_removes_it(tmp_path: Path) -> None:
     node = FakeNode(tmp_path)
-    node.write("/var/lib/kubelet/config.yaml",
-               "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
-               "clusterDNS:\n- 10.96.0.10\n")
+    node.write(
+        "/var/lib/kubelet/config.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+        "clusterDNS:\n- 10.96.0.10\n",
+    )
     node.write("/etc/kubernetes/kubelet.conf.d/10-base.conf", "maxPods: 110\n")
-    node.processes.running = [ProcessInfo(7, 1.0, (
-        "/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml",
-        "--config-dir=/etc/kubernetes/kubelet.conf.d"))]
+    node.processes.running = [
+        ProcessInfo(
+            7,
+            1.0,
+            (
+                "/usr/bin/kubelet",
+                "--config=/var/lib/kubelet/config.yaml",
+                "--config-dir=/etc/kubernetes/kubelet.conf.d",
+            ),
+        )
+    ]
 
     def restart(argv: tuple[str, ...]) -> None:
         node.pid += 1
-        node.processes.running = [ProcessInfo(node.pid, node.clock.now + 1,
-                                              node.processes.running[0].argv)]
+        node.processes.running = [
+            ProcessInfo(node.pid, node.clock.now + 1, node.processes.running[0].argv)
+        ]
+
     node.runner.on_run = restart
     out = node.engine().reconcile(Goal.MIGRATE)
     assert out.state == "migrated", out.error

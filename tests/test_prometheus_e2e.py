@@ -53,26 +53,38 @@ def test_prometheus_reads_the_per_node_state(
     status, body = get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert status == 200 and b"nodelocaldns_agent_migration_state" in body
 
-    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
-                          check=False, timeout=30)
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, check=False, timeout=30
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert lint.stdout.strip() == b"" and lint.stderr.strip() == b""
 
     config, port = prometheus
-    config.write_text(json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{
-            "job_name": "nodelocaldns-agent",
-            "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"],
-                                "labels": {"node": "node-1"}}],
-        }],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "nodelocaldns-agent",
+                        "static_configs": [
+                            {"targets": [f"127.0.0.1:{metrics_port}"], "labels": {"node": "node-1"}}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     with (tmp_path / "prometheus.log").open("wb") as log:
         server = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={config}",
-             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -89,8 +101,10 @@ def test_prometheus_reads_the_per_node_state(
         assert result, (tmp_path / "prometheus.log").read_text()[-2000:]
         assert result[0]["value"][1] == "1"  # type: ignore[index]
         assert result[0]["metric"]["job"] == "nodelocaldns-agent"  # type: ignore[index]
-        status, body = get(f"{base}/api/v1/query?query="
-                           + urllib.parse.quote('sum by (node) (nodelocaldns_agent_local_dns_healthy)'))
+        status, body = get(
+            f"{base}/api/v1/query?query="
+            + urllib.parse.quote("sum by (node) (nodelocaldns_agent_local_dns_healthy)")
+        )
         assert json.loads(body)["data"]["result"][0]["value"][1] == "1"
     finally:
         server.terminate()

@@ -10,24 +10,47 @@ from agent.state import MODE_LABEL, Detail, FailSafe, effective_mode, opted_out
 # Each row: a sequence of (seconds since start, local DNS healthy, node migrated) and the
 # flip expected after each observation.
 FAILSAFE_ROWS = [
-    ("short-blip-no-flip",
-     [(0, False, True), (100, False, True), (200, True, True)], [None, None, None]),
-    ("down-too-long-reverts",
-     [(0, False, True), (299, False, True), (300, False, True)], [None, None, "revert"]),
-    ("not-migrated-never-reverts",
-     [(0, False, False), (1000, False, False)], [None, None]),
-    ("recovers-after-healthy-long-enough",
-     [(0, False, True), (300, False, True), (310, True, False), (909, True, False),
-      (910, True, False)], [None, "revert", None, None, "recover"]),
-    ("flapping-dns-resets-recovery",
-     [(0, False, True), (300, False, True), (310, True, False), (600, False, False),
-      (700, True, False), (1299, True, False), (1300, True, False)],
-     [None, "revert", None, None, None, None, "recover"]),
+    (
+        "short-blip-no-flip",
+        [(0, False, True), (100, False, True), (200, True, True)],
+        [None, None, None],
+    ),
+    (
+        "down-too-long-reverts",
+        [(0, False, True), (299, False, True), (300, False, True)],
+        [None, None, "revert"],
+    ),
+    ("not-migrated-never-reverts", [(0, False, False), (1000, False, False)], [None, None]),
+    (
+        "recovers-after-healthy-long-enough",
+        [
+            (0, False, True),
+            (300, False, True),
+            (310, True, False),
+            (909, True, False),
+            (910, True, False),
+        ],
+        [None, "revert", None, None, "recover"],
+    ),
+    (
+        "flapping-dns-resets-recovery",
+        [
+            (0, False, True),
+            (300, False, True),
+            (310, True, False),
+            (600, False, False),
+            (700, True, False),
+            (1299, True, False),
+            (1300, True, False),
+        ],
+        [None, "revert", None, None, None, None, "recover"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("steps", "flips"), [r[1:] for r in FAILSAFE_ROWS],
-                         ids=[r[0] for r in FAILSAFE_ROWS])
+@pytest.mark.parametrize(
+    ("steps", "flips"), [r[1:] for r in FAILSAFE_ROWS], ids=[r[0] for r in FAILSAFE_ROWS]
+)
 def test_failsafe(steps: list[tuple[float, bool, bool]], flips: list[str | None]) -> None:
     fs = FailSafe(after=300, recover_after=600, max_flips_per_hour=4)
     got = [fs.observe(t, healthy, migrated) for t, healthy, migrated in steps]
@@ -50,18 +73,23 @@ def test_failsafe_disabled_never_flips() -> None:
     assert [fs.observe(t, False, True) for t in range(5)] == [None] * 5
 
 
-@pytest.mark.parametrize(("labels", "default", "mode"), [
-    ({}, "migrate", "migrate"),
-    ({MODE_LABEL: "revert"}, "migrate", "revert"),
-    ({MODE_LABEL: "Observe"}, "migrate", "observe"),
-    ({MODE_LABEL: "bogus"}, "revert", "revert"),
-])
+@pytest.mark.parametrize(
+    ("labels", "default", "mode"),
+    [
+        ({}, "migrate", "migrate"),
+        ({MODE_LABEL: "revert"}, "migrate", "revert"),
+        ({MODE_LABEL: "Observe"}, "migrate", "observe"),
+        ({MODE_LABEL: "bogus"}, "revert", "revert"),
+    ],
+)
 def test_effective_mode(labels: dict[str, str], default: str, mode: str) -> None:
     assert effective_mode(default, labels) == mode
 
 
-@pytest.mark.parametrize(("value", "out"), [("true", True), ("True", True), ("1", True),
-                                            ("false", False), ("", False), ("no", False)])
+@pytest.mark.parametrize(
+    ("value", "out"),
+    [("true", True), ("True", True), ("1", True), ("false", False), ("", False), ("no", False)],
+)
 def test_opt_out(value: str, out: bool) -> None:
     assert opted_out({"k": value}, "k") is out
 

@@ -98,8 +98,15 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable) -> KubeletConfig:
     def done(found: KubeletConfig) -> KubeletConfig:
         _require_addresses(found.cluster_dns, found.source)
         return KubeletConfig(
-            found.source, found.format, found.cluster_dns, found.data, found.found_by,
-            found.variable, running, pid, started,
+            found.source,
+            found.format,
+            found.cluster_dns,
+            found.data,
+            found.found_by,
+            found.variable,
+            running,
+            pid,
+            started,
         )
 
     if flags.cluster_dns is not None:
@@ -124,7 +131,8 @@ def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -
             "or /lib/systemd/system; expected the flag to come from the unit's EnvironmentFile"
         )
     carriers = [
-        (name, var) for name, var in unit.environment.items()
+        (name, var)
+        for name, var in unit.environment.items()
         if CLUSTER_DNS_FLAG in var.value and _referenced(unit.exec_start, name)
     ]
     if not carriers:
@@ -159,8 +167,12 @@ def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -
         )
     chain = found_by if found_by.startswith("unit ") else f"{found_by} -> {unit.unit_path}"
     return KubeletConfig(
-        var.source_path, "env", tuple(occurrence.values), data,
-        f"{chain} -> EnvironmentFile", occurrence.name,
+        var.source_path,
+        "env",
+        tuple(occurrence.values),
+        data,
+        f"{chain} -> EnvironmentFile",
+        occurrence.name,
     )
 
 

@@ -32,12 +32,22 @@ def detect_local_dns(
     owner = next((ifname for ifname, addrs in interfaces.items() if address in addrs), "")
     if not owner:
         return LocalDns(
-            address, False, "", False, None, "not-bound",
+            address,
+            False,
+            "",
+            False,
+            None,
+            "not-bound",
             f"{address} is not bound on any interface (is node-cache running?)",
         )
     answer = prober.probe(address, name, timeout)
     error = "" if answer.ok else f"{name} A @{address}: {answer.reason} {answer.detail}".strip()
     return LocalDns(
-        address, True, owner, answer.ok, answer.latency_seconds,
-        "ok" if answer.ok else answer.reason, error,
+        address,
+        True,
+        owner,
+        answer.ok,
+        answer.latency_seconds,
+        "ok" if answer.ok else answer.reason,
+        error,
     )

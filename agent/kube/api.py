@@ -50,7 +50,8 @@ def load_config(kubeconfig: str | None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError) as exc:
         raise ConfigError(
-            f"--kubeconfig {kubeconfig}: {exc}" if kubeconfig
+            f"--kubeconfig {kubeconfig}: {exc}"
+            if kubeconfig
             else f"in-cluster Kubernetes config: {exc} (use --kubeconfig outside a pod)"
         ) from exc
     cfg.retries = 0
@@ -73,8 +74,12 @@ def parse_time(text: str | None) -> float:
 class KubeApi:
     """The calls the agent makes, nothing else."""
 
-    def __init__(self, api_client: client.ApiClient, on_request: Callable[[int], None] | None
-                 = None, request_timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        on_request: Callable[[int], None] | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self._timeout = request_timeout
         self._core = client.CoreV1Api(api_client)
         self._coord = client.CoordinationV1Api(api_client)
@@ -131,25 +136,42 @@ class KubeApi:
             body["metadata"]["annotations"] = annotations
         if labels:
             body["metadata"]["labels"] = labels
-        obj = self._call(f"patch node {name}", self._core.patch_node, name, body,
-                         _content_type=MERGE_PATCH)
+        obj = self._call(
+            f"patch node {name}", self._core.patch_node, name, body, _content_type=MERGE_PATCH
+        )
         return NodeView.from_object(obj)
 
     def watch_node(self, name: str, rv: str, timeout_seconds: int) -> Iterator[WatchEvent]:
         """Watch one node from resourceVersion ``rv``; ApiError(410) when it expired."""
         for kind, obj in self._watch(
-            f"watch node {name}", self._core.list_node, (), rv, timeout_seconds,
+            f"watch node {name}",
+            self._core.list_node,
+            (),
+            rv,
+            timeout_seconds,
             field_selector=f"metadata.name={name}",
         ):
             yield WatchEvent(kind, NodeView.from_object(obj))
 
-    def _watch(self, what: str, fn: Callable[..., Any], args: tuple[Any, ...], rv: str,
-               timeout_seconds: int, **selectors: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _watch(
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        rv: str,
+        timeout_seconds: int,
+        **selectors: str,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
             resp = fn(
-                *args, resource_version=rv, watch=True, allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds, _preload_content=False,
-                _request_timeout=(self._timeout, timeout_seconds + 30.0), **selectors,
+                *args,
+                resource_version=rv,
+                watch=True,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=(self._timeout, timeout_seconds + 30.0),
+                **selectors,
             )
         except ApiException as exc:
             self._on_request(exc.status or 0)
@@ -177,16 +199,27 @@ class KubeApi:
             resp.release_conn()
 
     # ------------------------------------------------------------ events
-    def create_node_event(self, namespace: str, node: NodeView, reason: str, message: str,
-                          warning: bool, component: str) -> None:
+    def create_node_event(
+        self,
+        namespace: str,
+        node: NodeView,
+        reason: str,
+        message: str,
+        warning: bool,
+        component: str,
+    ) -> None:
         now = now_rfc3339()
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{node.name}.", "namespace": namespace},
             # kubectl describe node finds events by the Node's uid
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node.name,
-                               "uid": node.uid or node.name},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": node.name,
+                "uid": node.uid or node.name,
+            },
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
@@ -202,8 +235,9 @@ class KubeApi:
     # ------------------------------------------------------------ leases
     def get_lease(self, namespace: str, name: str) -> LeaseView | None:
         try:
-            obj = self._call(f"get lease {name}", self._coord.read_namespaced_lease, name,
-                             namespace)
+            obj = self._call(
+                f"get lease {name}", self._coord.read_namespaced_lease, name, namespace
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -211,59 +245,89 @@ class KubeApi:
         return _lease(obj)
 
     def list_leases(self, namespace: str, selector: str) -> tuple[list[LeaseView], str]:
-        page = self._call("list leases", self._coord.list_namespaced_lease, namespace,
-                          label_selector=selector)
+        page = self._call(
+            "list leases", self._coord.list_namespaced_lease, namespace, label_selector=selector
+        )
         rv = str((page.get("metadata") or {}).get("resourceVersion", ""))
         return [_lease(item) for item in page.get("items") or []], rv
 
-    def watch_leases(self, namespace: str, selector: str, rv: str, timeout_seconds: int
-                     ) -> Iterator[tuple[str, LeaseView]]:
-        for kind, obj in self._watch("watch leases", self._coord.list_namespaced_lease,
-                                     (namespace,), rv, timeout_seconds,
-                                     label_selector=selector):
+    def watch_leases(
+        self, namespace: str, selector: str, rv: str, timeout_seconds: int
+    ) -> Iterator[tuple[str, LeaseView]]:
+        for kind, obj in self._watch(
+            "watch leases",
+            self._coord.list_namespaced_lease,
+            (namespace,),
+            rv,
+            timeout_seconds,
+            label_selector=selector,
+        ):
             yield kind, _lease(obj)
 
     def create_lease(self, namespace: str, name: str, holder: str, duration: int) -> LeaseView:
         body = _lease_body(name, holder, duration, None)
-        obj = self._call(f"create lease {name}", self._coord.create_namespaced_lease, namespace,
-                         body)
+        obj = self._call(
+            f"create lease {name}", self._coord.create_namespaced_lease, namespace, body
+        )
         return _lease(obj)
 
-    def replace_lease(self, namespace: str, name: str, holder: str, duration: int,
-                      resource_version: str) -> LeaseView:
+    def replace_lease(
+        self, namespace: str, name: str, holder: str, duration: int, resource_version: str
+    ) -> LeaseView:
         body = _lease_body(name, holder, duration, resource_version)
-        obj = self._call(f"replace lease {name}", self._coord.replace_namespaced_lease, name,
-                         namespace, body)
+        obj = self._call(
+            f"replace lease {name}", self._coord.replace_namespaced_lease, name, namespace, body
+        )
         return _lease(obj)
 
     def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
         body = {"preconditions": {"resourceVersion": resource_version}}
-        self._call(f"delete lease {name}", self._coord.delete_namespaced_lease, name, namespace,
-                   body=body)
+        self._call(
+            f"delete lease {name}", self._coord.delete_namespaced_lease, name, namespace, body=body
+        )
 
     # ------------------------------------------------------------ pods
     def list_pods_on_node(self, node: str) -> list[PodView]:
-        page = self._call(f"list pods on {node}", self._core.list_pod_for_all_namespaces,
-                          field_selector=f"spec.nodeName={node}")
+        page = self._call(
+            f"list pods on {node}",
+            self._core.list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={node}",
+        )
         return [_pod(item) for item in page.get("items") or []]
 
     def evict_pod(self, namespace: str, name: str) -> None:
-        body = {"apiVersion": "policy/v1", "kind": "Eviction",
-                "metadata": {"name": name, "namespace": namespace}}
-        self._call(f"evict pod {namespace}/{name}", self._core.create_namespaced_pod_eviction,
-                   name, namespace, body)
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        self._call(
+            f"evict pod {namespace}/{name}",
+            self._core.create_namespaced_pod_eviction,
+            name,
+            namespace,
+            body,
+        )
 
     # ------------------------------------------------------------ daemonsets
     def get_daemonset(self, namespace: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
-            f"get daemonset {namespace}/{name}", self._apps.read_namespaced_daemon_set, name,
-            namespace)
+            f"get daemonset {namespace}/{name}",
+            self._apps.read_namespaced_daemon_set,
+            name,
+            namespace,
+        )
         return result
 
     def json_patch_daemonset(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
-        self._call(f"patch daemonset {namespace}/{name}",
-                   self._apps.patch_namespaced_daemon_set, name, namespace, ops,
-                   _content_type=JSON_PATCH)
+        self._call(
+            f"patch daemonset {namespace}/{name}",
+            self._apps.patch_namespaced_daemon_set,
+            name,
+            namespace,
+            ops,
+            _content_type=JSON_PATCH,
+        )
 
 
 def _lines(resp: Any) -> Iterator[str]:
@@ -300,8 +364,12 @@ def _lease_body(name: str, holder: str, duration: int, rv: str | None) -> dict[s
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": meta,
-        "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
-                 "acquireTime": now, "renewTime": now},
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": duration,
+            "acquireTime": now,
+            "renewTime": now,
+        },
     }
 
 

@@ -34,12 +34,13 @@ log = logging.getLogger(__name__)
 
 class LeaseApi(Protocol):
     def list_leases(self, namespace: str, selector: str) -> tuple[list[LeaseView], str]: ...
-    def watch_leases(self, namespace: str, selector: str, rv: str, timeout_seconds: int
-                     ) -> Iterator[tuple[str, LeaseView]]: ...
-    def create_lease(self, namespace: str, name: str, holder: str, duration: int
-                     ) -> LeaseView: ...
-    def replace_lease(self, namespace: str, name: str, holder: str, duration: int,
-                      resource_version: str) -> LeaseView: ...
+    def watch_leases(
+        self, namespace: str, selector: str, rv: str, timeout_seconds: int
+    ) -> Iterator[tuple[str, LeaseView]]: ...
+    def create_lease(self, namespace: str, name: str, holder: str, duration: int) -> LeaseView: ...
+    def replace_lease(
+        self, namespace: str, name: str, holder: str, duration: int, resource_version: str
+    ) -> LeaseView: ...
     def delete_lease(self, namespace: str, name: str, resource_version: str) -> None: ...
 
 
@@ -101,8 +102,9 @@ class RestartLock:
                 seen = self._seen.get(name)
                 if seen is None:
                     out.append((name, None))
-                elif (seen.lease.holder in ("", self.holder)
-                      or now - seen.since > max(seen.lease.duration_seconds, 1)):
+                elif seen.lease.holder in ("", self.holder) or now - seen.since > max(
+                    seen.lease.duration_seconds, 1
+                ):
                     out.append((name, seen.lease))
         return out
 
@@ -110,8 +112,11 @@ class RestartLock:
         """Seconds until the earliest held slot would count as expired."""
         now = self.clock.monotonic()
         with self._guard:
-            waits = [s.since + max(s.lease.duration_seconds, 1) - now
-                     for n, s in self._seen.items() if n in self.names]
+            waits = [
+                s.since + max(s.lease.duration_seconds, 1) - now
+                for n, s in self._seen.items()
+                if n in self.names
+            ]
         return max(min(waits, default=self.duration), 0.0)
 
     # ---------------------------------------------------------------- acquire
@@ -124,11 +129,11 @@ class RestartLock:
         for name, lease in candidates:
             try:
                 if lease is None:
-                    got = self.api.create_lease(self.namespace, name, self.holder,
-                                                self.duration)
+                    got = self.api.create_lease(self.namespace, name, self.holder, self.duration)
                 else:
-                    got = self.api.replace_lease(self.namespace, name, self.holder,
-                                                 self.duration, lease.resource_version)
+                    got = self.api.replace_lease(
+                        self.namespace, name, self.holder, self.duration, lease.resource_version
+                    )
             except ApiError as exc:
                 if exc.status == 409:
                     # Someone else was faster: count the slot as held (fresh) until the
@@ -143,22 +148,25 @@ class RestartLock:
                 raise
             self._observe(got)
             self.held = got
-            taken = "took over expired" if lease is not None and lease.holder not in (
-                "", self.holder) else "acquired"
+            taken = (
+                "took over expired"
+                if lease is not None and lease.holder not in ("", self.holder)
+                else "acquired"
+            )
             event(log, f"restart slot {taken}", slot=name, previous=lease.holder if lease else "")
             return True
         return False
 
-    def acquire(self, stop: threading.Event, max_wait: float, on_wait: Callable[[], None]
-                ) -> bool:
+    def acquire(self, stop: threading.Event, max_wait: float, on_wait: Callable[[], None]) -> bool:
         """Wait up to ``max_wait`` seconds for a slot; False when none was free by then."""
         _, rv = self._refresh()
         if self.try_acquire():
             return True
         on_wait()
         deadline = self.clock.monotonic() + max_wait
-        watcher = threading.Thread(target=self._watch, args=(rv, stop), daemon=True,
-                                   name="lease-watch")
+        watcher = threading.Thread(
+            target=self._watch, args=(rv, stop), daemon=True, name="lease-watch"
+        )
         self._watching = True
         watcher.start()
         try:
@@ -187,9 +195,7 @@ class RestartLock:
     def _watch(self, rv: str, stop: threading.Event) -> None:
         while self._watching and not stop.is_set():
             try:
-                for kind, lease in self.api.watch_leases(
-                    self.namespace, self.selector, rv, 30
-                ):
+                for kind, lease in self.api.watch_leases(self.namespace, self.selector, rv, 30):
                     if not self._watching:
                         return
                     rv = lease.resource_version or rv
@@ -210,12 +216,18 @@ class RestartLock:
         if self.held is None:
             return
         try:
-            self.held = self.api.replace_lease(self.namespace, self.held.name, self.holder,
-                                               self.duration, self.held.resource_version)
+            self.held = self.api.replace_lease(
+                self.namespace,
+                self.held.name,
+                self.holder,
+                self.duration,
+                self.held.resource_version,
+            )
         except ApiError as exc:
             if exc.status == 409:
-                event(log, "restart slot lost to another holder", logging.ERROR,
-                      slot=self.held.name)
+                event(
+                    log, "restart slot lost to another holder", logging.ERROR, slot=self.held.name
+                )
                 self.held = None
                 raise TransientError(f"restart slot lost: {exc}") from exc
             raise
@@ -229,5 +241,10 @@ class RestartLock:
             event(log, "restart slot released", slot=held.name)
         except ApiError as exc:
             # 404/409: already gone or taken over; anything else: it expires by itself.
-            event(log, "restart slot not released; it will expire", logging.WARNING,
-                  slot=held.name, error=str(exc))
+            event(
+                log,
+                "restart slot not released; it will expire",
+                logging.WARNING,
+                slot=held.name,
+                error=str(exc),
+            )

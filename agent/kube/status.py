@@ -14,10 +14,18 @@ COMPONENT = "nodelocaldns-agent"
 
 
 class StatusApi(Protocol):
-    def patch_node_metadata(self, name: str, annotations: dict[str, str | None],
-                            labels: dict[str, str | None]) -> NodeView: ...
-    def create_node_event(self, namespace: str, node: NodeView, reason: str, message: str,
-                          warning: bool, component: str) -> None: ...
+    def patch_node_metadata(
+        self, name: str, annotations: dict[str, str | None], labels: dict[str, str | None]
+    ) -> NodeView: ...
+    def create_node_event(
+        self,
+        namespace: str,
+        node: NodeView,
+        reason: str,
+        message: str,
+        warning: bool,
+        component: str,
+    ) -> None: ...
 
 
 class NodeStatus:

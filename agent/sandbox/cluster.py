@@ -58,8 +58,7 @@ class SandboxCluster:
     # ------------------------------------------------------------ plumbing
     def _spawn(self, argv: Sequence[str], log: str) -> subprocess.Popen[bytes]:
         with (self.workdir / f"{log}.log").open("wb") as out:
-            proc = subprocess.Popen(list(argv), cwd=REPO_ROOT, stdout=out,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(list(argv), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -69,28 +68,45 @@ class SandboxCluster:
     def http(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """A request to the fake API server (loopback)."""
         req = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
-            self.api + path, method=method,
+            self.api + path,
+            method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json"},
         )
         with self._opener.open(req, timeout=5) as resp:
             return json.loads(resp.read() or b"{}")
 
-    def wait(self, what: str, done: Callable[[], bool], timeout: float,
-             tick: Callable[[], None] = lambda: None) -> None:
+    def wait(
+        self,
+        what: str,
+        done: Callable[[], bool],
+        timeout: float,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             tick()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not happen within {timeout:g}s; "
-                                   f"logs are under {self.workdir}")
+                raise RuntimeError(
+                    f"{what} did not happen within {timeout:g}s; logs are under {self.workdir}"
+                )
             time.sleep(0.2)
         tick()
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._spawn([sys.executable, "-m", "tests.fake_apiserver", "--port", str(self.port),
-                     "--kubeconfig-out", str(self.workdir / "kubeconfig-host")], "apiserver")
+        self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "tests.fake_apiserver",
+                "--port",
+                str(self.port),
+                "--kubeconfig-out",
+                str(self.workdir / "kubeconfig-host"),
+            ],
+            "apiserver",
+        )
         sock = self.workdir / "api.sock"
         self._relay(f"unix:{sock}", f"tcp:127.0.0.1:{self.port}", "relay-api")
 
@@ -100,34 +116,57 @@ class SandboxCluster:
             except OSError:
                 return False
             return sock.exists()
+
         self.wait("the fake API server starting", up, 20)
-        (self.workdir / "kubeconfig").write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
-            "clusters": [{"name": "sandbox", "cluster": {
-                "server": f"http://127.0.0.1:{API_PORT_IN_NODE}"}}],
-            "users": [{"name": "sandbox", "user": {}}],
-            "contexts": [{"name": "sandbox",
-                          "context": {"cluster": "sandbox", "user": "sandbox"}}],
-        }))
+        (self.workdir / "kubeconfig").write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "sandbox",
+                    "clusters": [
+                        {
+                            "name": "sandbox",
+                            "cluster": {"server": f"http://127.0.0.1:{API_PORT_IN_NODE}"},
+                        }
+                    ],
+                    "users": [{"name": "sandbox", "user": {}}],
+                    "contexts": [
+                        {"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox"}}
+                    ],
+                }
+            )
+        )
 
     def add_node(self, name: str, **options: Any) -> SandboxNode:
         """A Node object in the API and a started sandbox node with the API relayed in."""
-        self.http("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
-                                             "metadata": {"name": name}})
+        self.http(
+            "POST",
+            "/api/v1/nodes",
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}},
+        )
         node = SandboxNode(self.workdir / name, name=name, **options)
         self.nodes[name] = node
         node.start()
-        node.spawn_python("relay-api", ["-m", "agent.sandbox.relay",
-                                        f"tcp:127.0.0.1:{API_PORT_IN_NODE}",
-                                        f"unix:{self.workdir / 'api.sock'}"])
+        node.spawn_python(
+            "relay-api",
+            [
+                "-m",
+                "agent.sandbox.relay",
+                f"tcp:127.0.0.1:{API_PORT_IN_NODE}",
+                f"unix:{self.workdir / 'api.sock'}",
+            ],
+        )
         return node
 
     def expose_metrics(self, name: str) -> int:
         """A machine-loopback port that reaches the agent's /metrics inside node ``name``."""
         node = self.nodes[name]
         sock = self.workdir / f"metrics-{name}.sock"
-        node.spawn_python("relay-metrics", ["-m", "agent.sandbox.relay", f"unix:{sock}",
-                                            f"tcp:127.0.0.1:{METRICS_PORT_IN_NODE}"])
+        node.spawn_python(
+            "relay-metrics",
+            ["-m", "agent.sandbox.relay", f"unix:{sock}", f"tcp:127.0.0.1:{METRICS_PORT_IN_NODE}"],
+        )
         port = free_port()
         self.wait(f"the metrics relay of {name}", sock.exists, 10)
         self._relay(f"tcp:127.0.0.1:{port}", f"unix:{sock}", f"relay-metrics-{name}")
@@ -135,6 +174,7 @@ class SandboxCluster:
         def listening() -> bool:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
+
         self.wait(f"the machine-side metrics relay of {name}", listening, 10)
         return port
 
@@ -145,13 +185,26 @@ class SandboxCluster:
         if old is not None:
             old.terminate()
             old.wait(timeout=60)
-        self.agents[name] = node.spawn_agent([
-            "run", "--node-name", name, "--namespace", NAMESPACE,
-            "--kubeconfig", str(self.workdir / "kubeconfig"),
-            "--host-root", str(node.root), "--mode", mode,
-            "--metrics-address", f"127.0.0.1:{METRICS_PORT_IN_NODE}",
-            "--log-format", "json", *extra,
-        ])
+        self.agents[name] = node.spawn_agent(
+            [
+                "run",
+                "--node-name",
+                name,
+                "--namespace",
+                NAMESPACE,
+                "--kubeconfig",
+                str(self.workdir / "kubeconfig"),
+                "--host-root",
+                str(node.root),
+                "--mode",
+                mode,
+                "--metrics-address",
+                f"127.0.0.1:{METRICS_PORT_IN_NODE}",
+                "--log-format",
+                "json",
+                *extra,
+            ]
+        )
         return self.agents[name]
 
     def node_objects(self) -> list[dict[str, Any]]:
@@ -159,8 +212,12 @@ class SandboxCluster:
         return items
 
     def states(self) -> dict[str, str]:
-        return {n["metadata"]["name"]: (n["metadata"].get("annotations") or {}).get(
-            STATE_ANNOTATION, "-") for n in self.node_objects()}
+        return {
+            n["metadata"]["name"]: (n["metadata"].get("annotations") or {}).get(
+                STATE_ANNOTATION, "-"
+            )
+            for n in self.node_objects()
+        }
 
     def close(self) -> None:
         for agent in self.agents.values():

@@ -20,8 +20,7 @@ from agent.fleet import render_status
 from agent.sandbox.cluster import SandboxCluster
 
 NODES = (("node-1", "tke", "up"), ("node-2", "kubeadm", "up"), ("node-3", "tke", "down"))
-AGENT_FLAGS = ("--max-concurrent-restarts", "1", "--probe-interval", "1",
-               "--verify-timeout", "20")
+AGENT_FLAGS = ("--max-concurrent-restarts", "1", "--probe-interval", "1", "--verify-timeout", "20")
 STEP_TIMEOUT = 90.0
 
 
@@ -39,8 +38,7 @@ class Table:
     def __call__(self) -> None:
         table, _ = render_status(self.cluster.node_objects(), "table")
         if table != self.last:
-            print(f"\n[{time.strftime('%H:%M:%S')}] nodelocaldns-agent status\n{table}",
-                  flush=True)
+            print(f"\n[{time.strftime('%H:%M:%S')}] nodelocaldns-agent status\n{table}", flush=True)
             self.last = table
 
 
@@ -59,25 +57,34 @@ def demo(cluster: SandboxCluster) -> None:
     _say("starting the agent on every node (at most 1 kubelet restart at a time)")
     for name, _, _ in NODES:
         cluster.start_agent(name, "migrate", *AGENT_FLAGS)
-    cluster.wait("node-1 and node-2 migrating",
-                 lambda: all(cluster.states().get(n) == "migrated" for n in ("node-1", "node-2")),
-                 STEP_TIMEOUT, show)
+    cluster.wait(
+        "node-1 and node-2 migrating",
+        lambda: all(cluster.states().get(n) == "migrated" for n in ("node-1", "node-2")),
+        STEP_TIMEOUT,
+        show,
+    )
     print("node-3 waits: its local DNS does not answer, so its kubelet is left alone.")
     _say("bringing node-3's local DNS up")
     cluster.nodes["node-3"].set_local_dns("up")
-    cluster.wait("node-3 migrating", lambda: cluster.states().get("node-3") == "migrated",
-                 STEP_TIMEOUT, show)
+    cluster.wait(
+        "node-3 migrating", lambda: cluster.states().get("node-3") == "migrated", STEP_TIMEOUT, show
+    )
     for name, _, _ in NODES:
         print(f"{name}: kubelet now runs with --cluster-dns={_kubelet_dns(cluster, name)}")
     _say("fleet-wide revert (what `helm uninstall` does first): agents rolled to --mode revert")
     for name, _, _ in NODES:
         cluster.start_agent(name, "revert", *AGENT_FLAGS)
-    cluster.wait("every node reverting",
-                 lambda: all(s == "reverted" for s in cluster.states().values()),
-                 STEP_TIMEOUT, show)
+    cluster.wait(
+        "every node reverting",
+        lambda: all(s == "reverted" for s in cluster.states().values()),
+        STEP_TIMEOUT,
+        show,
+    )
     for name, _, _ in NODES:
-        print(f"{name}: kubelet back on --cluster-dns={_kubelet_dns(cluster, name)}; "
-              f"{len(cluster.nodes[name].restarts())} systemctl calls recorded")
+        print(
+            f"{name}: kubelet back on --cluster-dns={_kubelet_dns(cluster, name)}; "
+            f"{len(cluster.nodes[name].restarts())} systemctl calls recorded"
+        )
     _say("done: every namespace, process and file of the demo is removed now")
 
 
