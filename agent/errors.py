@@ -19,13 +19,6 @@ class ConfigError(AgentError):
     """
 
 
-class PreconditionError(AgentError):
-    """The node is not ready for the change (local DNS down, proxy mode unknown, ...).
-
-    Nothing was changed on the host. Exit code 3.
-    """
-
-
 class HostError(AgentError):
     """A host side effect failed: a write, a command, a restart. Exit code 1."""
 

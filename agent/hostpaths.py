@@ -76,14 +76,6 @@ class HostRoot:
             resolved.append(part)
         return self.root.joinpath(*resolved)
 
-    def host_path_of(self, real: Path) -> str:
-        """The host path (as the host sees it) of a location under the root."""
-        try:
-            rel = real.relative_to(self.root)
-        except ValueError as exc:
-            raise ConfigError(f"{real} is not under the host root {self.root}") from exc
-        return "/" + rel.as_posix() if rel.parts else "/"
-
     def read_bytes(self, host_path: str, limit: int = MAX_FILE_BYTES) -> bytes:
         """Read a regular host file whole, refusing directories, devices and huge files."""
         real = self.resolve(host_path)
@@ -93,8 +85,8 @@ class HostRoot:
             if exc.errno == errno.ELOOP:
                 raise ConfigError(f"{host_path}: symlink changed while reading") from exc
             raise ConfigError(f"{host_path}: cannot open: {exc.strerror}") from exc
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        try:
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
                 raise ConfigError(f"{host_path}: expected a regular file, found {kind}")
@@ -103,7 +95,12 @@ class HostRoot:
                     f"{host_path}: {st.st_size} bytes is larger than the {limit}-byte limit "
                     "for a kubelet configuration file"
                 )
-            data = fh.read(limit + 1)
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(limit + 1)
+        except OSError as exc:
+            raise ConfigError(f"{host_path}: cannot read: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
         if len(data) > limit:
             raise ConfigError(f"{host_path}: larger than the {limit}-byte limit")
         return data
