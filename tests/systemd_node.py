@@ -2,11 +2,12 @@
 
 Root file system: ``debootstrap --variant=minbase`` of Debian bookworm with systemd, dbus,
 python3 and the agent's runtime modules as Debian packages (``python3-yaml``,
-``python3-psutil``, ``python3-dnspython``, ``python3-prometheus-client``), so the agent
-runs *inside* the node with the node's own interpreter and no site-packages of this
-machine. Built once, into a temporary directory renamed into place when complete, under
-``$NODELOCALDNS_AGENT_TEST_CACHE`` (default ``/var/cache/nodelocaldns-agent-tests``) as
-``rootfs-<hash of the debootstrap arguments>``; an interrupted build is never reused.
+``python3-psutil``, ``python3-dnspython``, ``python3-prometheus-client``) and
+``dnsmasq-base``, so the agent runs *inside* the node with the node's own interpreter
+and no site-packages of this machine. Built once, into a temporary directory renamed into
+place when complete, under ``$NODELOCALDNS_AGENT_TEST_CACHE`` (default
+``/var/cache/nodelocaldns-agent-tests``) as ``rootfs-<hash of the debootstrap
+arguments>``; an interrupted build is never reused.
 
 Each :class:`NspawnNode` mounts an overlay (the cached root file system read-only below, a
 fresh upper directory above; ``cp -a`` when overlayfs is unavailable), adds the kubelet
@@ -25,8 +26,8 @@ pieces, and boots it with ``systemd-nspawn -b --register=no --keep-unit
 
 In the node's network namespace (only loopback otherwise): ``nodelocaldns`` (``dummy``,
 else ``ifb``) holding 169.254.20.10/32 and 192.0.2.1/32, ``kube-ipvs0`` holding
-10.96.0.10/32, and this machine's ``dnsmasq`` (``nsenter --net --pid``: in the node's
-network and pid namespaces, so it dies with the node) answering
+10.96.0.10/32, and a real ``dnsmasq`` (Debian's ``dnsmasq-base`` in the node, run by the
+node's systemd as ``node-local-dns.service``) answering
 ``kubernetes.default.svc.cluster.local A 10.96.0.1`` on both addresses. Nothing is sent
 from this machine's own network namespace.
 
@@ -38,16 +39,17 @@ would, and the *production default* restart command ``nsenter --target 1 --mount
 (PID 1 of the pid namespace the agent runs in). No flag of the agent is overridden except
 where a test says so.
 
-Cleanup (:meth:`NspawnNode.close`, also after failures and at interpreter exit): dnsmasq
-is stopped, nspawn gets SIGTERM (the node powers off), then SIGKILL for nspawn *and* the
-node's PID 1 (killing nspawn alone leaves the node running); then every process left in
-the node's own cgroup is killed, the cgroup (nspawn's ``payload``/``supervisor`` are
-created inside it, never at the root of the hierarchy) is removed, the overlay unmounted
-and the work directory deleted. nspawn runs under ``setpriv --pdeathsig TERM``, so a test
-process killed outright still powers its nodes off (within the node's
-``DefaultTimeoutStopSec=3s``: processes entered with nsenter are not systemd's children,
-and its final kill would otherwise wait 90 s for them); the overlay mounts and empty
-cgroups of such runs are swept when the next node starts.
+Cleanup (:meth:`NspawnNode.close`, also after failures and at interpreter exit): agent
+runs interrupted by an exception lose their ``nsenter`` wrapper (see
+:func:`_kill_wrapper`), nspawn gets SIGTERM (the node powers off), then SIGKILL for nspawn
+*and* the node's PID 1 (killing nspawn alone leaves the node running); then every process
+left in the node's own cgroup is killed, the cgroup (nspawn's ``payload``/``supervisor``
+are created inside it, never at the root of the hierarchy) is removed, the overlay
+unmounted and the work directory deleted. The node's ``DefaultTimeoutStopSec=3s`` bounds
+its power-off (processes entered with nsenter are not systemd's children; its final kill
+would otherwise wait 90 s for them). nspawn runs under ``setpriv --pdeathsig TERM``, so a
+test process killed outright still powers its nodes off; whatever such a run leaves
+(a hung node, cgroups, overlay mounts) is swept when the next node starts.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ PACKAGES = (
     "python3-psutil",
     "python3-dnspython",
     "python3-prometheus-client",
+    "dnsmasq-base",
 )
 #: bump when the post-processing of a built root file system changes
 ROOTFS_REVISION = 1
@@ -116,6 +119,8 @@ READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 #: the node's DefaultTimeoutStopSec=, which bounds its power-off
 STOP_GRACE = 3.0
+#: seconds a node cgroup must exist before a sweep may take it as stale
+CGROUP_GRACE = 60.0
 _POLL = 0.02
 
 #: commands this machine needs for the nodes (besides debootstrap for the first build)
@@ -154,6 +159,20 @@ class Healthz(http.server.BaseHTTPRequestHandler):
 
 http.server.ThreadingHTTPServer(("127.0.0.1", {HEALTHZ_PORT}), Healthz).serve_forever()
 '''
+
+
+#: the node-local DNS: a unit of the node's systemd (started once its addresses exist), so
+#: it lives and dies with the node
+DNS_UNIT = "node-local-dns.service"
+DNS_UNIT_TEXT = f"""\
+[Unit]
+Description=node-local DNS stand-in (dnsmasq) for tests/systemd_node.py
+
+[Service]
+ExecStart=/usr/sbin/dnsmasq --conf-file=/dev/null --keep-in-foreground --no-resolv \\
+    --no-hosts --bind-interfaces --listen-address={LOCAL_DNS} --listen-address={BAD_DNS} \\
+    --port=53 --user=root --pid-file= --address=/{KUBERNETES_NAME}/{KUBERNETES_IP}
+"""
 
 
 class NodeError(RuntimeError):
@@ -363,10 +382,56 @@ def _owner_alive(token: str) -> bool:
         return False
 
 
+def _stale_node(directory: Path) -> bool:
+    """True when the node of cgroup ``directory`` belongs to no live test process."""
+    try:
+        if time.time() - directory.stat().st_mtime < CGROUP_GRACE:
+            return False  # maybe a node being started right now
+    except OSError:
+        return False
+    for pid in _cgroup_pids(directory):
+        with contextlib.suppress(psutil.Error, ValueError, IndexError):
+            argv = psutil.Process(pid).cmdline()
+            if argv and argv[0].endswith("systemd-nspawn"):
+                root = Path(argv[argv.index("--directory") + 1])
+                try:
+                    token = (root.parent / OWNER_FILE).read_text(encoding="utf-8")
+                except OSError:
+                    return False  # cannot tell: leave it alone
+                return not _owner_alive(token)
+    return True  # empty, or a node whose nspawn is gone
+
+
+def _kill_stale_node(name: str) -> None:
+    """SIGKILL a stale node: the nsenter wrappers into it first (a live one would keep its
+    pid namespace from ending, see :func:`_kill_wrapper`), then its cgroup's processes."""
+    hierarchies = nspawn_hierarchies()
+    pids = {pid for h in hierarchies for pid in _cgroup_pids(h.path(name))}
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if (
+            proc.info["name"] == "nsenter"
+            and argv[1:2] == ["--target"]
+            and argv[2:3]
+            and argv[2].isdigit()
+            and int(argv[2]) in pids
+        ):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    for hierarchy in hierarchies:
+        _kill_cgroup(hierarchy.path(name))
+        _remove_cgroup(hierarchy.path(name))
+
+
 def sweep_stale() -> None:
-    """Undo what a test process that was killed outright left: its nodes' overlay mounts
-    (their ``owner`` process is gone) and empty node cgroups. Its nodes themselves were
-    powered off by nspawn's parent-death signal."""
+    """Undo what a test process that was killed outright left: nodes still running
+    (nspawn got SIGTERM from its parent-death signal, but the node may hang), node
+    cgroups, and overlay mounts whose ``owner`` process is gone."""
+    for hierarchy in nspawn_hierarchies()[:1]:
+        for directory in hierarchy.path("").glob(NAME_PREFIX + "*"):
+            if _stale_node(directory):
+                log.warning("removing the stale node %s", directory.name)
+                _kill_stale_node(directory.name)
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
         mounts = [line.partition(" - ") for line in fh]
     for left, _, right in mounts:
@@ -381,10 +446,6 @@ def sweep_stale() -> None:
         if not _owner_alive(token):
             log.warning("unmounting %s, left by a test process that is gone", point)
             subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
-    for hierarchy in nspawn_hierarchies():
-        for directory in hierarchy.path("").glob(NAME_PREFIX + "*"):
-            if not _cgroup_pids(directory):
-                _remove_cgroup(directory)
 
 
 # --------------------------------------------------------------------- the node
@@ -441,7 +502,8 @@ class NspawnNode:
         self.timings: dict[str, float] = {}
         self._init: psutil.Process | None = None
         self._nspawn: subprocess.Popen[bytes] | None = None
-        self._dnsmasq: subprocess.Popen[bytes] | None = None
+        #: ``nsenter --pid`` wrappers of agent runs still going
+        self._running: set[subprocess.Popen[str]] = set()
         self._overlay = False
         self._cgroups: list[Path] = []
         self._closed = False
@@ -521,6 +583,7 @@ class NspawnNode:
         self._put(ENV_FILE, env)
         self.original_env_file = env
         (self.root / AGENT_DIR.lstrip("/") / "agent").mkdir(parents=True, exist_ok=True)
+        self._put(f"/etc/systemd/system/{DNS_UNIT}", DNS_UNIT_TEXT.encode())
         # processes systemd does not own (the agent, dnsmasq: started with nsenter) delay
         # the final kill of a powering-off node by this much, not by 90 s
         self._put(
@@ -603,18 +666,7 @@ class NspawnNode:
                 self.run(["ip", "addr", "add", f"{address}/32", "dev", link], ns=("net",))
             if up:  # kube-proxy leaves kube-ipvs0 down
                 self.run(["ip", "link", "set", link, "up"], ns=("net",))
-        dnsmasq = [
-            "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--no-resolv",
-            "--no-hosts", "--bind-interfaces", f"--listen-address={LOCAL_DNS}",
-            f"--listen-address={BAD_DNS}", "--port=53", "--user=root", "--pid-file=",
-            f"--address=/{KUBERNETES_NAME}/{KUBERNETES_IP}",
-        ]  # fmt: skip
-        with open(self.workdir / "dnsmasq.log", "wb") as out:
-            self._dnsmasq = subprocess.Popen(
-                [*self.nsenter("net", "pid"), *dnsmasq],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        self.systemctl("start", DNS_UNIT)
         for address in (LOCAL_DNS, BAD_DNS):
             self._wait_for(
                 f"dnsmasq on {address}:53", lambda a=address: self.listening("udp", a, 53),
@@ -664,12 +716,14 @@ class NspawnNode:
         self,
         argv: Sequence[str],
         *,
-        ns: Sequence[str] = ("mount", "pid"),
+        ns: Sequence[str] = ("mount",),
         timeout: float = 30.0,
         check: bool = True,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` in the node's namespaces ``ns`` (the node's binaries with mount)."""
+        """Run ``argv`` in the node's namespaces ``ns`` (the node's binaries with mount;
+        the node's /proc shows its pid namespace). Without ``pid``, so nsenter does not
+        fork: see :func:`_kill_wrapper` for why that matters."""
         proc = subprocess.run(
             [*self.nsenter(*ns), *argv],
             stdin=subprocess.DEVNULL,
@@ -730,12 +784,22 @@ class NspawnNode:
             "PYTHONDONTWRITEBYTECODE": "1",
             "LANG": "C.UTF-8",
         }
-        ns = ("mount", "uts", "ipc", "net", "pid")
+        argv = [*self.nsenter("mount", "uts", "ipc", "net", "pid"), "/usr/bin/python3", "-m",
+                "agent", *args]  # fmt: skip
         start = time.monotonic()
-        proc = self.run(["/usr/bin/python3", "-m", "agent", *args], ns=ns, timeout=timeout,
-                        check=False, env=env)  # fmt: skip
-        return AgentRun(tuple(args), proc.returncode, proc.stdout, proc.stderr,
-                        time.monotonic() - start)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env,
+        )  # fmt: skip
+        self._running.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            _kill_wrapper(proc)
+            raise
+        finally:
+            self._running.discard(proc)
+        return AgentRun(tuple(args), proc.returncode, out, err, time.monotonic() - start)
 
     def nspawn_log(self, lines: int = 20) -> str:
         try:
@@ -767,8 +831,8 @@ class NspawnNode:
         with contextlib.suppress(ValueError):
             _OPEN.remove(self)
         problems: list[str] = []
-        if self._dnsmasq is not None:
-            _stop_nsenter(self._dnsmasq, 5.0)
+        for wrapper in list(self._running):  # an agent run interrupted by an exception
+            _kill_wrapper(wrapper)
         if self._nspawn is not None and self._nspawn.poll() is None:
             self._nspawn.send_signal(signal.SIGTERM)  # the node powers off
             try:
@@ -812,19 +876,17 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
             proc.wait(timeout)
 
 
-def _stop_nsenter(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Stop a process started with ``nsenter --pid``: nsenter forks and does not pass
-    signals on, so the signal goes to its child in the node."""
-    with contextlib.suppress(psutil.Error):
-        for child in psutil.Process(proc.pid).children():
-            child.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(proc.pid).children():
-                child.kill()
-        _stop(proc, signal.SIGKILL, timeout)
+def _kill_wrapper(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL an ``nsenter --pid`` wrapper; its child in the node is then reparented to the
+    node's init, which reaps it. (A *live* wrapper would deadlock the node's power-off:
+    systemd-shutdown SIGSTOPs every process, nsenter then stops itself to mirror its
+    child, and nobody continues it to reap the child, so the pid namespace never ends.)"""
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _kill_cgroup(directory: Path) -> None:

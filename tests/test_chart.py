@@ -574,7 +574,8 @@ def forwards(text: str) -> dict[str, list[str]]:
 
 def test_node_cache_is_the_ipvs_form(default: list[Doc]) -> None:
     """IPVS: node-cache cannot bind the kube-dns ClusterIP (kube-ipvs0 holds it): it
-    listens on the local IP only, and forwards cluster zones to the ClusterIP."""
+    listens on the local IP only, and forwards cluster zones to __PILLAR__CLUSTER__DNS__,
+    filled in by node-cache at start from -upstreamsvc kube-dns-upstream."""
     args = container(node_cache_ds(default))["args"]
     assert arg_after(args, "-localip") == LOCAL_IP
     text = corefile(default)
@@ -582,8 +583,9 @@ def test_node_cache_is_the_ipvs_form(default: list[Doc]) -> None:
     zones = forwards(text)
     assert set(zones) == {"cluster.local", "in-addr.arpa", "ip6.arpa", "."}
     for zone in ("cluster.local", "in-addr.arpa", "ip6.arpa"):
-        assert zones[zone] == [KUBE_DNS]
+        assert zones[zone] == ["__PILLAR__CLUSTER__DNS__"]
     assert zones["."] == ["__PILLAR__UPSTREAM__SERVERS__"]
+    assert KUBE_DNS not in text
     assert f"health {LOCAL_IP}:8080" in text
     assert "prometheus :9253" in text
     assert "__PILLAR__LOCAL__DNS__" not in text and "__PILLAR__DNS__" not in text
@@ -654,13 +656,18 @@ def test_node_cache_disabled_renders_only_the_agent(scenarios: dict[str, list[Do
 def test_china_mirror_switches_only_the_image(scenarios: dict[str, list[Doc]]) -> None:
     docs = scenarios["china-mirror"]
     assert container(node_cache_ds(docs))["image"] == "k8smirror/k8s-dns-node-cache:1.25.0"
-    assert forwards(corefile(docs))["cluster.local"] == ["172.16.255.10"]
+    assert forwards(corefile(docs))["cluster.local"] == ["__PILLAR__CLUSTER__DNS__"]
     volumes = {v["name"] for v in agent_ds(docs)["spec"]["template"]["spec"]["volumes"]}
     assert "etc-sysconfig" not in volumes
 
 
+def test_ipvs_form_needs_no_kube_dns_ip(helm_bin: str) -> None:
+    docs = render(helm_bin)
+    assert bind_lines(corefile(docs)) == [[LOCAL_IP]] * 4
+
+
 def test_missing_kube_dns_ip_fails_with_a_clear_message(helm_bin: str) -> None:
-    result = template(helm_bin)
+    result = template(helm_bin, "--set", "nodeLocalDNS.proxyMode=iptables")
     assert result.returncode != 0
     assert "nodeLocalDNS.kubeDNSServiceIP is required" in result.stderr
     assert (

@@ -28,6 +28,10 @@ from tests.fake_apiserver import FakeApiServer
 
 pytestmark = pytest.mark.timeout(10)
 
+# The client's API modules are huge and imported lazily (CoreV1Api alone takes ~0.6 s):
+# pay that once at collection rather than in whichever test happens to run first.
+_API_CLASSES = (client.CoreV1Api, client.CoordinationV1Api, client.AppsV1Api, client.EventsV1Api)
+
 REPO = Path(__file__).resolve().parent.parent
 AGENT_UA = "nodelocaldns-agent-test/1.0"
 MERGE = "application/merge-patch+json"

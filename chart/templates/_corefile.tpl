@@ -1,9 +1,11 @@
 {{/*
 The Corefile of node-cache.
-ipvs:     bind localIP only; cluster zones forwarded to the kube-dns ClusterIP (IPVS
-          load-balances it; node-cache cannot and need not bind it).
-iptables: bind localIP and the kube-dns ClusterIP (node-cache intercepts it); cluster
-          zones forwarded to __PILLAR__CLUSTER__DNS__ (the kube-dns-upstream ClusterIP).
+ipvs:     bind localIP only (kube-ipvs0 holds the kube-dns ClusterIP, so node-cache can
+          neither bind nor intercept it).
+iptables: bind localIP and the kube-dns ClusterIP (node-cache intercepts it).
+Both:     cluster zones forwarded to __PILLAR__CLUSTER__DNS__, which node-cache fills in
+          at start from `-upstreamsvc kube-dns-upstream` (that Service's ClusterIP), so the
+          IPVS form needs no kube-dns IP at install time.
 */}}
 {{- define "nodelocaldns-agent.bindAddresses" -}}
 {{- if eq .Values.nodeLocalDNS.proxyMode "iptables" }}
@@ -17,9 +19,6 @@ iptables: bind localIP and the kube-dns ClusterIP (node-cache intercepts it); cl
 {{- $nld := .Values.nodeLocalDNS }}
 {{- $bind := include "nodelocaldns-agent.bindAddresses" . }}
 {{- $cluster := "__PILLAR__CLUSTER__DNS__" }}
-{{- if ne $nld.proxyMode "iptables" }}
-{{- $cluster = include "nodelocaldns-agent.kubeDNSServiceIP" . }}
-{{- end }}
 {{- $upstream := "__PILLAR__UPSTREAM__SERVERS__" }}
 {{- with $nld.upstreamServers }}
 {{- $upstream = join " " . }}
