@@ -76,23 +76,28 @@ def python_path_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **(extra or {})}
 
 
-#: Run the fake API server's CLI with TCP_NODELAY on its sockets. Without it every response
-#: (headers and body written separately) waits ~40 ms for the client's delayed ACK (Nagle),
-#: which a real kube-apiserver (Go: TCP_NODELAY by default) does not do.
+#: The fake API server's CLI with two socket settings a real kube-apiserver (Go) has and
+#: ``http.server`` lacks: TCP_NODELAY (without it every response, headers and body written
+#: separately, waits ~40 ms for the client's delayed ACK) and a listen backlog of
+#: SOMAXCONN instead of 5 (with 5, a burst of connections loses SYNs and waits 1-7 s for
+#: retransmits). See :func:`tune_fake_server`.
 SERVER_MAIN = (
     "import sys\n"
-    "from tests.fake_apiserver import handlers\n"
-    "handlers.ApiHandler.disable_nagle_algorithm = True\n"
+    "from bench.common import tune_fake_server\n"
+    "tune_fake_server()\n"
     "from tests.fake_apiserver.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
 
-def nodelay_fake_server() -> None:
-    """The same for an in-process ``FakeApiServer`` (see :data:`SERVER_MAIN`)."""
-    from tests.fake_apiserver import handlers
+def tune_fake_server() -> None:
+    """Give the fake API server's sockets kube-apiserver's settings (see SERVER_MAIN)."""
+    import socket  # noqa: PLC0415
+
+    from tests.fake_apiserver import handlers  # noqa: PLC0415
 
     handlers.ApiHandler.disable_nagle_algorithm = True
+    handlers.FakeHTTPServer.request_queue_size = socket.SOMAXCONN
 
 
 class ServerProcess:

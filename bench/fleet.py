@@ -57,7 +57,7 @@ from bench.common import (
     add_node,
     emit,
     machine,
-    nodelay_fake_server,
+    tune_fake_server,
     request_kind,
     verdict,
 )
@@ -140,14 +140,24 @@ class TimedLock(RestartLock):
 
 
 class CountingHandler(logging.Handler):
-    """Counts the agent's warnings and errors (INFO is not even formatted)."""
+    """Counts the agent's warnings and errors (INFO is not even formatted), keeping the
+    first error text of each."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.counts: Counter[str] = Counter()
+        self.samples: dict[str, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.counts[f"{record.levelname.lower()}: {record.getMessage()}"] += 1
+        key = f"{record.levelname.lower()}: {record.getMessage()}"
+        self.counts[key] += 1
+        if key not in self.samples:
+            fields = getattr(record, "fields", None) or {}
+            self.samples[key] = str(fields.get("error", ""))[:200]
+
+    def summary(self) -> dict[str, JSON]:
+        return {k: {"count": n, "first_error": self.samples.get(k, "")}
+                for k, n in self.counts.most_common(10)}
 
 
 class Sampler(threading.Thread):
@@ -199,7 +209,7 @@ class Server:
         else:
             from tests.fake_apiserver import FakeApiServer
 
-            nodelay_fake_server()
+            tune_fake_server()
             self.inproc = FakeApiServer(bookmark_interval=bookmark_interval,
                                         history_size=history_size,
                                         request_log_size=LOG_SIZE).start()
@@ -493,12 +503,15 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> JSON:
                 "peak": mib(sampler.peak_rss),
                 "server_peak": mib(sampler.peak_server_rss),
             },
-            "agent_warnings": dict(handler.counts.most_common(10)),
+            "agent_warnings": handler.summary(),
         }
         steady: JSON = {}
         if args.steady_window > 0:
             steady = measure_steady(args, server, nodes, clients, tally, agents, progress)
             detail["steady"] = steady
+        else:
+            stop_fleet(agents, agents[0].daemon.stop if agents else threading.Event())
+            server.drop_watches()
         per_hour = steady.get("per_node_hour")
         return {
             "benchmark": "fleet",

@@ -646,9 +646,9 @@ class NspawnNode:
         return None
 
     def _booted(self) -> bool:
-        state = self.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+        state = self.systemctl("is-system-running", check=False).stdout.strip()
         if state == "degraded":
-            failed = self.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
+            failed = self.systemctl("--failed", "--no-legend", check=False).stdout
             log.warning("node %s is degraded: %s", self.name, failed.strip())
         return state in ("running", "degraded")
 
@@ -741,7 +741,9 @@ class NspawnNode:
         return proc
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run(["systemctl", *args], check=check)
+        # in the node's pid namespace too: the node's manager drops a client whose pid it
+        # cannot see ("Transport endpoint is not connected" with --mount alone)
+        return self.run(["systemctl", *args], ns=("mount", "pid"), check=check)
 
     def unit(self, *props: str, unit: str = "kubelet.service") -> dict[str, str]:
         """``systemctl show UNIT -p ...`` of the node's systemd."""
@@ -817,7 +819,7 @@ class NspawnNode:
                 ["journalctl", "--no-pager", "-n", "30", "-u", "kubelet"],
             ):
                 with contextlib.suppress(Exception):
-                    proc = self.run(argv, check=False, timeout=10)
+                    proc = self.run(argv, ns=("mount", "pid"), check=False, timeout=10)
                     parts.append(f"--- {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
         return "\n".join(parts)
 

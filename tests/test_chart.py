@@ -269,9 +269,8 @@ def test_admission_policy_limits_the_agent_to_its_own_node(helm_bin: str) -> Non
     )
     labels_expr, annotations_expr = exprs[1], exprs[2]
     for expr in (labels_expr, annotations_expr):
-        # our prefix is writable, the administrator's opt-out label is not
-        assert "k.startsWith('nodelocaldns-agent.io/')" in expr
-        assert "k != 'nodelocaldns-agent.io/opt-out'" in expr
+        # exactly the keys the agent writes; not the administrator's opt-out/mode labels
+        assert "k in ['nodelocaldns-agent.io/state', 'nodelocaldns-agent.io/detail']" in expr
     assert "object.spec == oldObject.spec" in exprs[3]
     assert all(v["reason"] == "Forbidden" and v["message"] for v in spec["validations"])
 
@@ -305,7 +304,8 @@ print(json.dumps(out))
 
 def test_admission_policy_semantics(helm_bin: str, tmp_path: Path) -> None:
     """Own node, own keys: allowed. Another node, no node claim, a foreign label or
-    annotation, the opt-out label, the spec: denied by the matching validation."""
+    annotation, the opt-out or mode label, any other key under our prefix, the spec:
+    denied by the matching validation."""
     cel = tool("cel-python", ROOT / ".tools" / "cel" / "bin" / "python")
     docs = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY)
     policy = one(docs, "ValidatingAdmissionPolicy")["spec"]
@@ -349,6 +349,18 @@ def test_admission_policy_semantics(helm_bin: str, tmp_path: Path) -> None:
             changed(labels=("nodelocaldns-agent.io/opt-out", "true")),
             request(),
             [True, False, True, True],
+        ),
+        (
+            "mode label",
+            changed(labels=("nodelocaldns-agent.io/mode", "migrate")),
+            request(),
+            [True, False, True, True],
+        ),
+        (
+            "another key under our prefix",
+            changed(annotations=("nodelocaldns-agent.io/other", "x")),
+            request(),
+            [True, True, False, True],
         ),
         (
             "foreign annotation changed",
@@ -689,7 +701,7 @@ def test_agent_daemonset(default: list[Doc]) -> None:
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["terminationGracePeriodSeconds"] >= 120 + 30  # verify timeout + margin
+    assert pod["terminationGracePeriodSeconds"] >= 2 * (90 + 120)  # change + its rollback
     assert ds["spec"]["updateStrategy"] == {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": "10%"},
@@ -798,6 +810,7 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
     default = agent_config(scenarios["default"])
     assert default == {
         "NODELOCALDNS_AGENT_HOST_ROOT": "/host",
+        "NODELOCALDNS_AGENT_PROBE_NAME": "kubernetes.default.svc.cluster.local",
         "NODELOCALDNS_AGENT_LOCAL_DNS": LOCAL_IP,
         "NODELOCALDNS_AGENT_MAX_CONCURRENT_RESTARTS": "1",
         "NODELOCALDNS_AGENT_FAILSAFE_AFTER": "300",
@@ -839,7 +852,8 @@ def test_checksum_rolls_the_agent_only_on_agent_settings(helm_bin: str) -> None:
 
 def test_grace_period_follows_the_verify_timeout(helm_bin: str) -> None:
     ds = agent_ds(render(helm_bin, *DEFAULT_ARGS, "--set", "agent.verifyTimeoutSeconds=600"))
-    assert ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 660
+    # restart (90 s) + verify, then the rollback's restart + verify, + 60 s margin
+    assert ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 2 * (90 + 600) + 60
 
 
 # ----------------------------------------------------------------------------- RBAC

@@ -16,7 +16,7 @@ from agent.host.probes import ProcessInfo, ProcessTable
 from agent.hostpaths import HostRoot
 from agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
 from agent.kubeletconfig.flags import parse_kubelet_flags
-from agent.kubeletconfig.unitfile import KubeletUnit, load_kubelet_unit
+from agent.kubeletconfig.unitfile import UNIT_DIRS, KubeletUnit, load_kubelet_unit
 
 CLUSTER_DNS_FLAG = "--cluster-dns"
 
@@ -127,8 +127,8 @@ def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -
     if unit is None:
         raise ConfigError(
             f"kubelet ({found_by}) runs with {CLUSTER_DNS_FLAG} but no kubelet.service unit "
-            "was found under /etc/systemd/system, /run/systemd/system, /usr/lib/systemd/system "
-            "or /lib/systemd/system; expected the flag to come from the unit's EnvironmentFile"
+            f"was found under {', '.join(UNIT_DIRS)}; expected the flag to come from the "
+            "unit's EnvironmentFile"
         )
     carriers = [
         (name, var)
