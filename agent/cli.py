@@ -1,9 +1,10 @@
 """Composition root: flags (each with a NODELOCALDNS_AGENT_<FLAG> environment fallback),
 typed settings validated once, logging, and the wiring of real host objects.
 
-Exit codes of the one-shot commands: 0 the node is in the desired state, 1 the change
-failed and was rolled back, 2 bad input or configuration (nothing changed), 3 blocked by a
-precondition (nothing changed).
+Exit codes: ``migrate --once`` / ``revert --once``: 0 the node is in the desired state, 1
+the change failed (rolled back), 2 bad input or configuration (nothing changed), 3 blocked
+by a precondition such as a local DNS that does not answer (nothing changed). ``check``: 0
+analysed (whatever it would do), 2 could not analyse. ``status``: 1 when a node is failed.
 """
 
 from __future__ import annotations
@@ -65,17 +66,23 @@ class _Parser(argparse.ArgumentParser):
             else:
                 try:
                     kwargs["default"] = kind(raw)
-                except (TypeError, ValueError) as exc:
+                except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                     raise ConfigError(f"${name}={raw!r}: {exc}") from exc
+                choices = kwargs.get("choices")
+                if choices and kwargs["default"] not in choices:
+                    raise ConfigError(f"${name}={raw!r}: expected one of {', '.join(choices)}")
             break
         kwargs["help"] = f"{kwargs.get('help', '')} [env {', '.join('$' + n for n in names)}]"
         self.add_argument(flag, **kwargs)
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value > 0:
-        raise ValueError(f"expected seconds > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
     return value
 
 
@@ -92,6 +99,12 @@ def _node_flags(p: _Parser) -> None:
         "--restart-command",
         default=DEFAULT_RESTART_COMMAND,
         help="command that restarts kubelet (split like a shell, run without one)",
+    )
+    p.add_flag(
+        "--restart-timeout",
+        type=_positive,
+        default=90.0,
+        help="seconds the restart command may run before it is killed",
     )
     p.add_flag(
         "--verify-timeout",
@@ -252,6 +265,12 @@ def build_parser() -> _Parser:
         help="seconds a restart-slot Lease lasts without renewal",
     )
     run.add_flag(
+        "--lock-wait",
+        type=_positive,
+        default=60.0,
+        help="longest single wait for a restart slot before the node is looked at again",
+    )
+    run.add_flag(
         "--metrics-address",
         default=f"0.0.0.0:{DEFAULT_METRICS_PORT}",
         help="HOST:PORT serving /metrics, /healthz and /readyz",
@@ -309,6 +328,7 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
         probe_name=args.probe_name,
         probe_timeout=args.probe_timeout,
         restart_command=parse_restart_command(args.restart_command),
+        restart_timeout=args.restart_timeout,
         verify_timeout=args.verify_timeout,
         kubelet_healthz_url=args.kubelet_healthz_url,
         kube_proxy_mode_url=args.kube_proxy_url,
@@ -432,6 +452,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         probe_interval=args.probe_interval,
         retry_failed_after=args.retry_failed_after,
         lease_duration=args.lease_duration,
+        lock_wait=args.lock_wait,
         metrics_address=args.metrics_address,
     )
 

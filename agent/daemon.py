@@ -84,6 +84,10 @@ class Daemon:
     _stale_checked: float = float("-inf")
     _last_eviction: float = float("-inf")
     _detail: Detail = field(default_factory=Detail)
+    #: stage where the last full pass's change failed (for the reconcile metrics)
+    _failed_stage: str | None = None
+    #: the pod list is forbidden (RBAC grants it only with --restart-stale-pods)
+    _pods_forbidden: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -132,8 +136,11 @@ class Daemon:
             if due:
                 self._retry_at = None
                 self._next_full = now + self.settings.resync_interval
+                self._failed_stage = None
                 self.full_pass()
-                self.metrics.reconciled(self.clock.monotonic() - start)
+                self.metrics.reconciled(
+                    self.clock.monotonic() - start, error_stage=self._failed_stage
+                )
                 self.health.mark_ready()
             else:
                 self.probe_pass()
@@ -234,8 +241,13 @@ class Daemon:
         mode = effective_mode(self.settings.mode, node.labels)
         self._detail.mode = mode
         if opted_out(node.labels, self.settings.opt_out_label):
-            self._report("skipped", reason=f"label {self.settings.opt_out_label}=true")
-            return
+            record = self.engine.journal.load()
+            changed_by_us = record is not None and record.state in ("migrated", "failed")
+            if mode != "revert" or not changed_by_us:
+                self._report("skipped", reason=f"label {self.settings.opt_out_label}=true")
+                return
+            # Reverting (before uninstall): a node the agent migrated is put back even
+            # when opted out since, or it would be left on a local DNS that goes away.
         facts = self.engine.facts()
         self._observe(facts)
         if mode == "observe":
@@ -270,16 +282,12 @@ class Daemon:
     def _observed_state(self, facts: Facts, plan: Plan) -> str:
         if plan.action is Action.NONE:
             return self.engine.steady_state(facts, Goal.MIGRATE)
-        if (
-            plan.action is Action.BLOCKED
-            and facts.kubelet is not None
-            and not facts.local_dns.healthy
-        ):
+        if plan.blocker == "local-dns":
             return "waiting-for-local-dns"
         return "pending"
 
     def _blocked(self, facts: Facts, plan: Plan, goal: Goal) -> None:
-        waiting = goal is Goal.MIGRATE and facts.kubelet is not None and not facts.local_dns.healthy
+        waiting = plan.blocker == "local-dns"
         state = "waiting-for-local-dns" if waiting else "failed"
         self._report(state, reason=plan.reason, error="" if waiting else plan.reason)
         self.status.emit(self.current, "Blocked", plan.reason, warning=not waiting)
@@ -316,8 +324,10 @@ class Daemon:
                 self.status.emit(self.current, "Blocked", str(exc), warning=True)
                 return
             except AgentError as exc:
+                # e.g. the journal could not be written: nothing was changed
+                self._failed_stage = "write"
                 self._report("failed", reason="the change could not be made", error=str(exc))
-                self.status.emit(self.current, "RolledBack", str(exc), warning=True)
+                self.status.emit(self.current, "Blocked", str(exc), warning=True)
                 return
             self._record_outcome(goal, outcome)
         finally:
@@ -335,11 +345,17 @@ class Daemon:
 
     def _record_outcome(self, goal: Goal, outcome: Outcome) -> None:
         if outcome.plan.write:
-            self.metrics.config_rewritten(ok=True)
+            self.metrics.config_rewritten(ok=outcome.stage != "write")
         if outcome.restarted:
             self.metrics.kubelet_restarted(ok=outcome.state != "failed")
         if outcome.state == "failed":
-            self.metrics.config_rewritten(ok=True)
+            self._failed_stage = outcome.stage or "verify"
+            if outcome.stage == "write":
+                self._report(
+                    "failed", reason="the configuration could not be written", error=outcome.error
+                )
+                self.status.emit(self.current, "Blocked", outcome.error, warning=True)
+                return
             self.metrics.rolled_back(ok=outcome.rolled_back)
             self._report(
                 "failed", reason="kubelet did not come back; rolled back", error=outcome.error
@@ -415,7 +431,18 @@ class Daemon:
         if not force and now - self._stale_checked < interval:
             return
         self._stale_checked = now
-        stale = stale_pods(self.api.list_pods_on_node(self.current.name), switched[-1])
+        if self._pods_forbidden:
+            return
+        try:
+            pods = self.api.list_pods_on_node(self.current.name)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            # RBAC grants pods list only with --restart-stale-pods: count nothing, quietly.
+            self._pods_forbidden = True
+            event(log, "not counting stale pods: listing pods is forbidden", error=str(exc))
+            return
+        stale = stale_pods(pods, switched[-1])
         self._stale = len(stale)
         self.metrics.set_stale_pods(len(stale))
         self._report(self.status.state, reason=self._detail.reason)

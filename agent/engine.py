@@ -52,6 +52,8 @@ class Outcome:
     restarted: bool = False
     rolled_back: bool = False
     error: str = ""
+    #: where a failure happened: write, restart or verify ("" when none)
+    stage: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -113,7 +115,9 @@ class NodeEngine:
 
     def plan(self, facts: Facts, goal: Goal) -> Plan:
         if facts.kubelet is None:
-            return Plan(Action.BLOCKED, f"kubelet configuration: {facts.kubelet_error}")
+            return Plan(
+                Action.BLOCKED, f"kubelet configuration: {facts.kubelet_error}", blocker="config"
+            )
         record = facts.record if _same_source(facts.record, facts.kubelet) else None
         return decide(
             Inputs(
@@ -140,7 +144,7 @@ class NodeEngine:
             try:
                 diff = _diff(facts.kubelet, self._render(facts.kubelet, plan.target, facts.record))
             except ConfigError as exc:
-                plan = Plan(Action.BLOCKED, str(exc))
+                plan = Plan(Action.BLOCKED, str(exc), blocker="config")
         return report(facts, plan, diff)
 
     # ---------------------------------------------------------------- act
@@ -192,7 +196,14 @@ class NodeEngine:
             backup=record.backup or "(no file before)",
         )
         if plan.write:
-            self._write(kc.source, new)
+            try:
+                self._write(kc.source, new)
+            except HostError as exc:
+                # Nothing changed on disk (atomic write): record and report, no restart.
+                self._fail(record, f"writing {kc.source}: {exc}")
+                return Outcome(
+                    "failed", plan, facts, error=str(exc), stage="write", timings=timings
+                )
             event(
                 log,
                 "kubelet configuration written",
@@ -204,6 +215,7 @@ class NodeEngine:
         try:
             self._restart_and_verify(kc, plan.target)
         except HostError as exc:
+            stage = "verify" if isinstance(exc, VerifyError) else "restart"
             event(
                 log,
                 "kubelet did not come back; rolling back",
@@ -211,14 +223,15 @@ class NodeEngine:
                 step="rollback",
                 error=str(exc),
             )
-            rolled = self._roll_back(kc, plan, record, str(exc))
+            rolled, error = self._roll_back(kc, plan, record, goal, str(exc))
             return Outcome(
                 "failed",
                 plan,
                 facts,
                 restarted=True,
                 rolled_back=rolled,
-                error=str(exc),
+                error=error,
+                stage=stage,
                 timings=timings,
             )
         timings["restart_and_verify"] = self.clock.monotonic() - t0
@@ -341,26 +354,50 @@ class NodeEngine:
             return f"{url} answered {result.status} {result.body.strip()[:80]!r}"
         return ""
 
-    def _roll_back(self, kc: KubeletConfig, plan: Plan, record: Record, error: str) -> bool:
-        """Put the pre-image back, restart, and record the failure. True if kubelet is
-        healthy again on the old configuration."""
-        healthy = False
+    def _pre_image(
+        self, kc: KubeletConfig, plan: Plan, record: Record, goal: Goal
+    ) -> tuple[bool, bytes | None, tuple[str, ...]]:
+        """What to put back: (restore?, bytes or None to remove, the values they hold).
+
+        After a write, the bytes read before it. When only a restart was owed (a run killed
+        after writing), the migration's original from the journal's byte copy."""
         if plan.write:
-            self._write(kc.source, kc.data)
-            event(log, "pre-image restored", step="restored", source=kc.source)
+            return True, kc.data, kc.cluster_dns
+        original = tuple(record.original_cluster_dns)
+        if goal is Goal.MIGRATE and original:
+            if record.original_sha256 == "":
+                return True, None, original
+            data = self.host.read_bytes(record.backup)
+            if sha256(data) == record.original_sha256:
+                return True, data, original
+        return False, kc.data, kc.cluster_dns
+
+    def _roll_back(
+        self, kc: KubeletConfig, plan: Plan, record: Record, goal: Goal, error: str
+    ) -> tuple[bool, str]:
+        """Put the pre-image back, restart, and record the failure. Returns whether kubelet
+        is healthy again on the old configuration, and the full error."""
+        healthy = False
         try:
-            self._restart_and_verify(kc, kc.cluster_dns)
+            restore, data, values = self._pre_image(kc, plan, record, goal)
+            if restore:
+                self._write(kc.source, data)
+                event(log, "pre-image restored", step="restored", source=kc.source)
+            self._restart_and_verify(kc, values)
             healthy = True
         except AgentError as exc:
-            error = f"{error}; rollback restart: {exc}"
+            error = f"{error}; rollback: {exc}"
             event(log, "kubelet unhealthy after rollback too", logging.ERROR, error=str(exc))
+        self._fail(record, error)
+        return healthy, error
+
+    def _fail(self, record: Record, error: str) -> None:
         record.pending = None
         record.state = "failed"
         record.last_error = error
         record.updated = self.clock.time()
         record.history.append({"at": record.updated, "state": "failed", "error": error[:500]})
         self.journal.save(record)
-        return healthy
 
 
 def _same_source(record: Record | None, kc: KubeletConfig) -> bool:

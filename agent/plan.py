@@ -47,6 +47,8 @@ class Plan:
     target: tuple[str, ...] = ()
     #: whether the file must be written (False: only a restart is owed)
     write: bool = False
+    #: why BLOCKED: local-dns, proxy-mode, no-cluster-dns, no-original, config ("" otherwise)
+    blocker: str = ""
 
     @property
     def restart(self) -> bool:
@@ -83,6 +85,7 @@ def _decide_migrate(inputs: Inputs) -> Plan:
                 Action.BLOCKED,
                 "kube-proxy mode is unknown (no kube-ipvs0 interface and kube-proxy's "
                 "/proxyMode did not answer); use --force to migrate anyway",
+                blocker="proxy-mode",
             )
         if inputs.proxy_mode != "ipvs":
             return Plan(
@@ -91,11 +94,21 @@ def _decide_migrate(inputs: Inputs) -> Plan:
                 "also serves the kube-dns ClusterIP (use --force to migrate anyway)",
             )
     if not inputs.cluster_dns:
-        return Plan(Action.BLOCKED, "kubelet has no cluster DNS configured; nothing to replace")
+        return Plan(
+            Action.BLOCKED,
+            "kubelet has no cluster DNS configured; nothing to replace",
+            blocker="no-cluster-dns",
+        )
     if not inputs.local_dns_bound:
-        return Plan(Action.BLOCKED, f"local DNS not ready: {inputs.local_dns_error}")
+        return Plan(
+            Action.BLOCKED, f"local DNS not ready: {inputs.local_dns_error}", blocker="local-dns"
+        )
     if not inputs.local_dns_healthy:
-        return Plan(Action.BLOCKED, f"local DNS does not answer: {inputs.local_dns_error}")
+        return Plan(
+            Action.BLOCKED,
+            f"local DNS does not answer: {inputs.local_dns_error}",
+            blocker="local-dns",
+        )
     return Plan(
         Action.MIGRATE,
         f"cluster DNS {','.join(inputs.cluster_dns)} -> {inputs.local_dns} "
@@ -113,6 +126,7 @@ def _decide_revert(inputs: Inputs) -> Plan:
                 Action.BLOCKED,
                 f"kubelet uses {inputs.local_dns} but the agent's journal has no original "
                 "value to put back; set the cluster DNS by hand",
+                blocker="no-original",
             )
         return Plan(Action.NONE, "nothing to revert: the agent never changed this node")
     if inputs.cluster_dns == original:

@@ -33,6 +33,10 @@ REVERT_DONE = frozenset({"reverted", "not-needed", "skipped"})
 
 
 def effective_mode(default: str, labels: dict[str, str]) -> str:
+    """The node label overrides ``--mode``, except that a fleet-wide ``revert`` (before
+    uninstall) always wins: no label may keep a node on a local DNS that goes away."""
+    if default == "revert":
+        return default
     value = labels.get(MODE_LABEL, "").strip().lower()
     return value if value in MODES else default
 

@@ -92,9 +92,9 @@ SERVER_MAIN = (
 
 def tune_fake_server() -> None:
     """Give the fake API server's sockets kube-apiserver's settings (see SERVER_MAIN)."""
-    import socket  # noqa: PLC0415
+    import socket
 
-    from tests.fake_apiserver import handlers  # noqa: PLC0415
+    from tests.fake_apiserver import handlers
 
     handlers.ApiHandler.disable_nagle_algorithm = True
     handlers.FakeHTTPServer.request_queue_size = socket.SOMAXCONN

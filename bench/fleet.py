@@ -57,8 +57,8 @@ from bench.common import (
     add_node,
     emit,
     machine,
-    tune_fake_server,
     request_kind,
+    tune_fake_server,
     verdict,
 )
 from tests.fakenode import TKE_ENV, TKE_UNIT

@@ -120,7 +120,7 @@ STOP_TIMEOUT = 10.0
 #: the node's DefaultTimeoutStopSec=, which bounds its power-off
 STOP_GRACE = 3.0
 #: seconds a node cgroup must exist before a sweep may take it as stale
-CGROUP_GRACE = 60.0
+CGROUP_GRACE = 10.0
 _POLL = 0.02
 
 #: commands this machine needs for the nodes (besides debootstrap for the first build)
@@ -384,11 +384,6 @@ def _owner_alive(token: str) -> bool:
 
 def _stale_node(directory: Path) -> bool:
     """True when the node of cgroup ``directory`` belongs to no live test process."""
-    try:
-        if time.time() - directory.stat().st_mtime < CGROUP_GRACE:
-            return False  # maybe a node being started right now
-    except OSError:
-        return False
     for pid in _cgroup_pids(directory):
         with contextlib.suppress(psutil.Error, ValueError, IndexError):
             argv = psutil.Process(pid).cmdline()
@@ -399,7 +394,11 @@ def _stale_node(directory: Path) -> bool:
                 except OSError:
                     return False  # cannot tell: leave it alone
                 return not _owner_alive(token)
-    return True  # empty, or a node whose nspawn is gone
+    # empty, or a node whose nspawn is gone, unless it is a node being started right now
+    try:
+        return time.time() - directory.stat().st_mtime > CGROUP_GRACE
+    except OSError:
+        return False
 
 
 def _kill_stale_node(name: str) -> None:
@@ -786,8 +785,10 @@ class NspawnNode:
             "PYTHONDONTWRITEBYTECODE": "1",
             "LANG": "C.UTF-8",
         }
-        argv = [*self.nsenter("mount", "uts", "ipc", "net", "pid"), "/usr/bin/python3", "-m",
-                "agent", *args]  # fmt: skip
+        # the wrapper dies with this process (see _kill_wrapper for why it must not outlive it)
+        argv = ["setpriv", "--pdeathsig", "KILL", "--",
+                *self.nsenter("mount", "uts", "ipc", "net", "pid"),
+                "/usr/bin/python3", "-m", "agent", *args]  # fmt: skip
         start = time.monotonic()
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -269,3 +269,46 @@ def test_unreadable_kubelet_config_is_reported_not_fatal(harness: Harness) -> No
     assert "/etc/kubernetes/kubelet" in harness.detail()["error"]
     assert harness.fake.runner.calls == []
     assert harness.daemon._retry_at is not None or "Blocked" in harness.events()
+
+
+def test_opted_out_node_the_agent_migrated_is_still_reverted_before_uninstall(
+    server: FakeApiServer, tmp_path: Path
+) -> None:
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    h = Harness(server, node)
+    h.tick()
+    assert h.state() == "migrated"
+    h.close()
+    obj = server.get("nodes", "node-a")
+    assert obj is not None
+    obj["metadata"]["labels"]["nodelocaldns-agent.io/opt-out"] = "true"
+    obj["metadata"]["labels"]["nodelocaldns-agent.io/mode"] = "migrate"  # revert still wins
+    server.put_object(obj)
+    r = Harness(server, node, mode="revert")
+    r.tick()
+    assert r.state() == "reverted"
+    assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
+    r.close()
+
+
+def test_unknown_proxy_mode_is_failed_with_a_warning_not_waiting(harness: Harness) -> None:
+    harness.fake.interfaces.table.pop("kube-ipvs0")
+    harness.fake.http.routes.pop("http://127.0.0.1:10249/proxyMode")
+    harness.fake.prober.answer = DOWN
+    harness.tick()
+    assert harness.state() == "failed"
+    assert "kube-proxy mode is unknown" in harness.detail()["error"]
+    event = harness.server.objects("events", NS)[-1]
+    assert (event["reason"], event["type"]) == ("Blocked", "Warning")
+
+
+def test_forbidden_pod_list_only_disables_the_stale_count(harness: Harness) -> None:
+    harness.server.faults.fail(403, count=None, path="/api/v1/pods")
+    harness.tick()
+    harness.tick()
+    assert harness.state() == "migrated"
+    assert "stale_pods" not in harness.detail()
+    assert harness.gauge("reconcile_errors_total", stage="api") == 0
+    pod_lists = [r for r in harness.server.requests.records() if r.path == "/api/v1/pods"]
+    assert len(pod_lists) == 1  # tried once, then left alone

@@ -163,3 +163,37 @@ def test_iptables_node_is_not_needed(tke: FakeNode) -> None:
     assert out.state == "not-needed" and tke.runner.calls == []
     forced = tke.engine(force=True).reconcile(Goal.MIGRATE)
     assert forced.state == "migrated"
+
+
+def test_failed_owed_restart_puts_the_journal_original_back(tke: FakeNode) -> None:
+    engine = tke.engine()
+    facts = engine.facts()
+    assert facts.kubelet is not None
+    record = engine._record_for(None, facts.kubelet, Goal.MIGRATE)
+    record.pending = "migrate"
+    engine.journal.save(record)
+    tke.write("/etc/kubernetes/kubelet", TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10"))
+    tke.kubelet_comes_back = False
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "failed" and out.rolled_back and out.stage == "verify"
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+
+
+def test_write_failure_changes_nothing_and_restarts_nothing(
+    tke: FakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.host import files
+
+    real_replace = files.os.replace
+
+    def replace(src: str, dst: str) -> None:
+        if str(dst).endswith("/etc/kubernetes/kubelet"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state == "failed" and out.stage == "write" and not out.restarted
+    assert "No space left" in out.error
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert tke.runner.calls == []

@@ -80,6 +80,7 @@ def test_failsafe_disabled_never_flips() -> None:
         ({MODE_LABEL: "revert"}, "migrate", "revert"),
         ({MODE_LABEL: "Observe"}, "migrate", "observe"),
         ({MODE_LABEL: "bogus"}, "revert", "revert"),
+        ({MODE_LABEL: "migrate"}, "revert", "revert"),  # a fleet-wide revert always wins
     ],
 )
 def test_effective_mode(labels: dict[str, str], default: str, mode: str) -> None:
