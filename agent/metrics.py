@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import Metric
 from agent.errors import ConfigError
 from agent.logs import event
 from agent.settings import DEFAULT_METRICS_PORT
+from agent.state import STATES
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,8 @@ DEFAULT_METRICS_ADDRESS = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 #: /healthz fails after this many of the loop's longest sleeps without an iteration.
 STALL_FACTOR = 5
 
-MIGRATION_STATES = (
-    "pending",
-    "waiting-for-local-dns",
-    "waiting-for-lock",
-    "migrating",
-    "migrated",
-    "failed",
-    "reverting",
-    "reverted",
-    "not-needed",
-    "skipped",
-)
+#: every node state (agent.state.STATES), one series each
+MIGRATION_STATES = STATES
 PROXY_MODES = ("ipvs", "iptables", "nftables", "kernelspace", "unknown")
 NETWORK_MODES = ("globalrouter", "vpc-cni", "other", "unknown")
 CLUSTER_DNS_KINDS = ("local", "original", "other", "none")

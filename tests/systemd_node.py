@@ -57,6 +57,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -67,14 +68,15 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tests" / "data" / "kubelet"
@@ -110,7 +112,7 @@ ENV_FILE = "/etc/kubernetes/kubelet"
 UNIT_FILE = "/etc/systemd/system/kubelet.service"
 ARGS_LOG = "/var/log/kubelet-args.log"
 AGENT_DIR = "/opt/nodelocaldns-agent"
-#: prefix of machine names, cgroups and work directories of the nodes
+#: prefix of the nodes' machine names and cgroups
 NAME_PREFIX = "nla-test-"
 #: file next to a node's root naming the test process that owns it ("PID CREATE_TIME")
 OWNER_FILE = "owner"
@@ -124,7 +126,7 @@ CGROUP_GRACE = 10.0
 _POLL = 0.02
 
 #: commands this machine needs for the nodes (besides debootstrap for the first build)
-REQUIRED_TOOLS = ("systemd-nspawn", "nsenter", "setpriv", "ip", "ss", "dnsmasq", "mount")
+REQUIRED_TOOLS = ("systemd-nspawn", "nsenter", "setpriv", "ip", "ss", "mount", "umount")
 
 KUBELET_STANDIN = f'''\
 #!/usr/bin/python3
@@ -194,13 +196,18 @@ def debian_mirror() -> str:
     apt = Path("/etc/apt")
     for path in sorted((apt / "sources.list.d").glob("*.sources")):
         for stanza in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")):
-            fields = dict(
+            fields: dict[str, str] = dict(
                 (key.strip().lower(), value.strip())
                 for key, sep, value in (line.partition(":") for line in stanza.splitlines())
                 if sep and not key.lstrip().startswith("#")
             )
-            if SUITE in fields.get("suites", "").split() and "deb" in fields.get("types", ""):
-                return fields.get("uris", "").split()[0]
+            uris = fields.get("uris", "").split()
+            if (
+                uris
+                and SUITE in fields.get("suites", "").split()
+                and "deb" in fields.get("types", "").split()
+            ):
+                return uris[0]
     for path in [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]:
         if not path.is_file():
             continue
@@ -529,8 +536,11 @@ class NspawnNode:
                 now = time.monotonic()
                 self.timings[name] = now - step
                 step = now
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            try:
+                self.close()
+            except NodeError as cleanup:
+                exc.add_note(f"and cleaning up: {cleanup}")
             raise
         log.info("node %s up: %s", self.name, self.timings)
         return self
@@ -583,8 +593,8 @@ class NspawnNode:
         self.original_env_file = env
         (self.root / AGENT_DIR.lstrip("/") / "agent").mkdir(parents=True, exist_ok=True)
         self._put(f"/etc/systemd/system/{DNS_UNIT}", DNS_UNIT_TEXT.encode())
-        # processes systemd does not own (the agent, dnsmasq: started with nsenter) delay
-        # the final kill of a powering-off node by this much, not by 90 s
+        # processes systemd did not start (the agent, entered with nsenter) delay the final
+        # kill of a powering-off node by this much, not by 90 s
         self._put(
             "/etc/systemd/system.conf.d/nodelocaldns-agent-tests.conf",
             f"[Manager]\nDefaultTimeoutStopSec={STOP_GRACE:g}s\n".encode(),
@@ -599,7 +609,9 @@ class NspawnNode:
             try:
                 directory.mkdir()
             except OSError as exc:
-                log.warning("cannot create cgroup %s (%s); nspawn uses ours", directory, exc)
+                log.warning(
+                    "cannot create cgroup %s (%s); nspawn uses the caller's", directory, exc
+                )
                 continue
             made.append(directory)
         return made
@@ -668,7 +680,7 @@ class NspawnNode:
         self.systemctl("start", DNS_UNIT)
         for address in (LOCAL_DNS, BAD_DNS):
             self._wait_for(
-                f"dnsmasq on {address}:53", lambda a=address: self.listening("udp", a, 53),
+                f"dnsmasq on {address}:53", functools.partial(self.listening, "udp", address, 53),
                 READY_TIMEOUT,
             )  # fmt: skip
 
@@ -686,7 +698,8 @@ class NspawnNode:
 
         return self._wait_for("kubelet to be active and listening", ready, timeout)
 
-    def _wait_for(self, what: str, probe: Any, timeout: float) -> Any:
+    def _wait_for(self, what: str, probe: Callable[[], T | None], timeout: float) -> T:
+        """Poll ``probe`` until it returns something true; return that."""
         deadline = time.monotonic() + timeout
         while True:
             result = probe()

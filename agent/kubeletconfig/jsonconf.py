@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 
 from agent.errors import ConfigError
 from agent.kubeletconfig.flags import repeated
-from agent.kubeletconfig.yamlconf import KEY, Item, ListSite, decode_utf8, edit_list, line_of
+from agent.kubeletconfig.yamlconf import KEY, Item, ListFileFormat, ListSite, decode_utf8, line_of
 
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -122,23 +121,4 @@ def find_cluster_dns(data: bytes, where: str) -> ListSite | None:
     return find_list(decode_utf8(data, where), where)
 
 
-class JsonFormat:
-    """The ``json`` format: a KubeletConfiguration JSON file."""
-
-    name = "json"
-
-    def read(self, data: bytes, where: str) -> tuple[str, ...]:
-        """The top-level ``clusterDNS`` array; ``()`` when absent, null or empty."""
-        site = find_cluster_dns(data, where)
-        return site.values if site else ()
-
-    def edit(self, data: bytes, new: Sequence[str], where: str) -> bytes:
-        """``data`` with the ``clusterDNS`` strings replaced by ``new``."""
-        text = decode_utf8(data, where)
-        site = find_list(text, where)
-        if site is None:
-            raise ConfigError(f"{where}: no {KEY} to edit; expected a top-level {KEY} array")
-        return edit_list(text, site, new, where).encode("utf-8")
-
-
-FORMAT = JsonFormat()
+FORMAT = ListFileFormat("json", find_list, "array")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -278,23 +278,27 @@ def edit_list(text: str, site: ListSite, new: Sequence[str], where: str) -> str:
     return "".join(out)
 
 
-class YamlFormat:
-    """The ``yaml`` format: a KubeletConfiguration YAML file."""
+class ListFileFormat:
+    """A KubeletConfiguration file whose top-level ``clusterDNS`` is a list (``yaml``) or
+    an array (``json``); the two differ only in how the list is found."""
 
-    name = "yaml"
+    def __init__(self, name: str, find: Callable[[str, str], ListSite | None], kind: str) -> None:
+        self.name = name
+        self._find = find
+        self._kind = kind
 
     def read(self, data: bytes, where: str) -> tuple[str, ...]:
-        """The top-level ``clusterDNS`` list; ``()`` when absent, null or empty."""
-        site = find_cluster_dns(data, where)
+        """The top-level ``clusterDNS`` values; ``()`` when absent, null or empty."""
+        site = self._find(decode_utf8(data, where), where)
         return site.values if site else ()
 
     def edit(self, data: bytes, new: Sequence[str], where: str) -> bytes:
         """``data`` with the ``clusterDNS`` items replaced by ``new``."""
         text = decode_utf8(data, where)
-        site = find_list(text, where)
+        site = self._find(text, where)
         if site is None:
-            raise ConfigError(f"{where}: no {KEY} to edit; expected a top-level {KEY} list")
+            raise ConfigError(f"{where}: no {KEY} to edit; expected a top-level {KEY} {self._kind}")
         return edit_list(text, site, new, where).encode("utf-8")
 
 
-FORMAT = YamlFormat()
+FORMAT = ListFileFormat("yaml", find_list, "list")
