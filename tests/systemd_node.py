@@ -121,6 +121,8 @@ READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 #: the node's DefaultTimeoutStopSec=, which bounds its power-off
 STOP_GRACE = 3.0
+#: systemd-nspawn's runtime directory on this machine
+NSPAWN_RUN = Path("/run/systemd/nspawn")
 #: seconds a node cgroup must exist before a sweep may take it as stale
 CGROUP_GRACE = 10.0
 _POLL = 0.02
@@ -512,6 +514,8 @@ class NspawnNode:
         self._running: set[subprocess.Popen[str]] = set()
         self._overlay = False
         self._cgroups: list[Path] = []
+        #: nspawn's lock on the root directory (``inode-DEV:INO``)
+        self._nspawn_lock: Path | None = None
         self._closed = False
 
     def __enter__(self) -> NspawnNode:
@@ -618,6 +622,8 @@ class NspawnNode:
 
     def _boot(self) -> None:
         self._cgroups = self._make_cgroups()
+        st = self.root.stat()
+        self._nspawn_lock = NSPAWN_RUN / "locks" / f"inode-{st.st_dev}:{st.st_ino}"
         nspawn = [
             "systemd-nspawn",
             "--directory", str(self.root),
@@ -867,6 +873,14 @@ class NspawnNode:
             _kill_cgroup(cgroup)
             if not _remove_cgroup(cgroup):
                 problems.append(f"cgroup {cgroup} could not be removed")
+        # what nspawn removes itself on a clean exit, not when killed
+        with contextlib.suppress(FileNotFoundError):
+            if self._nspawn_lock is not None:
+                self._nspawn_lock.unlink()
+        try:
+            remove_tree(NSPAWN_RUN / "propagate" / self.name)
+        except (OSError, NodeError) as exc:
+            problems.append(str(exc))
         if self._overlay:
             umount = subprocess.run(["umount", str(self.root)], capture_output=True, text=True,
                                     check=False)  # fmt: skip
@@ -893,10 +907,11 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
 
 
 def _kill_wrapper(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL an ``nsenter --pid`` wrapper; its child in the node is then reparented to the
-    node's init, which reaps it. (A *live* wrapper would deadlock the node's power-off:
-    systemd-shutdown SIGSTOPs every process, nsenter then stops itself to mirror its
-    child, and nobody continues it to reap the child, so the pid namespace never ends.)"""
+    """SIGKILL an ``nsenter --pid`` wrapper; its child in the node is then reparented to
+    this machine's init (the wrapper's reaper), which reaps it when the node kills it.
+    (A *live* wrapper would deadlock the node's power-off: systemd-shutdown SIGSTOPs every
+    process of the node, nsenter then stops itself to mirror its child, nobody continues
+    it to reap the child, and the node's pid namespace never ends.)"""
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
     proc.wait()

@@ -173,6 +173,7 @@ def test_revert_restores_the_original_file_and_flag(node: NspawnNode) -> None:
     out = run.json()
     assert (out["state"], out["restarted"], out["cluster_dns"]) == ("reverted", True, [CLUSTER_DNS])
     assert node.read_bytes(ENV_FILE) == node.original_env_file
+    assert node.path(ENV_FILE).stat().st_mode & 0o7777 == 0o644
     after = kubelet(node)
     assert after["ActiveState"] == "active"
     assert restarted(migrated, after), (migrated, after)

@@ -115,10 +115,13 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable) -> KubeletConfig:
         return done(_from_config_dir(host, flags.config_dir, flags.config, found_by))
     if flags.config:
         return done(_from_config_file(host, flags.config, f"--config of {found_by}"))
-    if argv and proc is not None:
+    if argv:
+        # The process or the unit is authoritative: a file it does not read must not be
+        # edited just because it sits at a well-known path.
+        what = "the running kubelet" if proc is not None else "kubelet's unit"
         raise ConfigError(
-            f"the running kubelet ({found_by}) has neither {CLUSTER_DNS_FLAG} nor --config; "
-            "expected one of them to set the cluster DNS"
+            f"{what} ({found_by}) has neither {CLUSTER_DNS_FLAG} nor --config on its command "
+            "line; expected one of them to set the cluster DNS"
         )
     return done(_from_well_known(host))
 
