@@ -4,6 +4,7 @@ several real agents."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import time
@@ -65,5 +66,5 @@ def test_restart_limit_holds_across_real_agents(cluster: SandboxCluster) -> None
         kubelet = cluster.nodes[name].kubelet() or {}
         spans.append((started, kubelet.get("serving", started)))
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.05, json.dumps(spans)
