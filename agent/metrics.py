@@ -59,8 +59,22 @@ API_ERROR_CLASSES = ("3xx", "4xx", "5xx", "network")
 PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 #: A pass without a change takes milliseconds (two local probes); one with a kubelet
 #: restart, its verification and possibly a rollback takes up to several minutes.
-RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-                     300.0, 600.0)
+RECONCILE_BUCKETS = (
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
 
 #: Labels whose value is not from a fixed set but fixed for the life of the process.
 _BUILD_LABELS = {"version": "the agent's version", "python": "the Python version"}
@@ -126,14 +140,17 @@ class Metrics:
         p, r = PREFIX, registry
 
         self.build_info = Gauge(
-            p + "build_info", "Always 1; labels carry the agent and Python versions.",
-            ["version", "python"], registry=r,
+            p + "build_info",
+            "Always 1; labels carry the agent and Python versions.",
+            ["version", "python"],
+            registry=r,
         )
         # -- migration state
         self.migration_state = Gauge(
             p + "migration_state",
             "1 for the node's current migration state, 0 for every other state.",
-            ["state"], registry=r,
+            ["state"],
+            registry=r,
         )
         self.last_state_change = Gauge(
             p + "last_state_change_timestamp_seconds",
@@ -143,16 +160,19 @@ class Metrics:
         # -- local DNS (node-cache)
         self.local_dns_bound = Gauge(
             p + "local_dns_bound",
-            "1 when the local DNS address is bound on a node interface.", registry=r,
+            "1 when the local DNS address is bound on a node interface.",
+            registry=r,
         )
         self.local_dns_healthy = Gauge(
             p + "local_dns_healthy",
-            "1 when the last probe of the local DNS got an answer.", registry=r,
+            "1 when the last probe of the local DNS got an answer.",
+            registry=r,
         )
         self.probe_duration = Histogram(
             p + "local_dns_probe_duration_seconds",
             "Time for the local DNS to answer a probe (probes that got a reply).",
-            buckets=PROBE_BUCKETS, registry=r,
+            buckets=PROBE_BUCKETS,
+            registry=r,
         )
         self.probes = Counter(
             p + "local_dns_probes_total",
@@ -161,19 +181,25 @@ class Metrics:
         )
         self.probe_failures = Counter(
             p + "local_dns_probe_failures_total",
-            "Checks of the local DNS that failed, by reason.", ["reason"], registry=r,
+            "Checks of the local DNS that failed, by reason.",
+            ["reason"],
+            registry=r,
         )
         # -- host changes
         self.config_rewrites = Counter(
-            p + "config_rewrites_total", "Writes of the kubelet configuration.", registry=r,
+            p + "config_rewrites_total",
+            "Writes of the kubelet configuration.",
+            registry=r,
         )
         self.config_rewrite_failures = Counter(
             p + "config_rewrite_failures_total",
-            "Writes of the kubelet configuration that failed.", registry=r,
+            "Writes of the kubelet configuration that failed.",
+            registry=r,
         )
         self.kubelet_restarts = Counter(
             p + "kubelet_restarts_total",
-            "kubelet restarts by the agent (each followed by a health check).", registry=r,
+            "kubelet restarts by the agent (each followed by a health check).",
+            registry=r,
         )
         self.kubelet_restart_failures = Counter(
             p + "kubelet_restart_failures_total",
@@ -187,27 +213,32 @@ class Metrics:
         )
         self.rollback_failures = Counter(
             p + "rollback_failures_total",
-            "Rollbacks after which kubelet was still not healthy.", registry=r,
+            "Rollbacks after which kubelet was still not healthy.",
+            registry=r,
         )
         self.failsafe_reverts = Counter(
             p + "failsafe_reverts_total",
-            "Reverts to the original cluster DNS because the local DNS failed on a "
-            "migrated node.", registry=r,
+            "Reverts to the original cluster DNS because the local DNS failed on a migrated node.",
+            registry=r,
         )
         # -- what the node is
         self.kube_proxy_mode = Gauge(
-            p + "kube_proxy_mode", "1 for the detected kube-proxy mode, 0 for the others.",
-            ["mode"], registry=r,
+            p + "kube_proxy_mode",
+            "1 for the detected kube-proxy mode, 0 for the others.",
+            ["mode"],
+            registry=r,
         )
         self.network_mode = Gauge(
             p + "network_mode_info",
             "1 for the detected network mode (any other CNI is 'other'), 0 for the others.",
-            ["mode"], registry=r,
+            ["mode"],
+            registry=r,
         )
         self.kubelet_cluster_dns = Gauge(
             p + "kubelet_cluster_dns",
             "1 for what kubelet's configured cluster DNS points at; all 0 when unknown.",
-            ["kind"], registry=r,
+            ["kind"],
+            registry=r,
         )
         self.stale_pods = Gauge(
             p + "stale_pods",
@@ -222,35 +253,48 @@ class Metrics:
         )
         self.lease_wait_seconds = Counter(
             p + "lease_wait_seconds_total",
-            "Seconds spent waiting for the migration lease.", registry=r,
+            "Seconds spent waiting for the migration lease.",
+            registry=r,
         )
         self.lease_acquisitions = Counter(
-            p + "lease_acquisitions_total", "Times the migration lease was taken.", registry=r,
+            p + "lease_acquisitions_total",
+            "Times the migration lease was taken.",
+            registry=r,
         )
         # -- the loop
         self.reconciles = Counter(
-            p + "reconciles_total", "Reconcile passes, successful or not.", registry=r,
+            p + "reconciles_total",
+            "Reconcile passes, successful or not.",
+            registry=r,
         )
         self.reconcile_errors = Counter(
             p + "reconcile_errors_total",
-            "Reconcile passes that failed, by the stage that failed.", ["stage"], registry=r,
+            "Reconcile passes that failed, by the stage that failed.",
+            ["stage"],
+            registry=r,
         )
         self.reconcile_duration = Histogram(
-            p + "reconcile_duration_seconds", "Duration of one reconcile pass.",
-            buckets=RECONCILE_BUCKETS, registry=r,
+            p + "reconcile_duration_seconds",
+            "Duration of one reconcile pass.",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
         )
         self.last_success = Gauge(
             p + "last_successful_reconcile_timestamp_seconds",
-            "Unix time of the last reconcile pass without error (0: none yet).", registry=r,
+            "Unix time of the last reconcile pass without error (0: none yet).",
+            registry=r,
         )
         # -- Kubernetes API
         self.api_requests = Counter(
-            p + "api_requests_total", "Requests to the Kubernetes API.", registry=r,
+            p + "api_requests_total",
+            "Requests to the Kubernetes API.",
+            registry=r,
         )
         self.api_errors = Counter(
             p + "api_errors_total",
             "Kubernetes API requests that failed, by status class (network: no answer).",
-            ["code_class"], registry=r,
+            ["code_class"],
+            registry=r,
         )
 
         # Every series up front.
@@ -303,8 +347,11 @@ class Metrics:
     ) -> None:
         """What kubelet's configuration points at; ``cluster_dns=None``: could not be read
         (every ``kind`` series goes to 0)."""
-        kind = None if cluster_dns is None else \
-            cluster_dns_kind(cluster_dns, local=local, original=original)
+        kind = (
+            None
+            if cluster_dns is None
+            else cluster_dns_kind(cluster_dns, local=local, original=original)
+        )
         _one_hot(self.kubelet_cluster_dns, "kind", CLUSTER_DNS_KINDS, kind)
 
     def set_stale_pods(self, count: int) -> None:
@@ -320,8 +367,9 @@ class Metrics:
         self.local_dns_healthy.set(1 if healthy else 0)
         self.probes.inc()
         if not healthy:
-            label = "not-bound" if not bound else _enum_label(reason, PROBE_FAILURE_REASONS,
-                                                               "error")
+            label = (
+                "not-bound" if not bound else _enum_label(reason, PROBE_FAILURE_REASONS, "error")
+            )
             self.probe_failures.labels(reason=label).inc()
         if latency_seconds is not None:
             self.probe_duration.observe(latency_seconds)
@@ -412,8 +460,7 @@ def describe(registry: CollectorRegistry) -> str:
         if family.type == "histogram":
             buckets = [s.labels["le"] for s in family.samples if s.name.endswith("_bucket")]
             kind += f" (buckets {', '.join(buckets[:-1])} s)"
-        rows.append(f"| `{name}` | {kind} | {'<br>'.join(cells) or '-'} | "
-                    f"{family.documentation} |")
+        rows.append(f"| `{name}` | {kind} | {'<br>'.join(cells) or '-'} | {family.documentation} |")
     return "\n".join(rows) + "\n"
 
 
@@ -455,8 +502,9 @@ class Health:
         with self._lock:
             age = self._clock() - self._last_beat
         if age > self.stall_after:
-            return False, (f"stalled: no loop iteration for {age:.0f}s "
-                           f"(limit {self.stall_after:g}s)")
+            return False, (
+                f"stalled: no loop iteration for {age:.0f}s (limit {self.stall_after:g}s)"
+            )
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
@@ -498,8 +546,11 @@ def parse_address(address: str) -> tuple[str, int]:
 def _valid_hostname(host: str) -> bool:
     labels = host.rstrip(".").split(".")
     return len(host) <= 253 and all(
-        0 < len(lab) <= 63 and lab.replace("-", "").isalnum() and lab.isascii()
-        and not lab.startswith("-") and not lab.endswith("-")
+        0 < len(lab) <= 63
+        and lab.replace("-", "").isalnum()
+        and lab.isascii()
+        and not lab.startswith("-")
+        and not lab.endswith("-")
         for lab in labels
     )
 
@@ -572,8 +623,11 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], family: socket.AddressFamily,
-        registry: CollectorRegistry, health: Health,
+        self,
+        address: tuple[str, int],
+        family: socket.AddressFamily,
+        registry: CollectorRegistry,
+        health: Health,
     ) -> None:
         self.address_family = family
         self.registry = registry
@@ -610,14 +664,14 @@ def serve(
     ``poll_interval`` seconds."""
     host, port = parse_address(address)
     try:
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                  flags=socket.AI_PASSIVE)
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, sockaddr = info[0][0], info[0][4]
         server = _Server((str(sockaddr[0]), port), family, registry, health)
     except OSError as exc:
         raise ConfigError(f"--metrics-address: cannot listen on {address}: {exc}") from exc
-    thread = threading.Thread(target=server.serve_forever, args=(poll_interval,),
-                              name="metrics-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(poll_interval,), name="metrics-http", daemon=True
+    )
     thread.start()
     bound_port = int(server.server_address[1])
     event(log, "serving /metrics, /healthz and /readyz", address=f"{host}:{bound_port}")

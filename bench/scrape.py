@@ -29,12 +29,17 @@ def populate(metrics: Metrics) -> None:
     rng = random.Random(1)  # noqa: S311 - reproducible sample data
     metrics.set_proxy_mode("ipvs")
     metrics.set_network_mode("vpc-cni")
-    metrics.set_kubelet_cluster_dns(("169.254.20.10",), local="169.254.20.10",
-                                    original=("10.0.0.10",))
+    metrics.set_kubelet_cluster_dns(
+        ("169.254.20.10",), local="169.254.20.10", original=("10.0.0.10",)
+    )
     for _ in range(2880):
         ok = rng.random() > 0.001
-        metrics.local_dns_checked(bound=True, healthy=ok, reason="" if ok else "timeout",
-                                  latency_seconds=rng.lognormvariate(-7.5, 0.6) if ok else None)
+        metrics.local_dns_checked(
+            bound=True,
+            healthy=ok,
+            reason="" if ok else "timeout",
+            latency_seconds=rng.lognormvariate(-7.5, 0.6) if ok else None,
+        )
         metrics.reconciled(rng.uniform(0.002, 0.05))
         metrics.api_request(200)
     metrics.lease_waited(30)
@@ -64,8 +69,11 @@ def scrape(port: int, n: int, gzip: bool) -> tuple[list[float], int]:
 
 def quantiles_ms(times: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(times, n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49] * 1000, 3), "p99_ms": round(cuts[98] * 1000, 3),
-            "max_ms": round(max(times) * 1000, 3)}
+    return {
+        "p50_ms": round(cuts[49] * 1000, 3),
+        "p99_ms": round(cuts[98] * 1000, 3),
+        "max_ms": round(max(times) * 1000, 3),
+    }
 
 
 def main() -> None:
@@ -87,16 +95,22 @@ def main() -> None:
         plain, plain_size = scrape(server.port, args.scrapes, gzip=False)
         zipped, gzip_size = scrape(server.port, args.scrapes, gzip=True)
 
-    print(json.dumps({
-        "scrapes": args.scrapes,
-        "series": sum(1 for line in text.splitlines() if line and not line.startswith(b"#")),
-        "bytes": plain_size,
-        "bytes_gzip": gzip_size,
-        "render_ms": round(render_ms, 3),
-        "plain": quantiles_ms(plain),
-        "gzip": quantiles_ms(zipped),
-        "python": platform.python_version(),
-    }))
+    print(
+        json.dumps(
+            {
+                "scrapes": args.scrapes,
+                "series": sum(
+                    1 for line in text.splitlines() if line and not line.startswith(b"#")
+                ),
+                "bytes": plain_size,
+                "bytes_gzip": gzip_size,
+                "render_ms": round(render_ms, 3),
+                "plain": quantiles_ms(plain),
+                "gzip": quantiles_ms(zipped),
+                "python": platform.python_version(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

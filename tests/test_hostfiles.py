@@ -125,8 +125,7 @@ def test_journal_round_trip_and_original_copies(host: HostRoot) -> None:
     assert first != second
     assert host.read_bytes(first) == b"A" and host.read_bytes(second) == b"B"
     assert journal.keep_original("/x", None) == ""
-    rec = Record("/etc/kubernetes/kubelet", "env", ["10.96.0.10"], "abc", first,
-                 pending="migrate")
+    rec = Record("/etc/kubernetes/kubelet", "env", ["10.96.0.10"], "abc", first, pending="migrate")
     journal.save(rec)
     assert journal.load() == rec
     mode = stat.S_IMODE((host.root / "var/lib/nodelocaldns-agent/state.json").stat().st_mode)
