@@ -310,6 +310,12 @@ def build_parser() -> _Parser:
     )
 
     demo = sub.add_parser("demo", help="migrate a sandboxed fake node on this machine (root)")
+    demo.add_flag(
+        "--prometheus",
+        action="store_true",
+        default=False,
+        help="also start a real Prometheus on loopback and print the per-node state it saw",
+    )
     demo.add_flag("--workdir", default="", help="keep the sandbox here (default: a temp dir)")
     demo.add_flag("--log-format", choices=("text", "json"), default="text", help="log format")
     demo.add_flag(
@@ -541,7 +547,7 @@ def cmd_revert_fleet(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.sandbox.demo import run_demo
 
-    return run_demo(args.workdir or None)
+    return run_demo(args.workdir or None, prometheus=args.prometheus)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

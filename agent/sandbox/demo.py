@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent.fleet import render_status
 from agent.sandbox.cluster import SandboxCluster
+from agent.sandbox.prometheus import Prometheus
 
 NODES = (("node-1", "tke", "up"), ("node-2", "kubeadm", "up"), ("node-3", "tke", "down"))
 AGENT_FLAGS = ("--max-concurrent-restarts", "1", "--probe-interval", "1", "--verify-timeout", "20")
@@ -46,7 +47,23 @@ def _kubelet_dns(cluster: SandboxCluster, name: str) -> str:
     return ",".join((cluster.nodes[name].kubelet() or {}).get("cluster_dns", []))
 
 
-def demo(cluster: SandboxCluster) -> None:
+def show_prometheus(cluster: SandboxCluster) -> None:
+    """A real Prometheus scrapes every agent; print the per-node state it recorded."""
+    _say("a real Prometheus on loopback scrapes the three agents")
+    targets = {name: cluster.expose_metrics(name) for name, _, _ in NODES}
+    with Prometheus(cluster.workdir, targets) as prom:
+        query = "nodelocaldns_agent_migration_state == 1"
+        result = prom.wait_for(f"count({query})", timeout=40)
+        deadline = time.monotonic() + 30
+        while float(result[0]["value"][1]) < len(NODES) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            result = prom.query(f"count({query})")
+        print(f"PromQL: {query}")
+        for series in sorted(prom.query(query), key=lambda r: r["metric"]["node"]):
+            print(f"  node={series['metric']['node']}  state={series['metric']['state']}")
+
+
+def demo(cluster: SandboxCluster, prometheus: bool) -> None:
     show = Table(cluster)
     _say("fake API server started on the machine's loopback")
     _say("building three sandboxed nodes (network namespaces, dnsmasq on 169.254.20.10)")
@@ -71,6 +88,8 @@ def demo(cluster: SandboxCluster) -> None:
     )
     for name, _, _ in NODES:
         print(f"{name}: kubelet now runs with --cluster-dns={_kubelet_dns(cluster, name)}")
+    if prometheus:
+        show_prometheus(cluster)
     _say("fleet-wide revert (what `helm uninstall` does first): agents rolled to --mode revert")
     for name, _, _ in NODES:
         cluster.start_agent(name, "revert", *AGENT_FLAGS)
@@ -88,12 +107,12 @@ def demo(cluster: SandboxCluster) -> None:
     _say("done: every namespace, process and file of the demo is removed now")
 
 
-def run_demo(workdir: str | None) -> int:
+def run_demo(workdir: str | None, prometheus: bool = False) -> int:
     keep = workdir is not None
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="nodelocaldns-demo-"))
     try:
         with SandboxCluster(root) as cluster:
-            demo(cluster)
+            demo(cluster, prometheus)
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted; cleaned up", file=sys.stderr)
