@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.tooling import checkov, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "chart"
@@ -36,26 +37,12 @@ CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 #: admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy exists from 1.30 on
 VAP_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 VAP_CAPABILITY = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
-INSTALL = "run `bash .ci/install-tools.sh`"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 Doc = dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- tools
-def tool(name: str, *candidates: Path) -> str:
-    for path in candidates:
-        if path.is_file():
-            return str(path)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(
-            f"{name} not found (looked in {[str(c) for c in candidates]} and PATH): {INSTALL}",
-            pytrace=False,
-        )
-    return found
-
-
 @pytest.fixture(scope="session")
 def helm_bin() -> str:
     return tool("helm", ROOT / ".tools" / "bin" / "helm")
@@ -1072,7 +1059,6 @@ def test_notes_tell_how_to_watch_the_rollout(helm_bin: str) -> None:
 # ----------------------------------------------------------------------------- checkov
 def test_checkov_finds_nothing_unexplained(scenarios: dict[str, list[Doc]], tmp_path: Path) -> None:
     """Every finding is fixed or skipped in place (checkov.io/skipN: ID=reason)."""
-    checkov = tool("checkov", ROOT / ".tools" / "checkov" / "bin" / "checkov")
     for name, docs in scenarios.items():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
         for doc in docs:
@@ -1080,25 +1066,7 @@ def test_checkov_finds_nothing_unexplained(scenarios: dict[str, list[Doc]], tmp_
                 if key.startswith("checkov.io/skip"):
                     check, _, reason = value.partition("=")
                     assert re.fullmatch(r"CKV2?_K8S_\d+", check) and len(reason) > 15, value
-    proc = subprocess.run(
-        [
-            checkov,
-            "-d",
-            str(tmp_path),
-            "--framework",
-            "kubernetes",
-            "--skip-download",
-            "--quiet",
-            "--compact",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(proc.stdout)
+    report = checkov("-d", str(tmp_path), framework="kubernetes")
     failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
     assert not failed, "\n".join(failed)
     assert report["summary"]["passed"] > 500

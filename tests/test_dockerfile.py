@@ -17,25 +17,15 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.tooling import checkov, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
-INSTALL = "run `bash scripts/setup.sh` (or `pip install -e '.[test]'` and `.ci/install-tools.sh`)"
 BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
-
-
-def tool(name: str, *candidates: Path) -> str:
-    for path in candidates:
-        if path.is_file():
-            return str(path)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found: {INSTALL}", pytrace=False)
-    return found
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -84,29 +74,10 @@ def test_hadolint_is_clean() -> None:
 
 
 def test_checkov_finds_nothing_unexplained() -> None:
-    checkov = tool("checkov", ROOT / ".tools" / "checkov" / "bin" / "checkov")
     for check, reason in re.findall(r"checkov:skip=([^:\s]+):(.*)", DOCKERFILE.read_text()):
         assert re.fullmatch(r"CKV2?_DOCKER_\d+", check), check
         assert len(reason.strip()) > 15, f"{check}: a skip needs its reason"
-    proc = subprocess.run(
-        [
-            checkov,
-            "-f",
-            str(DOCKERFILE),
-            "--framework",
-            "dockerfile",
-            "--skip-download",
-            "--quiet",
-            "--compact",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(proc.stdout)
+    report = checkov("-f", str(DOCKERFILE), framework="dockerfile")
     failed = [c["check_id"] for c in report["results"]["failed_checks"]]
     assert not failed, failed
     assert report["summary"]["passed"] > 20

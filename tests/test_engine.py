@@ -69,15 +69,20 @@ def test_kubelet_not_coming_back_rolls_back(tke: FakeNode) -> None:
     assert journal["state"] == "failed" and journal["pending"] is None
 
 
-def test_restart_owed_after_crash_between_write_and_restart(tke: FakeNode) -> None:
+def killed_after_the_write(tke: FakeNode) -> None:
+    """The state a migration leaves when killed right after the rename: the file is
+    migrated, the journal says a restart is pending."""
     engine = tke.engine()
-    # Simulate a run killed right after the rename: file migrated, journal pending.
     facts = engine.facts()
     assert facts.kubelet is not None
     record = engine._record_for(None, facts.kubelet, Goal.MIGRATE)
     record.pending = "migrate"
     engine.journal.save(record)
     tke.write("/etc/kubernetes/kubelet", TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10"))
+
+
+def test_restart_owed_after_crash_between_write_and_restart(tke: FakeNode) -> None:
+    killed_after_the_write(tke)
     out = tke.engine().reconcile(Goal.MIGRATE)
     assert out.state == "migrated"
     assert out.plan.write is False and "restart owed" in out.plan.reason
@@ -166,13 +171,7 @@ def test_iptables_node_is_not_needed(tke: FakeNode) -> None:
 
 
 def test_failed_owed_restart_puts_the_journal_original_back(tke: FakeNode) -> None:
-    engine = tke.engine()
-    facts = engine.facts()
-    assert facts.kubelet is not None
-    record = engine._record_for(None, facts.kubelet, Goal.MIGRATE)
-    record.pending = "migrate"
-    engine.journal.save(record)
-    tke.write("/etc/kubernetes/kubelet", TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10"))
+    killed_after_the_write(tke)
     tke.kubelet_comes_back = False
     out = tke.engine().reconcile(Goal.MIGRATE)
     assert out.state == "failed" and out.rolled_back and out.stage == "verify"

@@ -55,6 +55,24 @@ def daemonset() -> dict:  # type: ignore[type-arg]
     }
 
 
+def revert_fleet(kubeconfig: Path, timeout: float) -> int:
+    return main(
+        [
+            "revert-fleet",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--daemonset",
+            "agent",
+            "--namespace",
+            NS,
+            "--timeout",
+            str(timeout),
+            "--poll-interval",
+            "0.1",
+        ]
+    )
+
+
 def test_status_table_and_exit_code(
     server: FakeApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -109,21 +127,7 @@ def test_revert_fleet_patches_the_daemonset_and_waits(
 
     worker = threading.Thread(target=agent_reverts)
     worker.start()
-    code = main(
-        [
-            "revert-fleet",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--daemonset",
-            "agent",
-            "--namespace",
-            NS,
-            "--timeout",
-            "20",
-            "--poll-interval",
-            "0.1",
-        ]
-    )
+    code = revert_fleet(kubeconfig, timeout=20)
     worker.join()
     assert code == 0
 
@@ -134,21 +138,7 @@ def test_revert_fleet_times_out_with_a_clear_message(
     kubeconfig = server.write_kubeconfig(tmp_path / "kc")
     server.put_object(daemonset())
     annotate(server, "stuck", "failed")
-    code = main(
-        [
-            "revert-fleet",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--daemonset",
-            "agent",
-            "--namespace",
-            NS,
-            "--timeout",
-            "0.3",
-            "--poll-interval",
-            "0.1",
-        ]
-    )
+    code = revert_fleet(kubeconfig, timeout=0.3)
     assert code == 1
     err = capsys.readouterr().err
     assert "stuck=failed" in err and "node-cache was NOT removed" in err
