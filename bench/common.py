@@ -76,11 +76,7 @@ def python_path_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **(extra or {})}
 
 
-#: The fake API server's CLI with two socket settings a real kube-apiserver (Go) has and
-#: ``http.server`` lacks: TCP_NODELAY (without it every response, headers and body written
-#: separately, waits ~40 ms for the client's delayed ACK) and a listen backlog of
-#: SOMAXCONN instead of 5 (with 5, a burst of connections loses SYNs and waits 1-7 s for
-#: retransmits). See :func:`tune_fake_server`.
+#: The fake API server's CLI, adjusted by :func:`tune_fake_server`.
 SERVER_MAIN = (
     "import sys\n"
     "from bench.common import tune_fake_server\n"
@@ -91,13 +87,72 @@ SERVER_MAIN = (
 
 
 def tune_fake_server() -> None:
-    """Give the fake API server's sockets kube-apiserver's settings (see SERVER_MAIN)."""
+    """Make the fake API server behave like kube-apiserver where the benchmarks need it
+    (each item is a difference found by ``bench/fleet.py``; see docs/benchmarks.md):
+
+    1. TCP_NODELAY. ``http.server`` writes headers and body separately; without NODELAY
+       every response waits ~40 ms for the client's delayed ACK (Go sets NODELAY).
+    2. A listen backlog of SOMAXCONN instead of 5: with 5, a burst of new connections
+       loses SYNs and waits 1-7 s for retransmits.
+    3. Client-loss checks on a watch with ``poll()`` instead of ``select()``, which raises
+       for file descriptors >= 1024: past ~1000 connections every watch on such a
+       descriptor was cut within 0.1 s (the client sees ``ProtocolError``).
+    4. A Lease update without ``metadata.resourceVersion`` is rejected (422), as
+       kube-apiserver does (``leaseStrategy.AllowUnconditionalUpdate() == false``); the
+       fake server applied it unconditionally.
+    5. ``$BENCH_REQUEST_LOG_SIZE``: keep that many requests in the log (CLI: 100 000).
+    """
+    import select
     import socket
 
-    from tests.fake_apiserver import handlers
+    from tests.fake_apiserver import handlers, status, store
 
     handlers.ApiHandler.disable_nagle_algorithm = True
     handlers.FakeHTTPServer.request_queue_size = socket.SOMAXCONN
+
+    def client_gone(self: Any) -> bool:
+        conn = self._handler.connection
+        try:
+            poller = select.poll()
+            poller.register(conn, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    handlers._ChunkedSink.client_gone = client_gone  # type: ignore[method-assign]
+
+    update = store.Store.update
+
+    def strict_update(
+        self: Any, rt: Any, namespace: Any, name: str, mutate: Any, **kwargs: Any
+    ) -> Any:
+        if rt.plural != "leases":
+            return update(self, rt, namespace, name, mutate, **kwargs)
+
+        def checked(current: Any) -> Any:
+            new = mutate(current)
+            if isinstance(new, dict) and not (new.get("metadata") or {}).get("resourceVersion"):
+                raise status.invalid(
+                    rt,
+                    name,
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update",
+                )
+            return new
+
+        return update(self, rt, namespace, name, checked, **kwargs)
+
+    store.Store.update = strict_update  # type: ignore[method-assign]
+    size = os.environ.get("BENCH_REQUEST_LOG_SIZE")
+    if size:
+        from tests.fake_apiserver import server
+
+        kwdefaults = server.FakeApiServer.__init__.__kwdefaults__ or {}
+        kwdefaults["request_log_size"] = int(size)
 
 
 class ServerProcess:
@@ -118,6 +173,7 @@ class ServerProcess:
         history_size: int = 1000,
         prefix: Sequence[str] = (),
         control_prefix: Sequence[str] = (),
+        request_log_size: int = 0,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.control_prefix = list(control_prefix)
@@ -135,10 +191,11 @@ class ServerProcess:
             "--history-size",
             str(history_size),
         ]
+        extra = {"BENCH_REQUEST_LOG_SIZE": str(request_log_size)} if request_log_size else {}
         self.proc = subprocess.Popen(
             argv,
             cwd=REPO_ROOT,
-            env=python_path_env(),
+            env=python_path_env(extra),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -175,8 +232,16 @@ class ServerProcess:
                 "print(urllib.request.urlopen(req, timeout=60).read().decode())\n"
             )
             out = subprocess.run(
-                [*self.control_prefix, sys.executable, "-S", "-c", code, url, method,
-                 (data or b"").decode()],
+                [
+                    *self.control_prefix,
+                    sys.executable,
+                    "-S",
+                    "-c",
+                    code,
+                    url,
+                    method,
+                    (data or b"").decode(),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -203,11 +268,17 @@ class ServerProcess:
 
 
 def add_node(server: ServerProcess, name: str) -> None:
-    server.control("POST", "/_fake/objects", {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "spec": {}, "status": {},
-    })
+    server.control(
+        "POST",
+        "/_fake/objects",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {},
+            "status": {},
+        },
+    )
 
 
 def request_counts(snapshot: Mapping[str, Any]) -> dict[str, int]:
@@ -221,8 +292,9 @@ def request_counts(snapshot: Mapping[str, Any]) -> dict[str, int]:
 
 def diff_counts(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
     keys = sorted(set(after) | set(before))
-    return {k: after.get(k, 0) - before.get(k, 0) for k in keys
-            if after.get(k, 0) != before.get(k, 0)}
+    return {
+        k: after.get(k, 0) - before.get(k, 0) for k in keys if after.get(k, 0) != before.get(k, 0)
+    }
 
 
 def resource_of(template: str) -> str:
