@@ -476,16 +476,20 @@ def stats(values: list[float]) -> JSON:
 
 
 def slot_timeline(restarts: list[Any], holds: list[Any]) -> JSON:
-    """Where a slot's time goes: before the restart, after it, and between two holders."""
-    by_node = {node: (b, e) for b, e, node in restarts}
+    """Where a slot's time goes: before the restart, after it, and between two holders
+    (a hold is matched to the restart that ran inside it; holds that ended without a
+    restart, e.g. a pass that failed, count only for the hand-over)."""
+    by_node: dict[str, list[tuple[float, float]]] = {}
+    for b, e, node in restarts:
+        by_node.setdefault(node, []).append((b, e))
     before, after, handoff = [], [], []
     by_slot: dict[str, list[tuple[float, float]]] = {}
     for slot, acquired, released, node in holds:
         by_slot.setdefault(slot, []).append((acquired, released))
-        if node in by_node:
-            b, e = by_node[node]
-            before.append(b - acquired)
-            after.append(released - e)
+        for b, e in by_node.get(node, []):
+            if acquired <= b <= released:
+                before.append(b - acquired)
+                after.append(released - e)
     for spans in by_slot.values():
         spans.sort()
         handoff += [nxt[0] - cur[1] for cur, nxt in itertools.pairwise(spans)]
@@ -493,6 +497,7 @@ def slot_timeline(restarts: list[Any], holds: list[Any]) -> JSON:
         "acquired_to_restart": stats(before),
         "restart_to_released": stats(after),
         "released_to_next_acquired": stats(handoff),
+        "holds_without_restart": len(holds) - len(before),
     }
 
 
