@@ -130,3 +130,12 @@ def test_journal_round_trip_and_original_copies(host: HostRoot) -> None:
     assert journal.load() == rec
     mode = stat.S_IMODE((host.root / "var/lib/nodelocaldns-agent/state.json").stat().st_mode)
     assert mode == 0o600
+
+
+def test_a_temp_file_left_by_a_killed_write_is_removed_by_the_next(tmp_path: Path) -> None:
+    target = tmp_path / "kubelet"
+    target.write_bytes(b"old")
+    (tmp_path / ".kubelet.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".other.abc123.tmp").write_bytes(b"not ours")
+    atomic_write(target, b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.abc123.tmp", "kubelet"]

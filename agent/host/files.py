@@ -48,6 +48,11 @@ def atomic_write(real: Path, data: bytes, *, default_mode: int = 0o644) -> None:
         raise HostError(f"{real}: cannot stat: {exc.strerror}") from exc
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{real}: expected a regular file")
+    # A run killed between mkstemp and the rename leaves its temporary file behind: ours
+    # only (same prefix and suffix), removed before the next write.
+    for stale in directory.glob(f".{real.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
