@@ -206,8 +206,9 @@ class Daemon:
             except ApiError as exc:
                 if exc.status == 410:
                     try:
-                        node, _ = self.api.get_node(self.settings.node_name)
-                        rv = node.resource_version
+                        # Resume from the list's resourceVersion, not the object's (which
+                        # may be as old as the expired one).
+                        node, rv = self.api.list_own_node(self.settings.node_name)
                         self._node_changed(node)
                         continue
                     except ApiError as again:
@@ -318,6 +319,9 @@ class Daemon:
             self._report("migrating" if goal is Goal.MIGRATE else "reverting", reason=plan.reason)
             self.status.flush()
             try:
+                # Start the change only with a freshly renewed slot: a holder that could
+                # not renew for a whole lease duration may already have been replaced.
+                self.lock.renew()
                 outcome = self.engine.reconcile(goal)
             except ConfigError as exc:
                 self._report("failed", reason="bad kubelet configuration", error=str(exc))

@@ -117,6 +117,17 @@ class KubeApi:
         obj = self._call(f"get node {name}", self._core.read_node, name)
         return NodeView.from_object(obj), obj
 
+    def list_own_node(self, name: str) -> tuple[NodeView, str]:
+        """The Node and the list's resourceVersion to resume a watch from after a 410."""
+        page = self._call(
+            f"list node {name}", self._core.list_node, field_selector=f"metadata.name={name}"
+        )
+        items = page.get("items") or []
+        if not items:
+            raise ApiError(f"list node {name}", 404, "NotFound")
+        rv = str((page.get("metadata") or {}).get("resourceVersion", ""))
+        return NodeView.from_object(items[0]), rv
+
     def list_nodes(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cont: str | None = None

@@ -102,6 +102,11 @@ class RestartLock:
                 seen = self._seen.get(name)
                 if seen is None:
                     out.append((name, None))
+                elif not seen.lease.resource_version:
+                    # A placeholder after a 409: held by someone, version unknown. Never
+                    # "expired" (an update needs the real resourceVersion); the watch or
+                    # the next list brings the real Lease.
+                    continue
                 elif seen.lease.holder in ("", self.holder) or now - seen.since > max(
                     seen.lease.duration_seconds, 1
                 ):
