@@ -49,7 +49,8 @@ from bench.common import JSON, emit, machine
 
 LOCAL = "169.254.20.10"
 STATE_DIR = "/var/lib/nodelocaldns-agent"
-#: steps each path logs, in order (``#2``: the second time, i.e. the rollback's restart)
+#: steps each path logs, in order (``#2``: the second time, i.e. the rollback's restart;
+#: with a kubelet that fails, the first ``verified`` is the rollback's)
 STEPS = {
     ("migrate", False): [
         "backup",
@@ -70,7 +71,7 @@ STEPS = {
         "restored",
         "restart#2",
         "restarted#2",
-        "verified#2",
+        "verified",
     ],
     ("revert", False): ["journal", "written", "restart", "restarted", "verified", "done"],
     ("revert", True): [
@@ -82,7 +83,7 @@ STEPS = {
         "restored",
         "restart#2",
         "restarted#2",
-        "verified#2",
+        "verified",
     ],
 }
 #: what runs in a quiet node (see FaultNode.wait_quiet)
@@ -382,11 +383,15 @@ def make_plans(runs: int, rng: random.Random, typical: float) -> list[Plan]:
 
 
 def kill_point(run: JSON, plan: Plan) -> str:
+    """``<goal> <step>`` (``+fail``: kubelet does not come back, so the rollback runs),
+    or ``<goal> random: after <last step logged>``."""
+    where = f"{plan.goal}{'+fail' if plan.failing else ''}"
     if plan.kill.startswith("step:"):
-        return plan.kill.partition(":")[2] if run["killed"] else "exited-before-step"
+        step = plan.kill.partition(":")[2]
+        return f"{where} {step}" if run["killed"] else f"{where} {step}: exited before it"
     if not run["killed"]:
-        return "random: exited first"
-    return f"random: {run['killed_at']}"
+        return f"{where} random: exited first"
+    return f"{where} random: {run['killed_at']}"
 
 
 def main(argv: list[str] | None = None) -> int:
