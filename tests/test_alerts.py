@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
 from agent.metrics import Metrics
+from tests.tooling import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "chart" / "files" / "alerts.yaml"
@@ -27,14 +26,15 @@ EXPECTED_ALERTS = {
     "NodeLocalDNSAgentRolloutNotProgressing",
 }
 
-needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool not installed"
-)
-
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [tool("promtool"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -43,14 +43,12 @@ def rules() -> list[dict[str, Any]]:
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
-@needs_promtool
 def test_promtool_check_rules() -> None:
     result = promtool("check", "rules", str(ALERTS), cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout
 
 
-@needs_promtool
 def test_promtool_unit_tests() -> None:
     # rule_files in the test file are relative to it: run from its directory.
     result = promtool("test", "rules", TESTS.name, cwd=TESTS.parent)

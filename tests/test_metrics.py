@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from agent.metrics import (
     serve,
 )
 from agent.state import STATES
+from tests.tooling import tool
 
 P = "nodelocaldns_agent_"
 ROOT = Path(__file__).resolve().parent.parent
@@ -471,7 +471,6 @@ def populate(metrics: Metrics) -> None:
     metrics.set_stale_pods(3)
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_check_metrics_is_clean_on_a_real_scrape(
     server: tuple[MetricsServer, Health, FakeClock], metrics: Metrics
 ) -> None:
@@ -482,7 +481,11 @@ def test_promtool_check_metrics_is_clean_on_a_real_scrape(
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert f'{P}migration_state{{state="migrated"}} 1.0'.encode() in body
     lint = subprocess.run(
-        ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+        [tool("promtool"), "check", "metrics"],
+        input=body,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b"")
 
