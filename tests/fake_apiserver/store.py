@@ -193,6 +193,11 @@ class Store:
                     "on the request"
                 )
             given_rv = meta.get("resourceVersion")
+            if not given_rv and rt.plural == "leases":
+                # kube-apiserver: leases do not allow unconditional updates (422)
+                raise invalid(
+                    rt, name, "metadata.resourceVersion", "must be specified for an update"
+                )
             if given_rv and given_rv != old_meta["resourceVersion"]:
                 raise conflict(rt, name)
             given_uid = meta.get("uid")
