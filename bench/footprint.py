@@ -270,6 +270,9 @@ def node_a(args: argparse.Namespace, workdir: Path, progress: Any) -> JSON:
             "uss_mib_at_end": round(uss / 2**20, 1),
             "threads": threads,
             "idle_api_requests": len(steady_requests),
+            "idle_api_requests_by_kind": sorted(
+                f"{r['verb']} {r['template']} {r['status']}" for r in steady_requests
+            ),
             "check": check,
             "imports": imports,
         }
