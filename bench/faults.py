@@ -252,16 +252,18 @@ class FaultNode:
                 problems.append(f"original not recoverable: backup {backup!r} missing or different")
         return problems
 
-    def leftover_temp_files(self) -> int:
-        """Temporary files of an interrupted atomic write (harmless; removed here)."""
+    def leftover_temp_files(self, remove: bool = False) -> int:
+        """Temporary files of an interrupted atomic write next to the kubelet file or in the
+        state directory (harmless: the real files are never touched by them)."""
         found = [
             p
             for d in (self.dns_file.parent, self.state_dir)
             if d.is_dir()
             for p in d.rglob(".*.tmp")
         ]
-        for path in found:
-            path.unlink(missing_ok=True)
+        if remove:
+            for path in found:
+                path.unlink(missing_ok=True)
         return len(found)
 
 
@@ -360,6 +362,8 @@ def one_run(fn: FaultNode, plan: Plan) -> JSON:
         "restarts_to_converge": restarts,
         "problems": problems,
         "temp_files_left": temp_files,
+        # the agent removes its own leftovers on its next write into that directory
+        "temp_files_after_converge": fn.leftover_temp_files(remove=True),
     }
 
 
@@ -453,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             Counter(f"{r['goal']}{' (kubelet fails)' if r['failing'] else ''}" for r in runs)
         ),
         "temp_files_left_by_kills": sum(r["temp_files_left"] for r in runs),
+        "temp_files_left_after_converging": sum(r["temp_files_after_converge"] for r in runs),
         "restarts_to_converge": dict(
             sorted(Counter(str(r["restarts_to_converge"]) for r in runs).items())
         ),
