@@ -310,34 +310,43 @@ class Daemon:
         if waited:
             self.metrics.lease_waited(self.clock.monotonic() - waited_from)
         self.metrics.lease_acquired()
+        try:
+            outcome = self._change_holding_slot(goal, plan)
+        finally:
+            self.lock.release()
+        if outcome is not None:
+            self._record_outcome(goal, outcome)
+
+    def _change_holding_slot(self, goal: Goal, plan: Plan) -> Outcome | None:
+        """Report, then change and verify while the slot is renewed; the slot is given back
+        by the caller as soon as kubelet is verified (or rolled back), before the outcome
+        is reported, so the next node's restart does not wait for our API calls."""
         renewing = threading.Event()
         renewer = threading.Thread(
             target=self._renew, args=(renewing,), daemon=True, name="lease-renew"
         )
         renewer.start()
         try:
+            # API errors here end the pass before anything changed (retried later).
             self._report("migrating" if goal is Goal.MIGRATE else "reverting", reason=plan.reason)
             self.status.flush()
+            # Start the change only with a fresh slot: a holder that could not renew for
+            # a whole lease duration may already have been replaced.
+            self.lock.ensure_fresh()
             try:
-                # Start the change only with a freshly renewed slot: a holder that could
-                # not renew for a whole lease duration may already have been replaced.
-                self.lock.renew()
-                outcome = self.engine.reconcile(goal)
+                return self.engine.reconcile(goal)
             except ConfigError as exc:
                 self._report("failed", reason="bad kubelet configuration", error=str(exc))
                 self.status.emit(self.current, "Blocked", str(exc), warning=True)
-                return
             except AgentError as exc:
                 # e.g. the journal could not be written: nothing was changed
                 self._failed_stage = "write"
                 self._report("failed", reason="the change could not be made", error=str(exc))
                 self.status.emit(self.current, "Blocked", str(exc), warning=True)
-                return
-            self._record_outcome(goal, outcome)
         finally:
             renewing.set()
             renewer.join(timeout=5)
-            self.lock.release()
+        return None
 
     def _renew(self, done: threading.Event) -> None:
         period = self.settings.lease_duration / 3

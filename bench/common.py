@@ -69,95 +69,15 @@ def verdict(value: float | None, limit: float, *, at_most: bool = True) -> str:
     return "pass" if ok else "FAIL"
 
 
-def python_path_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def python_path_env() -> dict[str, str]:
     """The environment for a Python subprocess that imports ``agent`` and ``tests``."""
     inherited = os.environ.get("PYTHONPATH")
     path = f"{REPO_ROOT}{os.pathsep}{inherited}" if inherited else str(REPO_ROOT)
-    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
-
-
-#: The fake API server's CLI, adjusted by :func:`tune_fake_server`.
-SERVER_MAIN = (
-    "import sys\n"
-    "from bench.common import tune_fake_server\n"
-    "tune_fake_server()\n"
-    "from tests.fake_apiserver.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
-
-def tune_fake_server() -> None:
-    """Make the fake API server behave like kube-apiserver where the benchmarks need it
-    (each item is a difference found by ``bench/fleet.py``; see docs/benchmarks.md):
-
-    1. TCP_NODELAY. ``http.server`` writes headers and body separately; without NODELAY
-       every response waits ~40 ms for the client's delayed ACK (Go sets NODELAY).
-    2. A listen backlog of SOMAXCONN instead of 5: with 5, a burst of new connections
-       loses SYNs and waits 1-7 s for retransmits.
-    3. Client-loss checks on a watch with ``poll()`` instead of ``select()``, which raises
-       for file descriptors >= 1024: past ~1000 connections every watch on such a
-       descriptor was cut within 0.1 s (the client sees ``ProtocolError``).
-    4. A Lease update without ``metadata.resourceVersion`` is rejected (422), as
-       kube-apiserver does (``leaseStrategy.AllowUnconditionalUpdate() == false``); the
-       fake server applied it unconditionally.
-    5. ``$BENCH_REQUEST_LOG_SIZE``: keep that many requests in the log (CLI: 100 000).
-    """
-    import select
-    import socket
-
-    from tests.fake_apiserver import handlers, status, store
-
-    handlers.ApiHandler.disable_nagle_algorithm = True
-    handlers.FakeHTTPServer.request_queue_size = socket.SOMAXCONN
-
-    def client_gone(self: Any) -> bool:
-        conn = self._handler.connection
-        try:
-            poller = select.poll()
-            poller.register(conn, select.POLLIN)
-            if not poller.poll(0):
-                return False
-            return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
-        except BlockingIOError:
-            return False
-        except (OSError, ValueError):
-            return True
-
-    handlers._ChunkedSink.client_gone = client_gone  # type: ignore[method-assign]
-
-    update = store.Store.update
-
-    def strict_update(
-        self: Any, rt: Any, namespace: Any, name: str, mutate: Any, **kwargs: Any
-    ) -> Any:
-        if rt.plural != "leases":
-            return update(self, rt, namespace, name, mutate, **kwargs)
-
-        def checked(current: Any) -> Any:
-            new = mutate(current)
-            if isinstance(new, dict) and not (new.get("metadata") or {}).get("resourceVersion"):
-                raise status.invalid(
-                    rt,
-                    name,
-                    "metadata.resourceVersion",
-                    "Invalid value: 0x0: must be specified for an update",
-                )
-            return new
-
-        return update(self, rt, namespace, name, checked, **kwargs)
-
-    store.Store.update = strict_update  # type: ignore[method-assign]
-    size = os.environ.get("BENCH_REQUEST_LOG_SIZE")
-    if size:
-        from tests.fake_apiserver import server
-
-        kwdefaults = server.FakeApiServer.__init__.__kwdefaults__ or {}
-        kwdefaults["request_log_size"] = int(size)
+    return {**os.environ, "PYTHONPATH": path}
 
 
 class ServerProcess:
-    """``python -m tests.fake_apiserver`` in a subprocess (its own interpreter and GIL),
-    with TCP_NODELAY (see :data:`SERVER_MAIN`).
+    """``python -m tests.fake_apiserver`` in a subprocess (its own interpreter and GIL).
 
     ``prefix`` runs it elsewhere, e.g. ``["nsenter", "--target=PID", "--net", "--"]`` to put
     it in a node's network namespace; then :meth:`control` must run there too, which
@@ -173,15 +93,15 @@ class ServerProcess:
         history_size: int = 1000,
         prefix: Sequence[str] = (),
         control_prefix: Sequence[str] = (),
-        request_log_size: int = 0,
+        request_log_size: int = 100_000,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.control_prefix = list(control_prefix)
         argv = [
             *prefix,
             sys.executable,
-            "-c",
-            SERVER_MAIN,
+            "-m",
+            "tests.fake_apiserver",
             "--port",
             str(port),
             "--kubeconfig-out",
@@ -190,12 +110,13 @@ class ServerProcess:
             str(bookmark_interval),
             "--history-size",
             str(history_size),
+            "--request-log-size",
+            str(request_log_size),
         ]
-        extra = {"BENCH_REQUEST_LOG_SIZE": str(request_log_size)} if request_log_size else {}
         self.proc = subprocess.Popen(
             argv,
             cwd=REPO_ROOT,
-            env=python_path_env(extra),
+            env=python_path_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
+from agent.host.probes import SystemClock
 from agent.kube.api import KubeApi
-from agent.kube.lock import RestartLock
+from agent.kube.lock import RestartLock, attempt_level, holder_level, slot_order, spacing
+from agent.kube.types import LeaseView
 from tests.fake_apiserver import FakeApiServer
 from tests.fakenode import JumpClock
 
@@ -51,3 +54,134 @@ def test_two_holders_never_share_a_slot(api: tuple[FakeApiServer, KubeApi]) -> N
     winner.release()
     later = [lock.acquire(stop, 2.0, lambda: None) for lock in locks if lock is not winner][:1]
     assert later == [True]
+
+
+@pytest.mark.parametrize(
+    ("rank", "ours", "level"),
+    [(0, False, 0), (1, False, 1), (2, False, 2), (3, False, 3), (7, False, 3), (5, True, 0)],
+)
+def test_attempt_level(rank: int, ours: bool, level: int) -> None:
+    assert attempt_level(rank, ours) == level
+
+
+def test_slot_order_is_stable_and_spreads_first_choices() -> None:
+    slots = [f"s-{i}" for i in range(10)]
+    assert slot_order("node-a", slots) == slot_order("node-a", list(reversed(slots)))
+    assert sorted(slot_order("node-a", slots)) == sorted(slots)
+    firsts = Counter(slot_order(f"node-{i}", slots)[0] for i in range(2000))
+    assert set(firsts) == set(slots)
+    # each slot is the first choice of ~200 nodes (binomial: sd ~13)
+    assert all(120 < n < 280 for n in firsts.values()), firsts
+    # second choices are independent of first choices
+    pairs = Counter(tuple(slot_order(f"node-{i}", slots)[:2]) for i in range(2000))
+    assert len(pairs) > 80
+
+
+def test_a_freed_slot_is_raced_only_by_its_first_choice_waiters(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    """The herd fix, over real HTTP: 30 waiters, 3 slots held; when one is freed, only the
+    waiters whose first choice it is send a create within their jitter; everyone else waits
+    at least ``step`` seconds and by then sees it taken (no request at all)."""
+    server, kube = api
+    slots = [f"nodelocaldns-agent-slot-{i}" for i in range(3)]
+    for name in slots:  # each held by a node whose first choice it is (floor 0)
+        busy = next(f"busy-{i}" for i in range(1000) if slot_order(f"busy-{i}", slots)[0] == name)
+        kube.create_lease(NS, name, busy, 60)
+    clock = SystemClock()  # real time: the test is about who writes when
+    creates: list[str] = []
+
+    class Recording(KubeApi):
+        """The real API wrapper (shared client), noting who sent a Lease create."""
+
+        def __init__(self, holder: str) -> None:
+            self.__dict__.update(kube.__dict__)
+            self.holder = holder
+
+        def create_lease(self, namespace: str, name: str, holder: str, duration: int) -> LeaseView:
+            creates.append(self.holder)
+            return super().create_lease(namespace, name, holder, duration)
+
+    locks = [
+        RestartLock(Recording(f"n{i}"), NS, f"n{i}", 3, clock, duration=60, jitter=0.2, step=2.0)
+        for i in range(30)
+    ]
+    stop = threading.Event()
+    results: dict[str, bool] = {}
+
+    def wait(lock: RestartLock) -> None:
+        results[lock.holder] = lock.acquire(stop, 6.0, lambda: None)
+        if lock.held is not None:
+            stop.set()  # the others give up at their next wake-up
+
+    threads = [threading.Thread(target=wait, args=(lock,)) for lock in locks]
+    for t in threads:
+        t.start()
+    server.wait_for(lambda: all(lock._watching for lock in locks), timeout=10)
+    kube.delete_lease(NS, slots[1], "")
+    for t in threads:
+        t.join(timeout=20)
+    winners = [lock for lock in locks if lock.held is not None]
+    assert len(winners) == 1 and winners[0].held is not None
+    assert winners[0].held.name == slots[1]
+    first_choice = {lock.holder for lock in locks if lock.names[0] == slots[1]}
+    assert creates and set(creates) <= first_choice, (creates, first_choice)
+
+
+def test_ensure_fresh_renews_only_an_old_write(api: tuple[FakeApiServer, KubeApi]) -> None:
+    server, kube = api
+    clock = JumpClock()
+    lock = RestartLock(kube, NS, "node-a", 1, clock, duration=30, jitter=0.0)
+    assert lock.acquire(threading.Event(), 1.0, lambda: None)
+    puts = lambda: [r for r in server.requests.records() if r.method == "PUT"]  # noqa: E731
+    lock.ensure_fresh()  # written just now: no request
+    assert puts() == []
+    clock.sleep(11)  # more than a third of the duration
+    lock.ensure_fresh()
+    assert [r.status for r in puts()] == [200]
+    lock.ensure_fresh()
+    assert len(puts()) == 1
+
+
+@pytest.mark.parametrize(
+    ("rank", "floor", "level"),
+    [(0, 1, 0), (1, 1, 0), (2, 1, 1), (3, 1, 2), (9, 2, 1), (2, 2, 0), (1, 2, 0)],
+)
+def test_attempt_level_after_a_holder_of_a_later_level(rank: int, floor: int, level: int) -> None:
+    assert attempt_level(rank, False, floor) == level
+
+
+def test_holder_level_never_reaches_the_last_level() -> None:
+    slots = [f"s-{i}" for i in range(20)]
+    for holder in ("a", "b", "c"):
+        order = slot_order(holder, slots)
+        assert [holder_level(holder, name, slots) for name in order[:5]] == [0, 1, 2, 2, 2]
+
+
+def test_waiters_follow_the_level_of_the_slots_last_holder(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    """A slot last taken by a level-2 holder: a level-2 waiter tries it without waiting
+    two steps for level-0/1 waiters that were not there."""
+    _, kube = api
+    slots = [f"nodelocaldns-agent-slot-{i}" for i in range(4)]
+    clock = JumpClock()
+    waiter = RestartLock(kube, NS, "w", 4, clock, duration=60, jitter=0.0, step=1.0)
+    target = waiter.names[2]  # the waiter's level 2
+    holder = next(f"h{i}" for i in range(1000) if slot_order(f"h{i}", slots)[2] == target)
+    for name in slots:
+        kube.create_lease(NS, name, holder if name == target else f"busy-{name}", 60)
+    waiter._refresh()
+    kube.delete_lease(NS, target, "")
+    waiter._refresh()
+    before = clock.monotonic()
+    assert waiter.try_acquire() is True
+    assert clock.monotonic() - before < 0.5  # level 2 - floor 2: no step waited
+
+
+@pytest.mark.parametrize(
+    ("base", "latency", "expected"),
+    [(0.3, 0.0, 0.3), (0.3, 0.05, 0.3), (0.3, 0.1, 0.4), (0.3, 2.5, 10.0)],
+)
+def test_spacing_stretches_with_a_slow_api(base: float, latency: float, expected: float) -> None:
+    assert spacing(base, latency) == pytest.approx(expected)

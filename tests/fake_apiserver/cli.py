@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="server-side end of watches that give no timeoutSeconds",
     )
+    parser.add_argument(
+        "--request-log-size",
+        type=int,
+        default=100_000,
+        metavar="REQUESTS",
+        help="requests kept for /_fake/requests",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -41,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         bookmark_interval=args.bookmark_interval,
         history_size=args.history_size,
         watch_timeout=args.watch_timeout,
+        request_log_size=args.request_log_size,
     )
     with server:
         if args.kubeconfig_out:

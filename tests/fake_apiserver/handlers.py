@@ -32,6 +32,9 @@ class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the handler threads
     block_on_close = True
     allow_reuse_address = True
+    # A burst of a thousand agents connecting at once: with socketserver's default of 5,
+    # SYNs are dropped and clients wait 1-7 s for retransmits.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], backend: Backend) -> None:
         self.backend = backend
@@ -78,7 +81,9 @@ class _ChunkedSink:
         self._handler = handler
 
     def send(self, event: JSON) -> None:
-        data = json.dumps(event, separators=(",", ":")).encode() + b"\n"
+        self.send_line(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+
+    def send_line(self, data: bytes) -> None:
         self._handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def end(self) -> None:
@@ -87,8 +92,11 @@ class _ChunkedSink:
     def client_gone(self) -> bool:
         conn = self._handler.connection
         try:
-            readable, _, _ = select.select([conn], [], [], 0)
-            if not readable:
+            # poll(), not select(): select() fails for descriptors >= 1024, which a fake
+            # server with a thousand watch connections has.
+            poller = select.poll()
+            poller.register(conn, select.POLLIN)
+            if not poller.poll(0):
                 return False
             peeked: bytes = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             return peeked == b""
@@ -102,6 +110,9 @@ class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-kube-apiserver/0.1"
     timeout = 60  # seconds an idle keep-alive connection is kept
+    # http.server writes headers and body separately; without TCP_NODELAY each response
+    # waits ~40 ms for the client's delayed ACK (kube-apiserver, in Go, sets it).
+    disable_nagle_algorithm = True
     server: FakeHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:

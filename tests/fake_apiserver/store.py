@@ -15,7 +15,9 @@ from __future__ import annotations
 import bisect
 import builtins
 import copy
+import dataclasses
 import itertools
+import json
 import random
 import re
 import threading
@@ -50,6 +52,16 @@ class Event:
     type: str  # ADDED | MODIFIED | DELETED
     obj: JSON
     old: JSON | None
+    _lines: dict[str, bytes] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def line(self, kind: str) -> bytes:
+        """The watch event ``{"type": kind, "object": obj}`` as one JSON line, encoded once
+        however many watches send it (kube-apiserver's watch cache does the same)."""
+        data = self._lines.get(kind)
+        if data is None:
+            data = json.dumps({"type": kind, "object": self.obj}, separators=(",", ":"))
+            data = self._lines.setdefault(kind, data.encode() + b"\n")
+        return data
 
 
 def _meta(obj: JSON) -> JSON:
@@ -69,7 +81,13 @@ def _without_rv(obj: JSON) -> JSON:
 
 class Store:
     def __init__(self, history_size: int = 1000) -> None:
-        self.cond = threading.Condition(threading.RLock())
+        # One lock for everything; ``cond`` wakes on any change, ``changed[type]`` only on
+        # changes of that type, so a write wakes only the watches that could care (with a
+        # thousand lease watchers, waking every watch on every Node patch costs more than
+        # the requests themselves).
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        self.changed = {rt.key: threading.Condition(lock) for rt in RESOURCES}
         self.history_size = history_size
         self._rv = 0
         self._objects: dict[str, dict[Key, JSON]] = {rt.key: {} for rt in RESOURCES}
@@ -313,7 +331,7 @@ class Store:
             for rt in RESOURCES:
                 self._history[rt.key].clear()
                 self._floor[rt.key] = self._rv
-            self.cond.notify_all()
+            self._notify_all()
             return self._rv
 
     def reset(self) -> None:
@@ -324,8 +342,13 @@ class Store:
             self.compact()
 
     def notify(self) -> None:
+        """Wake every waiter (a fault or a shutdown that every watch must see)."""
         with self.cond:
-            self.cond.notify_all()
+            self._notify_all()
+
+    def wait_for_change(self, rt: ResourceType, timeout: float) -> None:
+        """Wait (holding ``cond``) until ``rt`` changes, :meth:`notify` or ``timeout``."""
+        self.changed[rt.key].wait(timeout)
 
     def dump(self) -> JSON:
         with self.cond:
@@ -408,3 +431,9 @@ class Store:
             self._floor[rt.key] = history.popleft().rv
         history.append(event)
         self.cond.notify_all()
+        self.changed[rt.key].notify_all()
+
+    def _notify_all(self) -> None:
+        self.cond.notify_all()
+        for cond in self.changed.values():
+            cond.notify_all()

@@ -35,12 +35,16 @@ from .status import ApiError, bad_request, expired
 from .store import Event, Store
 
 JSON = dict[str, Any]
-POLL_SECONDS = 0.1  # how often an idle watch checks for stop, drop, timeout and client loss
+#: how often an idle watch checks for client loss (stop, drop and changes wake it at once)
+POLL_SECONDS = 1.0
 
 
 class WatchSink(Protocol):
     def send(self, event: JSON) -> None:
         """Write one event; raises OSError once the client is gone."""
+
+    def send_line(self, data: bytes) -> None:
+        """Write one event already encoded as a JSON line."""
 
     def client_gone(self) -> bool: ...
 
@@ -106,19 +110,18 @@ def _visible(obj: JSON | None, params: WatchParams) -> bool:
     return params.predicate(obj)
 
 
-def translate(event: Event, params: WatchParams) -> JSON | None:
-    """The event this watcher sees (selector transitions become ADDED/DELETED), or None."""
+def translate(event: Event, params: WatchParams) -> str | None:
+    """The event type this watcher sees (selector transitions become ADDED/DELETED), or
+    None when it sees nothing."""
     new_ok = _visible(event.obj, params)
     old_ok = _visible(event.old, params)
     if event.type == "ADDED":
-        kind = "ADDED" if new_ok else None
-    elif event.type == "DELETED":
-        kind = "DELETED" if (old_ok or new_ok) else None
-    elif new_ok:
-        kind = "MODIFIED" if old_ok else "ADDED"
-    else:
-        kind = "DELETED" if old_ok else None
-    return {"type": kind, "object": event.obj} if kind else None
+        return "ADDED" if new_ok else None
+    if event.type == "DELETED":
+        return "DELETED" if (old_ok or new_ok) else None
+    if new_ok:
+        return "MODIFIED" if old_ok else "ADDED"
+    return "DELETED" if old_ok else None
 
 
 def _bookmark(rt: ResourceType, rv: int, initial_end: bool = False) -> JSON:
@@ -181,7 +184,7 @@ def run_watch(
                         waits.append(deadline - time.monotonic())
                     if params.allow_bookmarks:
                         waits.append(next_bookmark - time.monotonic())
-                    store.cond.wait(max(0.0, min(waits)))
+                    store.wait_for_change(params.rt, max(0.0, min(waits)))
                     events = store.events_since(params.rt, last)
                 last = max(last, store.resource_version)
             except ApiError as err:
@@ -190,9 +193,9 @@ def run_watch(
             sink.send(_error(failure))
             return Outcome.ENDED
         for event in events:
-            visible = translate(event, params)
-            if visible is not None:
-                sink.send(visible)
+            kind = translate(event, params)
+            if kind is not None:
+                sink.send_line(event.line(kind))
 
         epoch, graceful = faults.drop_state()
         if epoch != drop_epoch:
