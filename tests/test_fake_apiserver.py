@@ -877,3 +877,23 @@ def test_cli_serves_and_writes_a_usable_kubeconfig(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=5)
         assert proc.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("selector", "name"),
+    [
+        (None, None),
+        ("", None),
+        ("metadata.name=node-a", "node-a"),
+        ("metadata.name==node-a", "node-a"),
+        ("spec.nodeName=x,metadata.name=node-b", "node-b"),
+        ("metadata.name!=node-a", None),
+        ("metadata.namespace=default", None),
+    ],
+)
+def test_the_name_a_field_selector_pins_a_watch_to(
+    selector: str | None, name: str | None
+) -> None:
+    from tests.fake_apiserver.watch import _pinned_name
+
+    assert _pinned_name(selector) == name

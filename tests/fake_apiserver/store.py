@@ -64,6 +64,14 @@ class Event:
         return data
 
 
+@dataclass(eq=False)
+class Subscription:
+    """One watch waiting for events (see :meth:`Store.subscribe`)."""
+
+    cond: threading.Condition
+    interested: Callable[[Event], bool]
+
+
 def _meta(obj: JSON) -> JSON:
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
@@ -81,13 +89,15 @@ def _without_rv(obj: JSON) -> JSON:
 
 class Store:
     def __init__(self, history_size: int = 1000) -> None:
-        # One lock for everything; ``cond`` wakes on any change, ``changed[type]`` only on
-        # changes of that type, so a write wakes only the watches that could care (with a
-        # thousand lease watchers, waking every watch on every Node patch costs more than
-        # the requests themselves).
-        lock = threading.RLock()
-        self.cond = threading.Condition(lock)
-        self.changed = {rt.key: threading.Condition(lock) for rt in RESOURCES}
+        # One lock for everything; ``cond`` wakes on any change. Watches subscribe instead
+        # and are woken only by changes they can see, like kube-apiserver's watch cache,
+        # which filters each event for each watcher before it wakes anything (with a
+        # thousand single-node watches, waking every watch on every Node patch cost more
+        # than the requests themselves).
+        self._lock = threading.RLock()
+        self.cond = threading.Condition(self._lock)
+        self._subscriptions: dict[str, set[Subscription]] = {rt.key: set() for rt in RESOURCES}
+        self._named: dict[tuple[str, str], set[Subscription]] = {}
         self.history_size = history_size
         self._rv = 0
         self._objects: dict[str, dict[Key, JSON]] = {rt.key: {} for rt in RESOURCES}
@@ -346,9 +356,34 @@ class Store:
         with self.cond:
             self._notify_all()
 
-    def wait_for_change(self, rt: ResourceType, timeout: float) -> None:
-        """Wait (holding ``cond``) until ``rt`` changes, :meth:`notify` or ``timeout``."""
-        self.changed[rt.key].wait(timeout)
+    def subscribe(
+        self, rt: ResourceType, interested: Callable[[Event], bool], name: str | None = None
+    ) -> Subscription:
+        """Register a watch: woken by the events of ``rt`` it is ``interested`` in (with
+        ``name``: only events of the object of that name are even looked at)."""
+        with self.cond:
+            sub = Subscription(threading.Condition(self._lock), interested)
+            if name is None:
+                self._subscriptions[rt.key].add(sub)
+            else:
+                self._named.setdefault((rt.key, name), set()).add(sub)
+            return sub
+
+    def unsubscribe(self, rt: ResourceType, sub: Subscription, name: str | None = None) -> None:
+        with self.cond:
+            if name is None:
+                self._subscriptions[rt.key].discard(sub)
+                return
+            named = self._named.get((rt.key, name), set())
+            named.discard(sub)
+            if not named:
+                self._named.pop((rt.key, name), None)
+
+    @staticmethod
+    def wait_for_change(sub: Subscription, timeout: float) -> None:
+        """Wait (holding ``cond``) for an event ``sub`` can see, :meth:`notify`, or
+        ``timeout``."""
+        sub.cond.wait(timeout)
 
     def dump(self) -> JSON:
         with self.cond:
@@ -431,9 +466,13 @@ class Store:
             self._floor[rt.key] = history.popleft().rv
         history.append(event)
         self.cond.notify_all()
-        self.changed[rt.key].notify_all()
+        name = event.obj["metadata"].get("name", "")
+        for sub in (*self._subscriptions[rt.key], *self._named.get((rt.key, name), ())):
+            if sub.interested(event):
+                sub.cond.notify()
 
     def _notify_all(self) -> None:
         self.cond.notify_all()
-        for cond in self.changed.values():
-            cond.notify_all()
+        for subs in (*self._subscriptions.values(), *self._named.values()):
+            for sub in subs:
+                sub.cond.notify()

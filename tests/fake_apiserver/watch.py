@@ -32,7 +32,7 @@ from .faults import Faults
 from .resources import ResourceType
 from .selectors import Predicate, object_predicate
 from .status import ApiError, bad_request, expired
-from .store import Event, Store
+from .store import Event, Store, Subscription
 
 JSON = dict[str, Any]
 #: how often an idle watch checks for client loss (stop, drop and changes wake it at once)
@@ -64,6 +64,8 @@ class WatchParams:
     send_initial_events: bool
     allow_bookmarks: bool
     timeout: float | None
+    #: the object name a ``metadata.name=`` field selector pins the watch to
+    name: str | None = None
 
     @property
     def is_resume(self) -> bool:
@@ -95,7 +97,17 @@ class WatchParams:
             send_initial_events=_flag(query.get("sendInitialEvents")),
             allow_bookmarks=_flag(query.get("allowWatchBookmarks")),
             timeout=timeout,
+            name=_pinned_name(query.get("fieldSelector")),
         )
+
+
+def _pinned_name(field_selector: str | None) -> str | None:
+    """``X`` of a ``metadata.name=X`` (or ``==``) term of a field selector, else None."""
+    for term in (field_selector or "").split(","):
+        key, sep, value = term.partition("==") if "==" in term else term.partition("=")
+        if sep and not key.endswith("!") and key.strip() == "metadata.name":
+            return value.strip()
+    return None
 
 
 def _flag(value: str | None) -> bool:
@@ -171,6 +183,28 @@ def run_watch(
     if params.send_initial_events and params.allow_bookmarks:
         sink.send(_bookmark(params.rt, last, initial_end=True))
 
+    name = params.name
+    sub = store.subscribe(params.rt, lambda event: translate(event, params) is not None, name)
+    try:
+        return _follow(
+            store, faults, params, sink, sub, last, drop_epoch, deadline, bookmark_interval, closing
+        )
+    finally:
+        store.unsubscribe(params.rt, sub, name)
+
+
+def _follow(
+    store: Store,
+    faults: Faults,
+    params: WatchParams,
+    sink: WatchSink,
+    sub: Subscription,
+    last: int,
+    drop_epoch: int,
+    deadline: float | None,
+    bookmark_interval: float,
+    closing: threading.Event,
+) -> Outcome:
     next_bookmark = time.monotonic() + bookmark_interval
     while True:
         failure: ApiError | None = None
@@ -184,7 +218,7 @@ def run_watch(
                         waits.append(deadline - time.monotonic())
                     if params.allow_bookmarks:
                         waits.append(next_bookmark - time.monotonic())
-                    store.wait_for_change(params.rt, max(0.0, min(waits)))
+                    store.wait_for_change(sub, max(0.0, min(waits)))
                     events = store.events_since(params.rt, last)
                 last = max(last, store.resource_version)
             except ApiError as err:
