@@ -1,8 +1,13 @@
 """A narrow, typed wrapper around the Kubernetes client: only the calls the agent makes.
 
-Responses are read raw (``_preload_content=False``) and turned into the plain types of
-:mod:`agent.kube.types`, which keeps the daemon's memory and CPU low and keeps client
-models out of the rest of the code. Errors become :class:`ApiError` with the HTTP status.
+Requests go through the official client's generic request path
+(``ApiClient.param_serialize`` + ``ApiClient.call_api``): its configuration (API server
+URL, bearer token and its refresh, CA, client certificates, proxy), its URL and query
+encoding and its urllib3 pool. The typed API classes (``CoreV1Api``, ...) are not used:
+the agent sends plain dicts and reads every response raw, and the first use of a typed
+class imports its pydantic models (``CoreV1Api``: 254 modules, ~20 MiB of the daemon's
+RSS). Responses become the plain types of :mod:`agent.kube.types`; errors become
+:class:`ApiError` with the HTTP status.
 """
 
 from __future__ import annotations
@@ -14,18 +19,41 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
+
+# Named modules of the official client. (Any of them runs ``kubernetes/__init__``, which
+# loads config, watch, stream, ... but never the typed API classes or their models.)
+from kubernetes.client.api_client import ApiClient
+from kubernetes.client.configuration import Configuration
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTResponse
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import load_incluster_config
+from kubernetes.config.kube_config import load_kube_config
 
 from agent.errors import ConfigError, TransientError
 from agent.kube.types import LeaseView, NodeView, PodView, WatchEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 #: seconds any single non-watch request may take
 REQUEST_TIMEOUT = 30.0
+#: the security scheme of every Kubernetes API operation (the configuration's bearer
+#: token, refreshed by its hook, e.g. the rotated in-cluster service account token)
+AUTH_SETTINGS = ["BearerToken"]
+
+NODES = "/api/v1/nodes"
+NODE = "/api/v1/nodes/{name}"
+EVENTS = "/api/v1/namespaces/{namespace}/events"
+PODS = "/api/v1/pods"
+EVICTION = "/api/v1/namespaces/{namespace}/pods/{name}/eviction"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+DAEMONSET = "/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"
+
+Query = list[tuple[str, Any]]
 
 
 class ApiError(TransientError):
@@ -37,25 +65,24 @@ class ApiError(TransientError):
         self.reason = reason
 
 
-def load_config(kubeconfig: str | None) -> client.ApiClient:
+def load_config(kubeconfig: str | None) -> ApiClient:
     """In-cluster config by default; a kubeconfig file when given."""
+    cfg = Configuration()
     try:
         if kubeconfig:
-            cfg = client.Configuration()
-            config.load_kube_config(  # type: ignore[no-untyped-call]
+            load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=cfg
             )
         else:
-            cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError) as exc:
+            load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
         raise ConfigError(
             f"--kubeconfig {kubeconfig}: {exc}"
             if kubeconfig
             else f"in-cluster Kubernetes config: {exc} (use --kubeconfig outside a pod)"
         ) from exc
     cfg.retries = 0
-    return client.ApiClient(cfg)
+    return ApiClient(cfg)
 
 
 def now_rfc3339() -> str:
@@ -71,26 +98,71 @@ def parse_time(text: str | None) -> float:
         return 0.0
 
 
+def _query(**params: Any) -> Query:
+    """Query parameters by their API names, without the unset ones (None)."""
+    return [(key, value) for key, value in params.items() if value is not None]
+
+
 class KubeApi:
     """The calls the agent makes, nothing else."""
 
     def __init__(
         self,
-        api_client: client.ApiClient,
+        api_client: ApiClient,
         on_request: Callable[[int], None] | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self._timeout = request_timeout
-        self._core = client.CoreV1Api(api_client)
-        self._coord = client.CoordinationV1Api(api_client)
-        self._apps = client.AppsV1Api(api_client)
+        self._client = api_client
         self._on_request = on_request or (lambda status: None)
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("_request_timeout", self._timeout)
-        kwargs.setdefault("_preload_content", False)
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        query: Query,
+        body: Any,
+        content_type: str,
+        timeout: float | tuple[float, float],
+    ) -> RESTResponse:
+        """One request through the client's generic path; ApiException unless 2xx.
+
+        The response body is not read (a watch streams it)."""
+        headers: dict[str, str] = {"Accept": JSON}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=params,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=AUTH_SETTINGS,
+        )
+        resp = self._client.call_api(*request, _request_timeout=timeout)
+        if not 200 <= resp.status <= 299:
+            resp.read()  # type: ignore[no-untyped-call]
+            raise ApiException(http_resp=resp)
+        return resp
+
+    def _call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        query: Query | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+    ) -> Any:
+        """A request whose JSON answer is returned as plain dicts and lists."""
         try:
-            resp = fn(*args, **kwargs)
+            resp = self._send(
+                method, path, params or {}, query or [], body, content_type, self._timeout
+            )
+            data = resp.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             self._on_request(exc.status or 0)
             reason = _status_reason(exc)
@@ -104,23 +176,21 @@ class KubeApi:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             self._on_request(0)
             raise ApiError(what, 0, f"{type(exc).__name__}: {exc}") from exc
-        self._on_request(getattr(resp, "status", 200))
-        if not kwargs["_preload_content"]:
-            try:
-                return json.loads(resp.data) if resp.data else {}
-            except ValueError as exc:
-                raise ApiError(what, 200, f"response is not JSON: {exc}") from exc
-        return resp
+        self._on_request(resp.status)
+        try:
+            return json.loads(data) if data else {}
+        except ValueError as exc:
+            raise ApiError(what, 200, f"response is not JSON: {exc}") from exc
 
     # ------------------------------------------------------------ nodes
     def get_node(self, name: str) -> tuple[NodeView, dict[str, Any]]:
-        obj = self._call(f"get node {name}", self._core.read_node, name)
+        obj = self._call(f"get node {name}", "GET", NODE, {"name": name})
         return NodeView.from_object(obj), obj
 
     def list_own_node(self, name: str) -> tuple[NodeView, str]:
         """The Node and the list's resourceVersion to resume a watch from after a 410."""
         page = self._call(
-            f"list node {name}", self._core.list_node, field_selector=f"metadata.name={name}"
+            f"list node {name}", "GET", NODES, query=_query(fieldSelector=f"metadata.name={name}")
         )
         items = page.get("items") or []
         if not items:
@@ -132,7 +202,9 @@ class KubeApi:
         items: list[dict[str, Any]] = []
         cont: str | None = None
         while True:
-            page = self._call("list nodes", self._core.list_node, limit=500, _continue=cont)
+            page = self._call(
+                "list nodes", "GET", NODES, query=_query(**{"continue": cont}, limit=500)
+            )
             items += page.get("items") or []
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
@@ -148,7 +220,7 @@ class KubeApi:
         if labels:
             body["metadata"]["labels"] = labels
         obj = self._call(
-            f"patch node {name}", self._core.patch_node, name, body, _content_type=MERGE_PATCH
+            f"patch node {name}", "PATCH", NODE, {"name": name}, body=body, content_type=MERGE_PATCH
         )
         return NodeView.from_object(obj)
 
@@ -156,33 +228,33 @@ class KubeApi:
         """Watch one node from resourceVersion ``rv``; ApiError(410) when it expired."""
         for kind, obj in self._watch(
             f"watch node {name}",
-            self._core.list_node,
-            (),
+            NODES,
+            {},
             rv,
             timeout_seconds,
-            field_selector=f"metadata.name={name}",
+            fieldSelector=f"metadata.name={name}",
         ):
             yield WatchEvent(kind, NodeView.from_object(obj))
 
     def _watch(
         self,
         what: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
+        path: str,
+        params: dict[str, str],
         rv: str,
         timeout_seconds: int,
         **selectors: str,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
+        query = _query(
+            allowWatchBookmarks=True,
+            **selectors,
+            resourceVersion=rv,
+            timeoutSeconds=timeout_seconds,
+            watch=True,
+        )
         try:
-            resp = fn(
-                *args,
-                resource_version=rv,
-                watch=True,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                _preload_content=False,
-                _request_timeout=(self._timeout, timeout_seconds + 30.0),
-                **selectors,
+            resp = self._send(
+                "GET", path, params, query, None, JSON, (self._timeout, timeout_seconds + 30.0)
             )
         except ApiException as exc:
             self._on_request(exc.status or 0)
@@ -191,8 +263,9 @@ class KubeApi:
             self._on_request(0)
             raise ApiError(what, 0, f"{type(exc).__name__}: {exc}") from exc
         self._on_request(resp.status)
+        stream = resp.response  # the urllib3 response, its body not read yet
         try:
-            for line in _lines(resp):
+            for line in _lines(stream):
                 try:
                     ev = json.loads(line)
                 except ValueError as exc:
@@ -207,7 +280,7 @@ class KubeApi:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(what, 0, f"stream broken: {type(exc).__name__}") from exc
         finally:
-            resp.release_conn()
+            stream.release_conn()
 
     # ------------------------------------------------------------ events
     def create_node_event(
@@ -241,13 +314,13 @@ class KubeApi:
             "lastTimestamp": now,
             "count": 1,
         }
-        self._call(f"create event {reason}", self._core.create_namespaced_event, namespace, body)
+        self._call(f"create event {reason}", "POST", EVENTS, {"namespace": namespace}, body=body)
 
     # ------------------------------------------------------------ leases
     def get_lease(self, namespace: str, name: str) -> LeaseView | None:
         try:
             obj = self._call(
-                f"get lease {name}", self._coord.read_namespaced_lease, name, namespace
+                f"get lease {name}", "GET", LEASE, {"namespace": namespace, "name": name}
             )
         except ApiError as exc:
             if exc.status == 404:
@@ -257,7 +330,11 @@ class KubeApi:
 
     def list_leases(self, namespace: str, selector: str) -> tuple[list[LeaseView], str]:
         page = self._call(
-            "list leases", self._coord.list_namespaced_lease, namespace, label_selector=selector
+            "list leases",
+            "GET",
+            LEASES,
+            {"namespace": namespace},
+            query=_query(labelSelector=selector),
         )
         rv = str((page.get("metadata") or {}).get("resourceVersion", ""))
         return [_lease(item) for item in page.get("items") or []], rv
@@ -267,18 +344,18 @@ class KubeApi:
     ) -> Iterator[tuple[str, LeaseView]]:
         for kind, obj in self._watch(
             "watch leases",
-            self._coord.list_namespaced_lease,
-            (namespace,),
+            LEASES,
+            {"namespace": namespace},
             rv,
             timeout_seconds,
-            label_selector=selector,
+            labelSelector=selector,
         ):
             yield kind, _lease(obj)
 
     def create_lease(self, namespace: str, name: str, holder: str, duration: int) -> LeaseView:
         body = _lease_body(name, holder, duration, None)
         obj = self._call(
-            f"create lease {name}", self._coord.create_namespaced_lease, namespace, body
+            f"create lease {name}", "POST", LEASES, {"namespace": namespace}, body=body
         )
         return _lease(obj)
 
@@ -287,22 +364,28 @@ class KubeApi:
     ) -> LeaseView:
         body = _lease_body(name, holder, duration, resource_version)
         obj = self._call(
-            f"replace lease {name}", self._coord.replace_namespaced_lease, name, namespace, body
+            f"replace lease {name}",
+            "PUT",
+            LEASE,
+            {"namespace": namespace, "name": name},
+            body=body,
         )
         return _lease(obj)
 
     def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
         body = {"preconditions": {"resourceVersion": resource_version}}
         self._call(
-            f"delete lease {name}", self._coord.delete_namespaced_lease, name, namespace, body=body
+            f"delete lease {name}",
+            "DELETE",
+            LEASE,
+            {"namespace": namespace, "name": name},
+            body=body,
         )
 
     # ------------------------------------------------------------ pods
     def list_pods_on_node(self, node: str) -> list[PodView]:
         page = self._call(
-            f"list pods on {node}",
-            self._core.list_pod_for_all_namespaces,
-            field_selector=f"spec.nodeName={node}",
+            f"list pods on {node}", "GET", PODS, query=_query(fieldSelector=f"spec.nodeName={node}")
         )
         return [_pod(item) for item in page.get("items") or []]
 
@@ -314,30 +397,30 @@ class KubeApi:
         }
         self._call(
             f"evict pod {namespace}/{name}",
-            self._core.create_namespaced_pod_eviction,
-            name,
-            namespace,
-            body,
+            "POST",
+            EVICTION,
+            {"namespace": namespace, "name": name},
+            body=body,
         )
 
     # ------------------------------------------------------------ daemonsets
     def get_daemonset(self, namespace: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             f"get daemonset {namespace}/{name}",
-            self._apps.read_namespaced_daemon_set,
-            name,
-            namespace,
+            "GET",
+            DAEMONSET,
+            {"namespace": namespace, "name": name},
         )
         return result
 
     def json_patch_daemonset(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         self._call(
             f"patch daemonset {namespace}/{name}",
-            self._apps.patch_namespaced_daemon_set,
-            name,
-            namespace,
-            ops,
-            _content_type=JSON_PATCH,
+            "PATCH",
+            DAEMONSET,
+            {"namespace": namespace, "name": name},
+            body=ops,
+            content_type=JSON_PATCH,
         )
 
 
@@ -364,10 +447,13 @@ def _status_reason(exc: ApiException) -> str:
 #: label on the agent's restart-slot leases (so waiters can list/watch only those)
 LEASE_LABEL = "app.kubernetes.io/component"
 LEASE_LABEL_VALUE = "nodelocaldns-agent-restart-slot"
+#: label with the slot Lease's own name, so a waiter can watch just the slots it may take
+SLOT_LABEL = "nodelocaldns-agent.io/slot"
 
 
 def _lease_body(name: str, holder: str, duration: int, rv: str | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": {LEASE_LABEL: LEASE_LABEL_VALUE}}
+    labels = {LEASE_LABEL: LEASE_LABEL_VALUE, SLOT_LABEL: name}
+    meta: dict[str, Any] = {"name": name, "labels": labels}
     if rv is not None:
         meta["resourceVersion"] = rv
     now = now_rfc3339()
