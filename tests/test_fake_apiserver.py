@@ -891,9 +891,7 @@ def test_cli_serves_and_writes_a_usable_kubeconfig(tmp_path: Path) -> None:
         ("metadata.namespace=default", None),
     ],
 )
-def test_the_name_a_field_selector_pins_a_watch_to(
-    selector: str | None, name: str | None
-) -> None:
+def test_the_name_a_field_selector_pins_a_watch_to(selector: str | None, name: str | None) -> None:
     from tests.fake_apiserver.watch import _pinned_name
 
     assert _pinned_name(selector) == name

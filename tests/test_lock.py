@@ -9,8 +9,15 @@ from collections.abc import Iterator
 import pytest
 
 from agent.host.probes import SystemClock
-from agent.kube.api import KubeApi
-from agent.kube.lock import RestartLock, attempt_level, holder_level, slot_order, spacing
+from agent.kube.api import SLOT_LABEL, KubeApi
+from agent.kube.lock import (
+    WATCHED,
+    RestartLock,
+    attempt_level,
+    holder_level,
+    slot_order,
+    spacing,
+)
 from agent.kube.types import LeaseView
 from tests.fake_apiserver import FakeApiServer
 from tests.fakenode import JumpClock
@@ -155,7 +162,7 @@ def test_holder_level_never_reaches_the_last_level() -> None:
     slots = [f"s-{i}" for i in range(20)]
     for holder in ("a", "b", "c"):
         order = slot_order(holder, slots)
-        assert [holder_level(holder, name, slots) for name in order[:5]] == [0, 1, 2, 2, 2]
+        assert [holder_level(holder, name, tuple(slots)) for name in order[:5]] == [0, 1, 2, 2, 2]
 
 
 def test_waiters_follow_the_level_of_the_slots_last_holder(
@@ -181,7 +188,49 @@ def test_waiters_follow_the_level_of_the_slots_last_holder(
 
 @pytest.mark.parametrize(
     ("base", "latency", "expected"),
-    [(0.3, 0.0, 0.3), (0.3, 0.05, 0.3), (0.3, 0.1, 0.4), (0.3, 2.5, 10.0)],
+    [(0.3, 0.0, 0.3), (0.3, 0.1, 0.3), (0.3, 0.2, 0.4), (0.3, 2.5, 5.0)],
 )
 def test_spacing_stretches_with_a_slow_api(base: float, latency: float, expected: float) -> None:
     assert spacing(base, latency) == pytest.approx(expected)
+
+
+def test_spacing_doubles_per_lost_race_up_to_a_cap() -> None:
+    assert [spacing(0.3, 0.0, lost) for lost in (0, 1, 2, 4, 9)] == pytest.approx(
+        [0.3, 0.6, 1.2, 1.2, 1.2]
+    )
+
+
+def test_a_lost_race_widens_the_waiters_jitter(api: tuple[FakeApiServer, KubeApi]) -> None:
+    _, kube = api
+    draws: list[float] = []
+    clock = JumpClock()
+    lock = RestartLock(kube, NS, "b", 1, clock, duration=30, jitter=0.3, rng=lambda: 1.0)
+    lock._refresh()
+    kube.create_lease(NS, "nodelocaldns-agent-slot-0", "a", 30)  # "a" wins the race
+    start = clock.monotonic()
+    assert lock.try_acquire() is False and lock.lost == 1
+    draws.append(clock.monotonic() - start)
+    kube.delete_lease(NS, "nodelocaldns-agent-slot-0", "")
+    lock._refresh()
+    start = clock.monotonic()
+    assert lock.try_acquire() is True and lock.lost == 0
+    draws.append(clock.monotonic() - start)
+    assert draws[0] == pytest.approx(0.3, abs=0.05)
+    assert draws[1] == pytest.approx(0.6, abs=0.05)  # one lost race: twice the jitter
+
+
+def test_a_waiter_watches_and_tries_only_its_first_slots(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    server, kube = api
+    lock = RestartLock(kube, NS, "w", 20, JumpClock(), duration=30, jitter=0.0)
+    assert len(lock.watched) == WATCHED and lock.watched == lock.names[:WATCHED]
+    others = [name for name in lock.names if name not in lock.watched]
+    kube.create_lease(NS, others[0], "x", 30)  # a slot this waiter never takes
+    leases, _ = lock._refresh()
+    assert leases == []  # not even listed: the selector names only the watched slots
+    assert lock.try_acquire() is True
+    assert lock.held is not None and lock.held.name == lock.watched[0]
+    stored = server.get("leases", lock.watched[0], NS)
+    assert stored is not None
+    assert stored["metadata"]["labels"][SLOT_LABEL] == lock.watched[0]

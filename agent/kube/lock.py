@@ -11,15 +11,19 @@ kubelet was verified; a crashed holder's Lease expires after ``duration`` second
 
 Waiters do not poll: they watch the slot Leases and try only when one is free or expired.
 Not every waiter tries at once: each node ranks the slots in its own order (rendezvous
-hashing of node and slot name, so every slot is the first choice of about N/K nodes) and
-tries a freed slot after ``min(rank, LEVELS) * step`` seconds plus a random jitter. A slot
-freed while its first-choice nodes still wait is raced by those ~N/K nodes only, not by
-every waiter in the cluster (with N = 1000 and K = 50 that was ~90 failed creates per
-hand-over); the later levels keep every slot busy once its first-choice nodes are done.
+hashing of node and slot name, so every slot is the first choice of about N/K nodes),
+watches only its first ``WATCHED`` slots (a label selector on the slot label) and tries a
+freed slot after ``level * step`` seconds plus a random jitter, level = min(rank, LEVELS)
+lowered by the level at which the slot's last holder took it. A slot freed while its
+first-choice nodes still wait is raced by those ~N/K nodes only, not by every waiter in the
+cluster (with N = 1000 and K = 50 that was ~90 failed creates per hand-over); the later
+levels keep every slot busy once its first-choice nodes are done. Step and jitter stretch
+with the API's answer time, and a waiter's jitter doubles with every race it lost.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -30,7 +34,7 @@ from typing import Protocol
 
 from agent.errors import TransientError
 from agent.host.probes import Clock
-from agent.kube.api import LEASE_LABEL, LEASE_LABEL_VALUE, ApiError
+from agent.kube.api import LEASE_LABEL, LEASE_LABEL_VALUE, SLOT_LABEL, ApiError
 from agent.kube.types import LeaseView
 from agent.logs import event
 
@@ -53,13 +57,22 @@ class LeaseApi(Protocol):
 LEVELS = 3
 #: step and jitter are at least this many times the API's recent answer time: the
 #: winner's create must be seen by the next level's waiters before they try
-LATENCY_FACTOR = 4.0
+LATENCY_FACTOR = 2.0
 MAX_LATENCY_SAMPLE = 2.5
 
 
-def spacing(base: float, latency: float) -> float:
-    """The step (or jitter) to use: ``base``, stretched when the API answers slowly."""
-    return max(base, LATENCY_FACTOR * latency)
+#: a waiter watches, and tries, only its first WATCHED slots: a Lease change then reaches
+#: about WATCHED/K of the waiters instead of every one (the API server's watch fan-out)
+WATCHED = 6
+#: a waiter's jitter doubles with each create it lost (409), up to 2**MAX_BACKOFF times
+MAX_BACKOFF = 2
+
+
+def spacing(base: float, latency: float, lost: int = 0) -> float:
+    """The step (or, with ``lost``, the jitter) to use: ``base``, stretched when the API
+    answers slowly, and doubled for every race this waiter lost: the waiters of a busy
+    slot spread out until about one of them tries at a time, however many there are."""
+    return max(base, LATENCY_FACTOR * latency) * float(2 ** min(lost, MAX_BACKOFF))
 
 
 def slot_order(holder: str, names: list[str]) -> list[str]:
@@ -79,11 +92,12 @@ def attempt_level(rank: int, ours: bool, floor: int = 0) -> int:
     return 0 if ours else max(min(rank, LEVELS) - floor, 0)
 
 
-def holder_level(holder: str, name: str, names: list[str]) -> int:
+@functools.lru_cache(maxsize=4096)
+def holder_level(holder: str, name: str, names: tuple[str, ...]) -> int:
     """The floor that ``holder`` holding slot ``name`` sets: the level at which it would
     have tried the slot, but never the last level, so the waiters of the last level (all
     the others) never lose their step over the waiters of the level before."""
-    return min(attempt_level(slot_order(holder, names).index(name), False), LEVELS - 1)
+    return min(attempt_level(slot_order(holder, list(names)).index(name), False), LEVELS - 1)
 
 
 @dataclass
@@ -113,12 +127,15 @@ class RestartLock:
         self.slots = slots
         self.clock = clock
         self.duration = duration
-        self.names = slot_order(holder, [f"{prefix}-{i}" for i in range(slots)])
+        self.names = tuple(slot_order(holder, [f"{prefix}-{i}" for i in range(slots)]))
         self._rank = {name: i for i, name in enumerate(self.names)}
+        self.watched = self.names[:WATCHED]
         self.jitter = jitter
         self.step = step
         self.rng = rng
         self.selector = f"{LEASE_LABEL}={LEASE_LABEL_VALUE}"
+        if len(self.watched) < len(self.names):
+            self.selector += f",{SLOT_LABEL} in ({','.join(sorted(self.watched))})"
         self.held: LeaseView | None = None
         #: local monotonic time when the request that last wrote ``held`` was sent
         self.held_since = 0.0
@@ -130,6 +147,8 @@ class RestartLock:
         self._renewal = threading.Lock()
         #: moving average of the answer time of this lock's writes (seconds)
         self.latency = 0.0
+        #: creates/replaces this waiter lost to another node (409) while waiting
+        self.lost = 0
         self._watching = False
 
     # ---------------------------------------------------------------- view
@@ -153,7 +172,7 @@ class RestartLock:
         now = self.clock.monotonic()
         out: list[tuple[str, LeaseView | None]] = []
         with self._guard:
-            for name in self.names:
+            for name in self.watched:
                 seen = self._seen.get(name)
                 if seen is None:
                     out.append((name, None))
@@ -175,7 +194,7 @@ class RestartLock:
             waits = [
                 s.since + max(s.lease.duration_seconds, 1) - now
                 for n, s in self._seen.items()
-                if n in self.names
+                if n in self.watched
             ]
         return max(min(waits, default=self.duration), 0.0)
 
@@ -199,7 +218,8 @@ class RestartLock:
         if not candidates:
             return False
         level = min(self._level(name, lease) for name, lease in candidates)
-        step, jitter = spacing(self.step, self.latency), spacing(self.jitter, self.latency)
+        step = spacing(self.step, self.latency)
+        jitter = spacing(self.jitter, self.latency, self.lost)
         self.clock.sleep(level * step + self.rng() * jitter)
         candidates = [
             (name, lease) for name, lease in self._candidates() if self._level(name, lease) <= level
@@ -221,7 +241,8 @@ class RestartLock:
             except ApiError as exc:
                 if exc.status == 409:
                     # Someone else was faster: count the slot as held (fresh) until the
-                    # watch brings the real Lease.
+                    # watch brings the real Lease, and spread out more next time.
+                    self.lost += 1
                     placeholder = LeaseView(name, "?", "", self.duration, "")
                     with self._guard:
                         self._seen[name] = _Seen(placeholder, self.clock.monotonic())
@@ -231,6 +252,7 @@ class RestartLock:
                     continue
                 raise
             self.held_since = sent
+            self.lost = 0
             self._observe(got)
             self.held = got
             taken = (
