@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.host.probes import SystemClock
-from agent.kube.api import SLOT_LABEL, KubeApi
+from agent.kube.api import SLOT_LABEL, ApiError, KubeApi
 from agent.kube.lock import (
     WATCHED,
     RestartLock,
@@ -234,3 +234,40 @@ def test_a_waiter_watches_and_tries_only_its_first_slots(
     stored = server.get("leases", lock.watched[0], NS)
     assert stored is not None
     assert stored["metadata"]["labels"][SLOT_LABEL] == lock.watched[0]
+
+
+def test_a_release_after_a_renewal_with_a_lost_answer_still_frees_the_slot(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    """The renewal is applied but its answer is a 500: the holder's resourceVersion is
+    stale, the DELETE gets 409; the slot must still be freed, not left to expire."""
+    server, kube = api
+    lock = RestartLock(kube, NS, "node-a", 1, JumpClock(), duration=30, jitter=0.0)
+    assert lock.acquire(threading.Event(), 1.0, lambda: None)
+    server.faults.fail(500, count=1, method="PUT", after_commit=True)
+    with pytest.raises(ApiError):
+        lock.renew()
+    assert lock.held is not None  # still ours, at a version the server no longer has
+    lock.release()
+    assert lock.held is None
+    assert server.objects("leases", NS) == []
+    deletes = [r.status for r in server.requests.records() if r.method == "DELETE"]
+    assert deletes == [409, 200]
+
+
+def test_a_release_during_a_slow_renewal_waits_for_it(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    server, kube = api
+    lock = RestartLock(kube, NS, "node-a", 1, JumpClock(), duration=30, jitter=0.0)
+    assert lock.acquire(threading.Event(), 1.0, lambda: None)
+    server.faults.delay(1.0, count=1, method="PUT")
+    renewal = threading.Thread(target=lock.renew)
+    renewal.start()
+    server.wait_for(lock._renewal.locked, timeout=2)
+    lock.release()  # waits for the renewal, then deletes at the renewed version
+    renewal.join(timeout=5)
+    assert lock.held is None
+    assert server.objects("leases", NS) == []
+    deletes = [r.status for r in server.requests.records() if r.method == "DELETE"]
+    assert deletes == [200]

@@ -51,6 +51,7 @@ class LeaseApi(Protocol):
         self, namespace: str, name: str, holder: str, duration: int, resource_version: str
     ) -> LeaseView: ...
     def delete_lease(self, namespace: str, name: str, resource_version: str) -> None: ...
+    def get_lease(self, namespace: str, name: str) -> LeaseView | None: ...
 
 
 #: ranks from this one on share the last (longest) delay before a waiter tries a slot
@@ -356,7 +357,17 @@ class RestartLock:
         if held is None:
             return
         try:
-            self.api.delete_lease(self.namespace, held.name, held.resource_version)
+            try:
+                self.api.delete_lease(self.namespace, held.name, held.resource_version)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                # Our last renewal may have been applied without us seeing the answer
+                # (e.g. a 5xx after commit): delete what is still ours, at its version.
+                current = self.api.get_lease(self.namespace, held.name)
+                if current is None or current.holder != self.holder:
+                    raise
+                self.api.delete_lease(self.namespace, held.name, current.resource_version)
             event(log, "restart slot released", slot=held.name)
         except ApiError as exc:
             # 404/409: already gone or taken over; anything else: it expires by itself.
