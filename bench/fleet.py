@@ -493,11 +493,14 @@ def slot_timeline(restarts: list[Any], holds: list[Any]) -> JSON:
     for spans in by_slot.values():
         spans.sort()
         handoff += [nxt[0] - cur[1] for cur, nxt in itertools.pairwise(spans)]
+    per_slot = [len(spans) for spans in by_slot.values()]
     return {
         "acquired_to_restart": stats(before),
         "restart_to_released": stats(after),
         "released_to_next_acquired": stats(handoff),
         "holds_without_restart": len(holds) - len(before),
+        # an even rollout gives every slot ceil(N/K) holds; the busiest slot sets the end
+        "holds_per_slot": {"min": min(per_slot, default=0), "max": max(per_slot, default=0)},
     }
 
 

@@ -704,7 +704,7 @@ def test_agent_daemonset(default: list[Doc]) -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert c["ports"] == [{"name": "metrics", "containerPort": 9779, "protocol": "TCP"}]
     assert c["resources"] == {
-        "requests": {"cpu": "10m", "memory": "48Mi"},
+        "requests": {"cpu": "10m", "memory": "56Mi"},
         "limits": {"memory": "128Mi"},
     }
     env = {e["name"]: e for e in c["env"]}
