@@ -65,6 +65,8 @@ MAX_LATENCY_SAMPLE = 2.5
 #: a waiter watches, and tries, only its first WATCHED slots: a Lease change then reaches
 #: about WATCHED/K of the waiters instead of every one (the API server's watch fan-out)
 WATCHED = 6
+#: shortest lease watch (each one lasts between this and twice this, at random)
+WATCH_SECONDS = 30
 #: a waiter's jitter doubles with each create it lost (409), up to 2**MAX_BACKOFF times
 MAX_BACKOFF = 2
 
@@ -266,12 +268,16 @@ class RestartLock:
         return False
 
     def acquire(self, stop: threading.Event, max_wait: float, on_wait: Callable[[], None]) -> bool:
-        """Wait up to ``max_wait`` seconds for a slot; False when none was free by then."""
+        """Wait up to ``max_wait`` seconds for a slot; False when none was free by then.
+
+        The wait ends at a random point of its second half, and each lease watch lasts
+        30-60 s: waiters that started together must not re-list and re-watch together
+        (a thousand of them at once were a burst the API server felt)."""
         _, rv = self._refresh()
         if self.try_acquire():
             return True
         on_wait()
-        deadline = self.clock.monotonic() + max_wait
+        deadline = self.clock.monotonic() + max_wait * (0.5 + 0.5 * self.rng())
         watcher = threading.Thread(
             target=self._watch, args=(rv, stop), daemon=True, name="lease-watch"
         )
@@ -303,7 +309,10 @@ class RestartLock:
     def _watch(self, rv: str, stop: threading.Event) -> None:
         while self._watching and not stop.is_set():
             try:
-                for kind, lease in self.api.watch_leases(self.namespace, self.selector, rv, 30):
+                timeout = int(WATCH_SECONDS * (1 + self.rng()))
+                for kind, lease in self.api.watch_leases(
+                    self.namespace, self.selector, rv, timeout
+                ):
                     if not self._watching:
                         return
                     rv = lease.resource_version or rv
