@@ -228,7 +228,7 @@ def test_a_waiter_watches_and_tries_only_its_first_slots(
     others = [name for name in lock.names if name not in lock.watched]
     kube.create_lease(NS, others[0], "x", 30)  # a slot this waiter never takes
     leases, _ = lock._refresh()
-    assert leases == []  # not even listed: the selector names only the watched slots
+    assert leases == []  # an unwatched slot is not part of the waiter's view
     assert lock.try_acquire() is True
     assert lock.held is not None and lock.held.name == lock.watched[0]
     stored = server.get("leases", lock.watched[0], NS)
@@ -271,3 +271,25 @@ def test_a_release_during_a_slow_renewal_waits_for_it(
     assert server.objects("leases", NS) == []
     deletes = [r.status for r in server.requests.records() if r.method == "DELETE"]
     assert deletes == [200]
+
+
+def test_a_free_slot_the_waiter_does_not_watch_is_tried_once_after_a_list(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    """Every watched slot is held; a slot outside the watched ones is free: the list at the
+    start of a wait (and at each new watch) makes it a one-shot candidate."""
+    _, kube = api
+    lock = RestartLock(kube, NS, "w", 20, JumpClock(), duration=30, jitter=0.0)
+    for name in lock.names:
+        if name != lock.names[-1]:
+            kube.create_lease(NS, name, f"busy-{name[-2:]}", 30)
+    lock._refresh()
+    assert lock.try_acquire() is True
+    assert lock.held is not None and lock.held.name == lock.names[-1]
+    lock.release()
+    kube.create_lease(NS, lock.names[-1], "busy-last", 30)
+    lock._refresh()  # nothing free at all
+    kube.delete_lease(NS, lock.names[-1], "")  # freed, but this waiter does not watch it
+    assert lock.try_acquire() is False  # its spare list is empty until the next list
+    lock._refresh()
+    assert lock.try_acquire() is True

@@ -136,9 +136,13 @@ class RestartLock:
         self.jitter = jitter
         self.step = step
         self.rng = rng
-        self.selector = f"{LEASE_LABEL}={LEASE_LABEL_VALUE}"
+        self.all_selector = f"{LEASE_LABEL}={LEASE_LABEL_VALUE}"
+        self.selector = self.all_selector
+        #: slots not watched that the last list showed free (None: every slot is watched)
+        self._spare: list[str] | None = None
         if len(self.watched) < len(self.names):
             self.selector += f",{SLOT_LABEL} in ({','.join(sorted(self.watched))})"
+            self._spare = []
         self.held: LeaseView | None = None
         #: local monotonic time when the request that last wrote ``held`` was sent
         self.held_since = 0.0
@@ -188,6 +192,7 @@ class RestartLock:
                     seen.lease.duration_seconds, 1
                 ):
                     out.append((name, seen.lease))
+            out += [(name, None) for name in self._spare or ()]
         return out
 
     def next_expiry(self) -> float:
@@ -227,6 +232,9 @@ class RestartLock:
         candidates = [
             (name, lease) for name, lease in self._candidates() if self._level(name, lease) <= level
         ]
+        with self._guard:
+            if self._spare:
+                self._spare = []  # seen free by one list: worth one attempt, not more
         for name, lease in candidates:
             sent = self.clock.monotonic()
             try:
@@ -295,16 +303,25 @@ class RestartLock:
             self._watching = False
 
     def _refresh(self) -> tuple[list[LeaseView], str]:
-        """List the slot Leases; keeps when each was first seen unchanged (expiry)."""
-        leases, rv = self.api.list_leases(self.namespace, self.selector)
+        """List the slot Leases; keeps when each was first seen unchanged (expiry).
+
+        A waiter that watches only some slots lists all of them here (when a wait starts
+        and at every new watch, every 30-60 s): a slot it does not watch that is free right
+        now becomes a one-shot candidate of the last level. Near the end of a rollout no
+        slot then stays idle just because none of the remaining waiters watches it.
+        """
+        leases, rv = self.api.list_leases(self.namespace, self.all_selector)
+        watched = [lease for lease in leases if lease.name in self.watched]
         present = {lease.name for lease in leases}
         with self._guard:
             for name in list(self._seen):
                 if name not in present:
                     del self._seen[name]
-        for lease in leases:
+            self._spare = [n for n in self.names[WATCHED:] if n not in present]
+        for lease in watched:
             self._observe(lease)
-        return leases, rv
+        self._changed.set()
+        return watched, rv
 
     def _watch(self, rv: str, stop: threading.Event) -> None:
         while self._watching and not stop.is_set():
@@ -320,6 +337,8 @@ class RestartLock:
                         self._forget(lease.name)
                     elif kind in ("ADDED", "MODIFIED"):
                         self._observe(lease)
+                if self._spare is not None and self._watching:
+                    _, rv = self._refresh()  # a look at the slots this waiter does not watch
             except ApiError as exc:
                 if exc.status == 410:
                     _, rv = self._refresh()
