@@ -293,3 +293,10 @@ def test_a_free_slot_the_waiter_does_not_watch_is_tried_once_after_a_list(
     assert lock.try_acquire() is False  # its spare list is empty until the next list
     lock._refresh()
     assert lock.try_acquire() is True
+
+
+@pytest.mark.parametrize(("slots", "watched"), [(1, 1), (6, 6), (12, 12), (13, 6), (50, 6)])
+def test_how_many_slots_a_waiter_watches(slots: int, watched: int) -> None:
+    lock = RestartLock(None, NS, "w", slots, JumpClock())  # type: ignore[arg-type]
+    assert len(lock.watched) == watched
+    assert ("in (" in lock.selector) == (watched < slots)

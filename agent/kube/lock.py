@@ -12,8 +12,8 @@ kubelet was verified; a crashed holder's Lease expires after ``duration`` second
 Waiters do not poll: they watch the slot Leases and try only when one is free or expired.
 Not every waiter tries at once: each node ranks the slots in its own order (rendezvous
 hashing of node and slot name, so every slot is the first choice of about N/K nodes),
-watches only its first ``WATCHED`` slots (a label selector on the slot label) and tries a
-freed slot after ``level * step`` seconds plus a random jitter, level = min(rank, LEVELS)
+watches only its first ``WATCHED`` slots when there are many (a label selector on the slot
+label) and tries a freed slot after ``level * step`` seconds plus a random jitter, level = min(rank, LEVELS)
 lowered by the level at which the slot's last holder took it. A slot freed while its
 first-choice nodes still wait is raced by those ~N/K nodes only, not by every waiter in the
 cluster (with N = 1000 and K = 50 that was ~90 failed creates per hand-over); the later
@@ -62,9 +62,12 @@ LATENCY_FACTOR = 2.0
 MAX_LATENCY_SAMPLE = 2.5
 
 
-#: a waiter watches, and tries, only its first WATCHED slots: a Lease change then reaches
-#: about WATCHED/K of the waiters instead of every one (the API server's watch fan-out)
+#: with more than WATCH_ALL slots a waiter watches, and tries, only its first WATCHED
+#: slots: a Lease change then reaches about WATCHED/K of the waiters instead of every one
+#: (the API server's watch fan-out). With fewer slots that saves little, and watching them
+#: all keeps every slot busy (at N = 100, K = 10, watching 6 left slots idle).
 WATCHED = 6
+WATCH_ALL = 12
 #: shortest lease watch (each one lasts between this and twice this, at random)
 WATCH_SECONDS = 30
 #: a waiter's jitter doubles with each create it lost (409), up to 2**MAX_BACKOFF times
@@ -132,7 +135,7 @@ class RestartLock:
         self.duration = duration
         self.names = tuple(slot_order(holder, [f"{prefix}-{i}" for i in range(slots)]))
         self._rank = {name: i for i, name in enumerate(self.names)}
-        self.watched = self.names[:WATCHED]
+        self.watched = self.names if slots <= WATCH_ALL else self.names[:WATCHED]
         self.jitter = jitter
         self.step = step
         self.rng = rng
@@ -317,7 +320,7 @@ class RestartLock:
             for name in list(self._seen):
                 if name not in present:
                     del self._seen[name]
-            self._spare = [n for n in self.names[WATCHED:] if n not in present]
+            self._spare = [n for n in self.names[len(self.watched) :] if n not in present]
         for lease in watched:
             self._observe(lease)
         self._changed.set()
