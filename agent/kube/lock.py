@@ -12,13 +12,14 @@ kubelet was verified; a crashed holder's Lease expires after ``duration`` second
 Waiters do not poll: they watch the slot Leases and try only when one is free or expired.
 Not every waiter tries at once: each node ranks the slots in its own order (rendezvous
 hashing of node and slot name, so every slot is the first choice of about N/K nodes),
-watches only its first ``WATCHED`` slots when there are many (a label selector on the slot
-label) and tries a freed slot after ``level * step`` seconds plus a random jitter, level = min(rank, LEVELS)
-lowered by the level at which the slot's last holder took it. A slot freed while its
-first-choice nodes still wait is raced by those ~N/K nodes only, not by every waiter in the
-cluster (with N = 1000 and K = 50 that was ~90 failed creates per hand-over); the later
-levels keep every slot busy once its first-choice nodes are done. Step and jitter stretch
-with the API's answer time, and a waiter's jitter doubles with every race it lost.
+watches only its first ``WATCHED`` slots when there are many (a label selector on the
+slot label) and tries a freed slot after ``level * step`` seconds plus a random jitter,
+level = min(rank, LEVELS) lowered by the level at which the slot's last holder took it. A
+slot freed while its first-choice nodes still wait is raced by those ~N/K nodes only, not
+by every waiter in the cluster (with N = 1000 and K = 50 that was ~90 failed creates per
+hand-over); the later levels keep every slot busy once its first-choice nodes are done.
+Step and jitter stretch with the API's answer time, and a waiter's jitter doubles with
+every race it lost.
 """
 
 from __future__ import annotations
