@@ -126,6 +126,7 @@ class RestartLock:
         prefix: str = "nodelocaldns-agent-slot",
         jitter: float = 0.3,
         step: float = 0.3,
+        watch_seconds: int = WATCH_SECONDS,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.api = api
@@ -136,17 +137,19 @@ class RestartLock:
         self.duration = duration
         self.names = tuple(slot_order(holder, [f"{prefix}-{i}" for i in range(slots)]))
         self._rank = {name: i for i, name in enumerate(self.names)}
+        #: the slot names in one order for every node (the cache key of holder_level)
+        self._canonical = tuple(sorted(self.names))
         self.watched = self.names if slots <= WATCH_ALL else self.names[:WATCHED]
         self.jitter = jitter
         self.step = step
+        self.watch_seconds = watch_seconds
         self.rng = rng
         self.all_selector = f"{LEASE_LABEL}={LEASE_LABEL_VALUE}"
         self.selector = self.all_selector
-        #: slots not watched that the last list showed free (None: every slot is watched)
-        self._spare: list[str] | None = None
-        if len(self.watched) < len(self.names):
+        if self.partial:
             self.selector += f",{SLOT_LABEL} in ({','.join(sorted(self.watched))})"
-            self._spare = []
+        #: unwatched slots the last list showed free (each worth one attempt)
+        self._spare: list[str] = []
         self.held: LeaseView | None = None
         #: local monotonic time when the request that last wrote ``held`` was sent
         self.held_since = 0.0
@@ -162,6 +165,11 @@ class RestartLock:
         self.lost = 0
         self._watching = False
 
+    @property
+    def partial(self) -> bool:
+        """True when this waiter watches only some of the slots."""
+        return len(self.watched) < len(self.names)
+
     # ---------------------------------------------------------------- view
     def _observe(self, lease: LeaseView) -> None:
         with self._guard:
@@ -169,7 +177,7 @@ class RestartLock:
             if old is None or old.lease.resource_version != lease.resource_version:
                 self._seen[lease.name] = _Seen(lease, self.clock.monotonic())
             if lease.holder and (old is None or old.lease.holder != lease.holder):
-                self._floor[lease.name] = holder_level(lease.holder, lease.name, self.names)
+                self._floor[lease.name] = holder_level(lease.holder, lease.name, self._canonical)
         self._changed.set()
 
     def _forget(self, name: str) -> None:
@@ -196,7 +204,7 @@ class RestartLock:
                     seen.lease.duration_seconds, 1
                 ):
                     out.append((name, seen.lease))
-            out += [(name, None) for name in self._spare or ()]
+            out += [(name, None) for name in self._spare]
         return out
 
     def next_expiry(self) -> float:
@@ -330,7 +338,7 @@ class RestartLock:
     def _watch(self, rv: str, stop: threading.Event) -> None:
         while self._watching and not stop.is_set():
             try:
-                timeout = int(WATCH_SECONDS * (1 + self.rng()))
+                timeout = int(self.watch_seconds * (1 + self.rng()))
                 for kind, lease in self.api.watch_leases(
                     self.namespace, self.selector, rv, timeout
                 ):
@@ -341,7 +349,7 @@ class RestartLock:
                         self._forget(lease.name)
                     elif kind in ("ADDED", "MODIFIED"):
                         self._observe(lease)
-                if self._spare is not None and self._watching:
+                if self.partial and self._watching:
                     _, rv = self._refresh()  # a look at the slots this waiter does not watch
             except ApiError as exc:
                 if exc.status == 410:
