@@ -12,11 +12,12 @@ RSS). Responses become the plain types of :mod:`agent.kube.types`; errors become
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import urllib3
 
@@ -34,7 +35,6 @@ from agent.errors import ConfigError, TransientError
 from agent.kube.types import LeaseView, NodeView, PodView, WatchEvent
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -158,29 +158,34 @@ class KubeApi:
         content_type: str = JSON,
     ) -> Any:
         """A request whose JSON answer is returned as plain dicts and lists."""
-        try:
+        with self._errors(what):
             resp = self._send(
                 method, path, params or {}, query or [], body, content_type, self._timeout
             )
             data = resp.read()  # type: ignore[no-untyped-call]
+        self._on_request(resp.status)
+        try:
+            return json.loads(data) if data else {}
+        except ValueError as exc:
+            raise ApiError(what, 200, f"response is not JSON: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """The client's errors as :class:`ApiError` (and counted), for every request."""
+        try:
+            yield
         except ApiException as exc:
             self._on_request(exc.status or 0)
-            reason = _status_reason(exc)
             delay = 5.0
             if exc.status == 429 and exc.headers and exc.headers.get("Retry-After"):
                 try:
                     delay = float(exc.headers["Retry-After"])
                 except ValueError:
                     delay = 5.0
-            raise ApiError(what, exc.status or 0, reason, delay) from exc
+            raise ApiError(what, exc.status or 0, _status_reason(exc), delay) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             self._on_request(0)
             raise ApiError(what, 0, f"{type(exc).__name__}: {exc}") from exc
-        self._on_request(resp.status)
-        try:
-            return json.loads(data) if data else {}
-        except ValueError as exc:
-            raise ApiError(what, 200, f"response is not JSON: {exc}") from exc
 
     # ------------------------------------------------------------ nodes
     def get_node(self, name: str) -> tuple[NodeView, dict[str, Any]]:
@@ -252,16 +257,10 @@ class KubeApi:
             timeoutSeconds=timeout_seconds,
             watch=True,
         )
-        try:
+        with self._errors(what):
             resp = self._send(
                 "GET", path, params, query, None, JSON, (self._timeout, timeout_seconds + 30.0)
             )
-        except ApiException as exc:
-            self._on_request(exc.status or 0)
-            raise ApiError(what, exc.status or 0, _status_reason(exc)) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            self._on_request(0)
-            raise ApiError(what, 0, f"{type(exc).__name__}: {exc}") from exc
         self._on_request(resp.status)
         stream = resp.response  # the urllib3 response, its body not read yet
         try:
