@@ -14,7 +14,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock ./
-COPY agent ./agent
+COPY nodelocaldns_agent ./nodelocaldns_agent
 
 # The venv has no pip of its own: the builder's pip installs into it (--python).
 RUN python -m venv --without-pip /opt/venv \

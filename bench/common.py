@@ -77,7 +77,7 @@ def python_path_env() -> dict[str, str]:
 
 
 class ServerProcess:
-    """``python -m tests.fake_apiserver`` in a subprocess (its own interpreter and GIL).
+    """``python -m testing.fake_apiserver`` in a subprocess (its own interpreter and GIL).
 
     ``prefix`` runs it elsewhere, e.g. ``["nsenter", "--target=PID", "--net", "--"]`` to put
     it in a node's network namespace; then :meth:`control` must run there too, which
@@ -101,7 +101,7 @@ class ServerProcess:
             *prefix,
             sys.executable,
             "-m",
-            "tests.fake_apiserver",
+            "testing.fake_apiserver",
             "--port",
             str(port),
             "--kubeconfig-out",

@@ -1,12 +1,12 @@
 """Crash at any point: SIGKILL ``migrate --once`` / ``revert --once`` mid-flight (not a test).
 
-On one sandbox node (``agent.sandbox.SandboxNode``: its own pid/mount/net namespaces, the
+On one sandbox node (``testing.sandbox.SandboxNode``: its own pid/mount/net namespaces, the
 TKE layout under a fake host root, a real dnsmasq on 169.254.20.10, a kubelet stand-in
 serving /healthz, a recording ``systemctl``), every run:
 
 1. resets the node to its starting state (original bytes for ``migrate``; the state left by
    a clean migration for ``revert``) with kubelet running on it;
-2. runs ``python -m agent <goal> --once --log-format json`` in the node and SIGKILLs it
+2. runs ``python -m nodelocaldns_agent <goal> --once --log-format json`` in the node and SIGKILLs it
    either right after it logs a given ``step=`` (journal, backup, written, restart,
    restarted, verified, done, rollback, restored; ``restart#2`` is the second one, during a
    rollback) or after a random delay. The restart command is a stand-in that sleeps
@@ -44,8 +44,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent.sandbox.node import SandboxNode
 from bench.common import JSON, emit, machine
+from testing.sandbox.node import SandboxNode
 
 LOCAL = "169.254.20.10"
 STATE_DIR = "/var/lib/nodelocaldns-agent"

@@ -1,13 +1,13 @@
 """Fleet rollout: N real ``Daemon`` loops against one fake API server (not a test).
 
-Each simulated node is a real :class:`agent.daemon.Daemon` (its real reconcile loop, node
-watch, restart-slot Leases, status reporting and Events) running in threads, with its own
-temporary TKE host root and the real engine, file writes and journal. Only the host probes
-are in-process stand-ins (``tests/fakes.py``): the local DNS answers, kube-proxy says
-``ipvs``, kubelet's healthz says ``ok``, and the restart command is a stand-in that sleeps
-``--restart-seconds`` real seconds and then "starts" a new kubelet process. All nodes talk
-to ONE fake kube-apiserver (``tests/fake_apiserver``, in its own process) over real HTTP
-through the real ``kubernetes`` client, one ``ApiClient`` per node.
+Each simulated node is a real :class:`nodelocaldns_agent.daemon.Daemon` (its real reconcile loop,
+node watch, restart-slot Leases, status reporting and Events) running in threads, with its own
+temporary TKE host root and the real engine, file writes and journal. Only the host probes are
+in-process stand-ins (``testing/fakes.py``): the local DNS answers, kube-proxy says ``ipvs``,
+kubelet's healthz says ``ok``, and the restart command is a stand-in that sleeps
+``--restart-seconds`` real seconds and then "starts" a new kubelet process. All nodes talk to ONE
+fake kube-apiserver (``testing/fake_apiserver``, in its own process) over real HTTP through the real
+``kubernetes`` client, one ``ApiClient`` per node.
 
 The nodes are spread over ``--workers`` forked processes (each with its own GIL; in a
 cluster every agent is its own process too). A restart counter in shared memory sees every
@@ -45,22 +45,22 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent.daemon import Daemon
-from agent.engine import NodeEngine
-from agent.host.files import FileJournal
-from agent.host.probes import HttpResult, ProcessInfo, SystemClock
-from agent.hostpaths import HostRoot
-from agent.kube.api import KubeApi
-from agent.kube.lock import RestartLock
-from agent.kube.status import NodeStatus
-from agent.kube.types import NodeView
-from agent.kubeletconfig.envfile import find_cluster_dns
-from agent.metrics import Health, Metrics
-from agent.settings import NodeSettings, RunSettings
-from agent.state import STATE_ANNOTATION
 from bench.common import JSON, ServerProcess, add_node, emit, machine, request_kind, verdict
-from tests.fakenode import TKE_ENV, TKE_UNIT
-from tests.fakes import FakeHttp, FakeInterfaces, FakeProber, FakeProcesses, FakeRunner
+from nodelocaldns_agent.daemon import Daemon
+from nodelocaldns_agent.engine import NodeEngine
+from nodelocaldns_agent.host.files import FileJournal
+from nodelocaldns_agent.host.probes import HttpResult, ProcessInfo, SystemClock
+from nodelocaldns_agent.hostpaths import HostRoot
+from nodelocaldns_agent.kube.api import KubeApi
+from nodelocaldns_agent.kube.lock import RestartLock
+from nodelocaldns_agent.kube.status import NodeStatus
+from nodelocaldns_agent.kube.types import NodeView
+from nodelocaldns_agent.kubeletconfig.envfile import find_cluster_dns
+from nodelocaldns_agent.metrics import Health, Metrics
+from nodelocaldns_agent.settings import NodeSettings, RunSettings
+from nodelocaldns_agent.state import STATE_ANNOTATION
+from testing.fakenode import TKE_ENV, TKE_UNIT
+from testing.fakes import FakeHttp, FakeInterfaces, FakeProber, FakeProcesses, FakeRunner
 
 NAMESPACE = "nodelocaldns"
 LOCAL = "169.254.20.10"
@@ -251,7 +251,8 @@ class Agent:
 def build_fleet(
     nodes: list[SimNode], clients: list[Any], tally: Tally, cfg: JSON, resync: float
 ) -> list[Agent]:
-    """One Daemon per node, wired as ``agent.cli.cmd_run`` wires it (threads not started)."""
+    """One Daemon per node, wired as ``nodelocaldns_agent.cli.cmd_run`` wires it (threads not
+    started)."""
     from prometheus_client import CollectorRegistry
 
     stop = threading.Event()

@@ -1,10 +1,10 @@
 """Footprint of the agent: RSS and CPU of ``run`` at steady state, ``check`` (not a test).
 
-Everything runs on sandbox nodes (``agent.sandbox.SandboxNode``: own pid/mount/network
+Everything runs on sandbox nodes (``testing.sandbox.SandboxNode``: own pid/mount/network
 namespaces with 169.254.20.10 on an ifb link and a real dnsmasq, a kubelet stand-in
 serving /healthz on 127.0.0.1:10248, a kube-proxy stand-in on 127.0.0.1:10249, and a
 recording ``systemctl`` that the restart command reaches through ``nsenter --target 1``).
-The fake API server (``tests/fake_apiserver``) runs in the node's network namespace, so
+The fake API server (``testing/fake_apiserver``) runs in the node's network namespace, so
 nothing here sends a packet from the machine's own namespace to a non-loopback address.
 
 Node A, local DNS up from the start: ``run`` starts, migrates (measured: process start ->
@@ -37,8 +37,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent.sandbox.node import REPO_ROOT, NodeProcess, SandboxNode
 from bench.common import JSON, ServerProcess, add_node, emit, machine, verdict
+from testing.sandbox.node import REPO_ROOT, NodeProcess, SandboxNode
 
 NAMESPACE = "nodelocaldns"
 RESTART = "nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart kubelet"
@@ -73,23 +73,24 @@ IMPORTS = (
     "print(json.dumps(out))\n"
 )
 IMPORT_ORDER = [
-    "agent.cli",
+    "nodelocaldns_agent.cli",
     "psutil",
     "yaml",
     "dns.message",
     "dns.query",
-    "agent.engine",
+    "nodelocaldns_agent.engine",
     "prometheus_client",
-    "agent.metrics",
+    "nodelocaldns_agent.metrics",
     "urllib3",
     "kubernetes",
-    "agent.kube.api",
-    "agent.daemon",
+    "nodelocaldns_agent.kube.api",
+    "nodelocaldns_agent.daemon",
 ]
 
 
 class AgentRun:
-    """``python -m agent run`` on a node, its JSON log lines collected with timestamps."""
+    """``python -m nodelocaldns_agent run`` on a node, its JSON log lines collected with
+    timestamps."""
 
     def __init__(self, node: SandboxNode, kubeconfig: Path, probe_interval: float) -> None:
         self.node = node

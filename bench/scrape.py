@@ -21,7 +21,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent.metrics import Health, Metrics, render, serve
+from nodelocaldns_agent.metrics import Health, Metrics, render, serve
 
 
 def populate(metrics: Metrics) -> None:

@@ -20,7 +20,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import agent, pytest, hypothesis, kubernetes, dns" 2>/dev/null \
+if ! .venv/bin/python -c "import nodelocaldns_agent, pytest, hypothesis, kubernetes, dns" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: pip install -e '.[test]' into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null

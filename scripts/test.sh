@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PWD/.tools/bin:$PATH"
-ruff check agent tests bench
-ruff format --check agent tests bench
-mypy agent
+ruff check nodelocaldns_agent testing tests bench
+ruff format --check nodelocaldns_agent testing tests bench
+mypy nodelocaldns_agent
 lint-imports
 python -m pytest -m "systemd or not systemd" "$@"

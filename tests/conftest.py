@@ -1,4 +1,4 @@
-"""Shared fixtures: sandboxed fake nodes (see agent.sandbox) for the integration tests.
+"""Shared fixtures: sandboxed fake nodes (see testing.sandbox) for the integration tests.
 
 Tests marked ``netns`` build namespaces and need root; they are skipped only when the tests
 do not run as root (CI runs as root, so nothing is skipped there).
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.sandbox.node import SandboxNode
+from testing.sandbox.node import SandboxNode
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from agent.metrics import Metrics
+from nodelocaldns_agent.metrics import Metrics
 from tests.tooling import tool
 
 ROOT = Path(__file__).resolve().parent.parent

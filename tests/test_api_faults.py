@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.daemon import Daemon
-from agent.kube.api import KubeApi
-from agent.kube.lock import RestartLock
-from agent.kube.status import NodeStatus
-from agent.metrics import Health, Metrics
-from agent.settings import RunSettings
-from agent.state import MODE_LABEL, STATE_ANNOTATION
-from tests.fake_apiserver import FakeApiServer
-from tests.fakenode import FakeNode, tke_node
+from nodelocaldns_agent.daemon import Daemon
+from nodelocaldns_agent.kube.api import KubeApi
+from nodelocaldns_agent.kube.lock import RestartLock
+from nodelocaldns_agent.kube.status import NodeStatus
+from nodelocaldns_agent.metrics import Health, Metrics
+from nodelocaldns_agent.settings import RunSettings
+from nodelocaldns_agent.state import MODE_LABEL, STATE_ANNOTATION
+from testing.fake_apiserver import FakeApiServer
+from testing.fakenode import FakeNode, tke_node
 
 NS = "nodelocaldns"
 NODE = "node-a"

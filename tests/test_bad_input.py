@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ConfigError
-from agent.host.probes import ProcessInfo
-from agent.plan import Goal
-from tests.fakenode import TKE_ENV, FakeNode, tke_node
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.host.probes import ProcessInfo
+from nodelocaldns_agent.plan import Goal
+from testing.fakenode import TKE_ENV, FakeNode, tke_node
 
 KUBEADM_YAML = (
     b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"

@@ -780,7 +780,7 @@ def test_agent_privileged_only_when_asked(scenarios: dict[str, list[Doc]]) -> No
 def run_flag_env_names() -> set[str]:
     """The NODELOCALDNS_AGENT_* variables `nodelocaldns-agent run` reads (from its --help)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "agent", "run", "--help"],
+        [sys.executable, "-m", "nodelocaldns_agent", "run", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import build_parser, env_name, main, node_settings, run_settings
+from nodelocaldns_agent.cli import build_parser, env_name, main, node_settings, run_settings
 
 
 def test_every_flag_has_an_environment_variable() -> None:

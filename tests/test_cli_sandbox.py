@@ -1,6 +1,6 @@
 """The real CLI on sandboxed nodes: real namespaces, interfaces, dnsmasq, a kubelet
 stand-in found through psutil, and the restart through real ``nsenter --target 1`` into a
-mount namespace where ``systemctl`` is a recording stand-in (see ``agent.sandbox``)."""
+mount namespace where ``systemctl`` is a recording stand-in (see ``testing.sandbox``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.sandbox.node import SandboxNode
+from testing.sandbox.node import SandboxNode
 from tests.conftest import NodeFactory
 
 pytestmark = pytest.mark.netns

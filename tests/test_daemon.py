@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.daemon import Daemon, stale_pods
-from agent.host.probes import DnsAnswer
-from agent.kube.api import KubeApi
-from agent.kube.lock import RestartLock
-from agent.kube.status import NodeStatus
-from agent.kube.types import PodView
-from agent.metrics import Health, Metrics
-from agent.settings import RunSettings
-from agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION, STATE_LABEL
-from tests.fake_apiserver import FakeApiServer
-from tests.fakenode import TKE_ENV, FakeNode, tke_node
+from nodelocaldns_agent.daemon import Daemon, stale_pods
+from nodelocaldns_agent.host.probes import DnsAnswer
+from nodelocaldns_agent.kube.api import KubeApi
+from nodelocaldns_agent.kube.lock import RestartLock
+from nodelocaldns_agent.kube.status import NodeStatus
+from nodelocaldns_agent.kube.types import PodView
+from nodelocaldns_agent.metrics import Health, Metrics
+from nodelocaldns_agent.settings import RunSettings
+from nodelocaldns_agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION, STATE_LABEL
+from testing.fake_apiserver import FakeApiServer
+from testing.fakenode import TKE_ENV, FakeNode, tke_node
 
 NS = "nodelocaldns"
 DOWN = DnsAnswer(False, None, "timeout", "no answer")

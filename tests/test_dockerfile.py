@@ -15,8 +15,10 @@ import sys
 import sysconfig
 import tempfile
 import tomllib
+import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -158,39 +160,70 @@ def test_lock_pins_every_runtime_dependency_exactly() -> None:
         assert test_only not in pins, f"{test_only} is not a runtime dependency"
 
 
-def test_registry_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
+PRODUCT = "nodelocaldns_agent"
+PIP_CACHE = Path(tempfile.gettempdir()) / "nodelocaldns-agent-pip-cache"
+PIP_OPTS = ("--disable-pip-version-check", "--cache-dir", str(PIP_CACHE), "-q")
+
+
+def _run(*argv: str | Path) -> str:
+    proc = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, f"{argv}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip wheel .`` of a clean copy of the repository (the files git tracks, as they are
+    in the working tree): an in-tree build would leave build/ and *.egg-info behind, and a
+    copy of only the product would hide a harness package that setuptools picks up."""
+    src = tmp_path_factory.mktemp("src")
+    tracked = _run("git", "-C", ROOT, "ls-files", "--cached", "--others", "--exclude-standard")
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    out = tmp_path_factory.mktemp("wheels")
+    # Build isolation fetches setuptools from the registry, as the image's builder does.
+    _run(sys.executable, "-m", "pip", "wheel", *PIP_OPTS, "--no-deps", "-w", out, src)
+    (built,) = out.glob(f"{PRODUCT}-*.whl")
+    return built
+
+
+def test_wheel_holds_only_the_product(wheel: Path) -> None:
+    """Needs the package registry (build isolation). The harness (``testing``), the tests,
+    the benchmarks and the chart never ship."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    dist_info = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info/"
+    outside = [n for n in names if not n.startswith((f"{PRODUCT}/", dist_info))]
+    assert outside == []
+    assert f"{PRODUCT}/__main__.py" in names and f"{PRODUCT}/cli.py" in names
+    with zipfile.ZipFile(wheel) as zf:
+        top = zf.read(f"{dist_info}top_level.txt").decode().split()
+        entry = zf.read(f"{dist_info}entry_points.txt").decode()
+    assert top == [PRODUCT]
+    assert f"nodelocaldns-agent = {PRODUCT}.cli:main" in entry
+
+
+def test_image_copies_only_the_product() -> None:
+    builder, _final = stages()
+    copies = [args.split() for ins, args in builder if ins == "COPY"]
+    sources = {src for args in copies for src in args[:-1]}
+    assert sources == {"pyproject.toml", "README.md", "requirements.lock", PRODUCT}
+
+
+def test_registry_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path, wheel: Path) -> None:
     """Needs the package registry (PyPI): what the image's builder stage does. Deselect
     with `-k "not registry"` where no registry is reachable."""
-    # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repo.
-    src = tmp_path / "src"
-    src.mkdir()
-    shutil.copy2(ROOT / "pyproject.toml", src)
-    shutil.copytree(
-        ROOT / "agent", src / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
-    readme = ROOT / "README.md"
-    (src / "README.md").write_text(readme.read_text() if readme.exists() else "")
-    # A cache that outlives the test keeps a second run well under a minute.
-    cache = Path(tempfile.gettempdir()) / "nodelocaldns-agent-pip-cache"
-    pip_opts = ["--disable-pip-version-check", "--cache-dir", str(cache), "-q"]
-
-    def run(*argv: str | Path) -> str:
-        proc = subprocess.run(
-            [str(a) for a in argv], capture_output=True, text=True, timeout=300, check=False
-        )
-        assert proc.returncode == 0, f"{argv}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", *pip_opts, "--no-deps", "-w", wheels, src)
-    (wheel,) = wheels.glob("nodelocaldns_agent-*.whl")
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "pip", "install", *pip_opts, "-r", LOCK, wheel)
-    run(venv / "bin" / "pip", "check")
+    _run(sys.executable, "-m", "venv", venv)
+    _run(venv / "bin" / "pip", "install", *PIP_OPTS, "-r", LOCK, wheel)
+    _run(venv / "bin" / "pip", "check")
     # Nothing beyond the pins was pulled in: the lock is complete.
     frozen = {}
-    for line in run(
+    for line in _run(
         venv / "bin" / "pip",
         "freeze",
         "--exclude",
@@ -203,5 +236,5 @@ def test_registry_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> N
         name, _, version = line.partition("==")
         frozen[canonicalize_name(name)] = version
     assert frozen == lock()
-    usage = run(venv / "bin" / "nodelocaldns-agent", "--help")
+    usage = _run(venv / "bin" / "nodelocaldns-agent", "--help")
     assert "revert-fleet" in usage and "run" in usage

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from agent.errors import ConfigError
-from agent.kubeletconfig import dropin, yamlconf
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.kubeletconfig import dropin, yamlconf
 
 DIR = "/etc/kubernetes/kubelet.conf.d"
 

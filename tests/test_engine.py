@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
-from agent.plan import Action, Goal
-from tests.fakenode import TKE_ENV, FakeNode, tke_node
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
+from nodelocaldns_agent.plan import Action, Goal
+from testing.fakenode import TKE_ENV, FakeNode, tke_node
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_failed_owed_restart_puts_the_journal_original_back(tke: FakeNode) -> No
 def test_write_failure_changes_nothing_and_restarts_nothing(
     tke: FakeNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.host import files
+    from nodelocaldns_agent.host import files
 
     real_replace = files.os.replace
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.kubeletconfig.envfile import FORMAT, Occurrence, find_cluster_dns, parse_env
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.kubeletconfig.envfile import FORMAT, Occurrence, find_cluster_dns, parse_env
 
 DATA = Path(__file__).parent / "data" / "kubelet"
 NEW = ["169.254.20.10"]

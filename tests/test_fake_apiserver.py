@@ -24,7 +24,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.fake_apiserver import FakeApiServer
+from testing.fake_apiserver import FakeApiServer
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -850,7 +850,7 @@ def test_cli_serves_and_writes_a_usable_kubeconfig(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tests.fake_apiserver",
+            "testing.fake_apiserver",
             "--port",
             "0",
             "--kubeconfig-out",
@@ -892,6 +892,6 @@ def test_cli_serves_and_writes_a_usable_kubeconfig(tmp_path: Path) -> None:
     ],
 )
 def test_the_name_a_field_selector_pins_a_watch_to(selector: str | None, name: str | None) -> None:
-    from tests.fake_apiserver.watch import _pinned_name
+    from testing.fake_apiserver.watch import _pinned_name
 
     assert _pinned_name(selector) == name

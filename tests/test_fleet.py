@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.fleet import MODE_ENV, mode_patch, pending_nodes
-from agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION
-from tests.fake_apiserver import FakeApiServer
+from nodelocaldns_agent.cli import main
+from nodelocaldns_agent.fleet import MODE_ENV, mode_patch, pending_nodes
+from nodelocaldns_agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION
+from testing.fake_apiserver import FakeApiServer
 
 NS = "nodelocaldns"
 

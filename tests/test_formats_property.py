@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ConfigError
-from agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
-from agent.kubeletconfig.unitfile import expand_words, split_words
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
+from nodelocaldns_agent.kubeletconfig.unitfile import expand_words, split_words
 
 FORMATS: list[Format] = [envfile.FORMAT, yamlconf.FORMAT, jsonconf.FORMAT, dropin.FORMAT]
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ConfigError, HostError
-from agent.host import files
-from agent.host.files import FileJournal, Record, atomic_write
-from agent.hostpaths import MAX_FILE_BYTES, HostRoot
+from nodelocaldns_agent.errors import ConfigError, HostError
+from nodelocaldns_agent.host import files
+from nodelocaldns_agent.host.files import FileJournal, Record, atomic_write
+from nodelocaldns_agent.hostpaths import MAX_FILE_BYTES, HostRoot
 
 
 @pytest.fixture

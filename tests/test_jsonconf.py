@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.kubeletconfig.jsonconf import FORMAT, find_cluster_dns
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.kubeletconfig.jsonconf import FORMAT, find_cluster_dns
 
 DATA = Path(__file__).parent / "data" / "kubelet"
 PATH = "/etc/kubernetes/kubelet/kubelet-config.json"

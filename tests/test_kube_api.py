@@ -20,8 +20,8 @@ from urllib.parse import parse_qs
 import pytest
 from kubernetes.client.api_client import ApiClient
 
-from agent.errors import ConfigError
-from agent.kube.api import (
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.kube.api import (
     JSON,
     JSON_PATCH,
     LEASE_LABEL,
@@ -31,8 +31,8 @@ from agent.kube.api import (
     KubeApi,
     load_config,
 )
-from agent.kube.types import NodeView
-from tests.fake_apiserver import FakeApiServer
+from nodelocaldns_agent.kube.types import NodeView
+from testing.fake_apiserver import FakeApiServer
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "nodelocaldns"
@@ -301,7 +301,7 @@ def test_no_typed_api_class_or_model_module_is_loaded(
     kubeconfig = server.write_kubeconfig(tmp_path / "kc")
     script = (
         "import sys\n"
-        "from agent.kube.api import KubeApi, load_config\n"
+        "from nodelocaldns_agent.kube.api import KubeApi, load_config\n"
         f"api = KubeApi(load_config({str(kubeconfig)!r}))\n"
         "_, rv = api.list_own_node('node-a')\n"
         "api.patch_node_metadata('node-a', {'a.io/x': '1'}, {})\n"

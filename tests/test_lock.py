@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.host.probes import SystemClock
-from agent.kube.api import SLOT_LABEL, ApiError, KubeApi
-from agent.kube.lock import (
+from nodelocaldns_agent.host.probes import SystemClock
+from nodelocaldns_agent.kube.api import SLOT_LABEL, ApiError, KubeApi
+from nodelocaldns_agent.kube.lock import (
     WATCHED,
     RestartLock,
     attempt_level,
@@ -18,9 +18,9 @@ from agent.kube.lock import (
     slot_order,
     spacing,
 )
-from agent.kube.types import LeaseView
-from tests.fake_apiserver import FakeApiServer
-from tests.fakenode import JumpClock
+from nodelocaldns_agent.kube.types import LeaseView
+from testing.fake_apiserver import FakeApiServer
+from testing.fakenode import JumpClock
 
 NS = "nodelocaldns"
 

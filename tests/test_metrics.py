@@ -1,4 +1,5 @@
-"""agent.metrics: series up front, bounded labels, the HTTP endpoints, and the generated doc.
+"""nodelocaldns_agent.metrics: series up front, bounded labels, the HTTP endpoints, and the
+generated doc.
 
 Set ``UPDATE_DOCS=1`` to rewrite the generated table in docs/metrics.md from the code.
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.errors import ConfigError
-from agent.metrics import (
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.metrics import (
     API_ERROR_CLASSES,
     CLUSTER_DNS_KINDS,
     DEFAULT_METRICS_PORT,
@@ -38,7 +39,7 @@ from agent.metrics import (
     render,
     serve,
 )
-from agent.state import STATES
+from nodelocaldns_agent.state import STATES
 from tests.tooling import tool
 
 P = "nodelocaldns_agent_"
@@ -554,7 +555,7 @@ def test_close_frees_the_port(registry: CollectorRegistry) -> None:
 # ---------------------------------------------------------------- light import
 def test_importable_without_kubernetes() -> None:
     code = (
-        "import sys; import agent.metrics; "
+        "import sys; import nodelocaldns_agent.metrics; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'dns', 'psutil')]; "
         "assert not bad, bad"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.plan import Action, Goal, Inputs, decide
+from nodelocaldns_agent.plan import Action, Goal, Inputs, decide
 
 LOCAL = "169.254.20.10"
 KUBE_DNS = ("10.96.0.10",)

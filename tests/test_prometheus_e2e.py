@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.sandbox.cluster import SandboxCluster
-from agent.sandbox.prometheus import Prometheus
+from testing.sandbox.cluster import SandboxCluster
+from testing.sandbox.prometheus import Prometheus
 
 pytestmark = pytest.mark.netns
 

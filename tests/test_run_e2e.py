@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sandbox.cluster import NAMESPACE, SandboxCluster
+from testing.sandbox.cluster import NAMESPACE, SandboxCluster
 
 pytestmark = pytest.mark.netns
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"

@@ -13,22 +13,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.sandbox import layouts
-from agent.sandbox import node as node_module
-from agent.sandbox.kubelet_standin import (
+from testing.sandbox import layouts
+from testing.sandbox import node as node_module
+from testing.sandbox.kubelet_standin import (
     KubeletFailure,
     effective_cluster_dns,
     parse_flags,
 )
-from agent.sandbox.node import (
+from testing.sandbox.node import (
     KUBERNETES_IP,
     LOCAL_DNS,
     REPO_ROOT,
     SandboxNode,
     close_all,
 )
-from agent.sandbox.nodefiles import reroot
-from agent.sandbox.systemctl_stub import inside_node, load_unit
+from testing.sandbox.nodefiles import reroot
+from testing.sandbox.systemctl_stub import inside_node, load_unit
 from tests.conftest import NodeFactory
 
 #: the agent's default restart command, run from inside the node
@@ -383,8 +383,8 @@ def test_systemctl_stub_verbs_and_log(sandbox_node: NodeFactory) -> None:
     assert not inside_node(node.files)
     code = (
         "import sys; from pathlib import Path\n"
-        "from agent.sandbox.nodefiles import NodeFiles\n"
-        "from agent.sandbox.systemctl_stub import inside_node\n"
+        "from testing.sandbox.nodefiles import NodeFiles\n"
+        "from testing.sandbox.systemctl_stub import inside_node\n"
         "print(inside_node(NodeFiles(Path(sys.argv[1]))))\n"
     )
     assert node.python(["-c", code, str(node.workdir)]).stdout == "True\n"
@@ -396,8 +396,9 @@ def test_exec_timeout_kills_the_process_inside(sandbox_node: NodeFactory) -> Non
     with pytest.raises(subprocess.TimeoutExpired):
         node.exec(["sleep", "30"], timeout=0.3)
     assert "sleep 30" not in node.exec(["ps", "-eo", "args"]).stdout
-    out = node.python(["-c", "import agent, os; print(agent.__file__, os.getcwd())"]).stdout
-    assert out.split() == [str(REPO_ROOT / "agent/__init__.py"), str(REPO_ROOT)]
+    code = "import nodelocaldns_agent as a, os; print(a.__file__, os.getcwd())"
+    out = node.python(["-c", code]).stdout
+    assert out.split() == [str(REPO_ROOT / "nodelocaldns_agent/__init__.py"), str(REPO_ROOT)]
 
 
 @pytest.mark.netns
@@ -420,7 +421,7 @@ def test_close_leaves_nothing(tmp_path: Path) -> None:
 def test_a_killed_test_process_takes_its_node_with_it(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
-        "from agent.sandbox.node import SandboxNode\n"
+        "from testing.sandbox.node import SandboxNode\n"
         f"node = SandboxNode({str(tmp_path / 'n')!r}, kube_proxy=False).start()\n"
         "print(node.init_pid, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.state import MODE_LABEL, Detail, FailSafe, effective_mode, opted_out
+from nodelocaldns_agent.state import MODE_LABEL, Detail, FailSafe, effective_mode, opted_out
 
 # Each row: a sequence of (seconds since start, local DNS healthy, node migrated) and the
 # flip expected after each observation.

@@ -1,7 +1,7 @@
 """The agent against a real systemd: a TKE-like node booted with systemd-nspawn.
 
 Opt-in (marker ``systemd``; ``pytest -m systemd``), root only. The node, how it is built
-and why the agent runs inside it are described in :mod:`tests.systemd_node`: the agent
+and why the agent runs inside it are described in :mod:`testing.systemd_node`: the agent
 runs in the node's pid, mount and network namespaces with ``--host-root /`` and its
 *default* restart command ``nsenter --target 1 ... systemctl restart kubelet``, so every
 restart below is done by the node's systemd, and systemd's own view (``systemctl show``,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.systemd_node import (
+from testing.systemd_node import (
     BAD_DNS,
     BUILD_TIMEOUT,
     CLUSTER_DNS,

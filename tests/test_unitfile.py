@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.hostpaths import HostRoot
-from agent.kubeletconfig.flags import KubeletFlags, parse_kubelet_flags
-from agent.kubeletconfig.unitfile import EnvVar, expand_words, load_kubelet_unit, split_words
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.hostpaths import HostRoot
+from nodelocaldns_agent.kubeletconfig.flags import KubeletFlags, parse_kubelet_flags
+from nodelocaldns_agent.kubeletconfig.unitfile import (
+    EnvVar,
+    expand_words,
+    load_kubelet_unit,
+    split_words,
+)
 
 DATA = Path(__file__).parent / "data" / "kubelet"
 LIB = "/usr/lib/systemd/system"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.kubeletconfig.yamlconf import FORMAT, find_cluster_dns, render_item
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.kubeletconfig.yamlconf import FORMAT, find_cluster_dns, render_item
 
 DATA = Path(__file__).parent / "data" / "kubelet"
 PATH = "/var/lib/kubelet/config.yaml"

@@ -1,4 +1,0 @@
-"""The only package that imports the ``kubernetes`` client.
-
-Everything else speaks the small plain types defined in :mod:`agent.kube.types`.
-"""

@@ -1,0 +1,3 @@
+from nodelocaldns_agent.cli import main
+
+raise SystemExit(main())

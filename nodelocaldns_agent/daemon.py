@@ -1,0 +1,518 @@
+"""``run``: the agent's loop on one node, forever.
+
+Reconciles on start (so a newly joined node needs no human step), on every relevant change
+of its own Node (a field-selected watch, resumed from the last resourceVersion, re-listed
+on 410), and on a slow resync for host drift. Between full passes it only probes the local
+DNS, which feeds the fail-safe and lets a node waiting for the local DNS migrate as soon as
+it answers. Kubelet restarts happen only while holding a cluster-wide restart slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nodelocaldns_agent.engine import Facts, NodeEngine, Outcome
+from nodelocaldns_agent.errors import AgentError, ConfigError, TransientError
+from nodelocaldns_agent.host.probes import Clock
+from nodelocaldns_agent.kube.api import ApiError, KubeApi
+from nodelocaldns_agent.kube.lock import RestartLock
+from nodelocaldns_agent.kube.status import NodeStatus
+from nodelocaldns_agent.kube.types import NodeView, PodView
+from nodelocaldns_agent.logs import event
+from nodelocaldns_agent.metrics import Health, Metrics
+from nodelocaldns_agent.plan import Action, Goal, Plan
+from nodelocaldns_agent.settings import RunSettings
+from nodelocaldns_agent.state import (
+    DETAIL_ANNOTATION,
+    MODE_LABEL,
+    STATE_ANNOTATION,
+    Detail,
+    FailSafe,
+    effective_mode,
+    opted_out,
+)
+
+log = logging.getLogger(__name__)
+#: seconds before a pass retries after an API error (doubles up to MAX_BACKOFF, jittered)
+MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
+#: controllers whose pods the stale-pod restarter never evicts
+_NEVER_EVICT = frozenset({"", "DaemonSet", "Node"})
+
+
+def uses_cluster_dns(pod: PodView) -> bool:
+    """Pods whose resolv.conf points at the cluster DNS (``dnsPolicy`` rules)."""
+    if pod.dns_policy == "ClusterFirstWithHostNet":
+        return True
+    return pod.dns_policy == "ClusterFirst" and not pod.host_network
+
+
+def stale_pods(pods: list[PodView], switched_at: float) -> list[PodView]:
+    """Pods on the cluster DNS whose sandbox predates the kubelet switch."""
+    return [p for p in pods if uses_cluster_dns(p) and 0 < p.started < switched_at]
+
+
+def evictable(pod: PodView) -> bool:
+    return not pod.mirror and pod.controller_kind not in _NEVER_EVICT
+
+
+@dataclass
+class Daemon:
+    settings: RunSettings
+    engine: NodeEngine
+    api: KubeApi
+    lock: RestartLock
+    status: NodeStatus
+    metrics: Metrics
+    health: Health
+    clock: Clock
+    stop: threading.Event
+    rng: Callable[[], float] = random.random
+    node: NodeView | None = None
+    failsafe: FailSafe = field(init=False)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _next_full: float = 0.0
+    _retry_at: float | None = None
+    _backoff: float = MIN_BACKOFF
+    _since: str = ""
+    _stale: int | None = None
+    _stale_checked: float = float("-inf")
+    _last_eviction: float = float("-inf")
+    _detail: Detail = field(default_factory=Detail)
+    #: stage where the last full pass's change failed (for the reconcile metrics)
+    _failed_stage: str | None = None
+    #: the pod list is forbidden (RBAC grants it only with --restart-stale-pods)
+    _pods_forbidden: bool = False
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.failsafe = FailSafe(
+            s.failsafe_after, s.recover_after, s.failsafe_max_flips_per_hour, enabled=s.failsafe
+        )
+
+    # ---------------------------------------------------------------- loop
+    @property
+    def current(self) -> NodeView:
+        """The latest view of this node (read before the loop starts)."""
+        if self.node is None:
+            raise AgentError("the daemon has not read its Node yet")
+        return self.node
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> int:
+        self._first_node()
+        if self.node is None:
+            return 0
+        watcher = threading.Thread(target=self._watch_loop, name="node-watch", daemon=True)
+        watcher.start()
+        try:
+            while not self.stop.is_set():
+                self.health.beat()
+                self.tick()
+                self._wake.wait(timeout=self._sleep_for())
+        finally:
+            self.lock.release()
+            event(log, "stopped")
+        return 0
+
+    def tick(self) -> None:
+        """One loop iteration: a full pass when due, else a local DNS probe."""
+        now = self.clock.monotonic()
+        due = (
+            self._wake.is_set()
+            or now >= self._next_full
+            or (self._retry_at is not None and now >= self._retry_at)
+        )
+        self._wake.clear()
+        start = now
+        try:
+            if due:
+                self._retry_at = None
+                self._next_full = now + self.settings.resync_interval
+                self._failed_stage = None
+                self.full_pass()
+                self.metrics.reconciled(
+                    self.clock.monotonic() - start, error_stage=self._failed_stage
+                )
+                self.health.mark_ready()
+            else:
+                self.probe_pass()
+            self.status.flush()
+            self._backoff = MIN_BACKOFF
+        except TransientError as exc:
+            stage = "api" if isinstance(exc, ApiError) else "report"
+            self._retry_later(start, stage, str(exc), exc.delay)
+        except AgentError as exc:
+            # Bad input on the host (e.g. an unreadable kubelet config or journal): report
+            # it and look again at the next resync; restarting the agent would not help.
+            self._retry_later(start, "detect", str(exc), self.settings.resync_interval)
+            with contextlib.suppress(AgentError):
+                self._report("failed", reason="cannot analyse this node", error=str(exc))
+        except Exception as exc:  # a bug: keep the loop (and the fail-safe) alive, loudly
+            log.exception("unexpected error in a reconcile pass")
+            self._retry_later(start, "plan", f"{type(exc).__name__}: {exc}", MAX_BACKOFF)
+
+    def _retry_later(self, start: float, stage: str, error: str, delay: float) -> None:
+        self.metrics.reconciled(self.clock.monotonic() - start, error_stage=stage)
+        delay = max(delay, self._backoff) * (0.5 + self.rng())
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        self._retry_at = self.clock.monotonic() + delay
+        event(log, "pass failed; retrying", logging.WARNING, error=error, retry_in=round(delay, 1))
+
+    def _sleep_for(self) -> float:
+        now = self.clock.monotonic()
+        until = [self._next_full, now + self.settings.probe_interval]
+        if self._retry_at is not None:
+            until.append(self._retry_at)
+        return max(min(until) - now, 0.05)
+
+    def _first_node(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.node, _ = self.api.get_node(self.settings.node_name)
+                self.status.adopt(self.node)
+                return
+            except ApiError as exc:
+                delay = self._backoff * (0.5 + self.rng())
+                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+                event(
+                    log,
+                    "cannot read own Node yet",
+                    logging.WARNING,
+                    error=str(exc),
+                    retry_in=round(delay, 1),
+                )
+                self.health.beat()
+                self.stop.wait(delay)
+
+    def _watch_loop(self) -> None:
+        rv = self.current.resource_version
+        backoff = MIN_BACKOFF
+        timeout = max(int(self.settings.resync_interval), 10)
+        while not self.stop.is_set():
+            try:
+                for ev in self.api.watch_node(self.settings.node_name, rv, timeout):
+                    rv = ev.node.resource_version or rv
+                    if ev.type in ("ADDED", "MODIFIED"):
+                        self._node_changed(ev.node)
+                backoff = MIN_BACKOFF
+            except ApiError as exc:
+                if exc.status == 410:
+                    try:
+                        # Resume from the list's resourceVersion, not the object's (which
+                        # may be as old as the expired one).
+                        node, rv = self.api.list_own_node(self.settings.node_name)
+                        self._node_changed(node)
+                        continue
+                    except ApiError as again:
+                        exc = again
+                delay = backoff * (0.5 + self.rng())
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                event(
+                    log,
+                    "node watch failed; retrying",
+                    logging.WARNING,
+                    error=str(exc),
+                    retry_in=round(delay, 1),
+                )
+                self.stop.wait(delay)
+
+    def _node_changed(self, node: NodeView) -> None:
+        old, self.node = self.node, node
+        keys = (self.settings.opt_out_label, MODE_LABEL)
+        relevant = old is None or any(old.labels.get(k) != node.labels.get(k) for k in keys)
+        ours = (node.annotations.get(STATE_ANNOTATION), node.annotations.get(DETAIL_ANNOTATION))
+        if self.status.written is not None and ours != self.status.written:
+            # Someone removed or changed our keys: write them again.
+            self.status.written = None
+            relevant = True
+        if relevant:
+            self._wake.set()
+
+    # ---------------------------------------------------------------- passes
+    def full_pass(self) -> None:
+        node = self.current
+        mode = effective_mode(self.settings.mode, node.labels)
+        self._detail.mode = mode
+        if opted_out(node.labels, self.settings.opt_out_label):
+            record = self.engine.journal.load()
+            changed_by_us = record is not None and record.state in ("migrated", "failed")
+            if mode != "revert" or not changed_by_us:
+                self._report("skipped", reason=f"label {self.settings.opt_out_label}=true")
+                return
+            # Reverting (before uninstall): a node the agent migrated is put back even
+            # when opted out since, or it would be left on a local DNS that goes away.
+        facts = self.engine.facts()
+        self._observe(facts)
+        if mode == "observe":
+            plan = self.engine.plan(facts, Goal.MIGRATE)
+            self._report(self._observed_state(facts, plan), reason=f"observe: {plan.reason}")
+            return
+        goal = Goal.REVERT if mode == "revert" or self.failsafe.active else Goal.MIGRATE
+        plan = self.engine.plan(facts, goal)
+        if plan.action is Action.NONE:
+            self._report(self.engine.steady_state(facts, goal), reason=plan.reason)
+            self._stale_pass(force=True)
+            return
+        if plan.action is Action.BLOCKED:
+            self._blocked(facts, plan, goal)
+            return
+        record = facts.record
+        if (
+            record is not None
+            and record.state == "failed"
+            and not record.pending
+            and self.clock.time() - record.updated < self.settings.retry_failed_after
+        ):
+            retry = self.settings.retry_failed_after - (self.clock.time() - record.updated)
+            self._report(
+                "failed",
+                reason=f"last attempt failed; next try in {retry:.0f}s",
+                error=record.last_error,
+            )
+            return
+        self._change(goal, plan)
+
+    def _observed_state(self, facts: Facts, plan: Plan) -> str:
+        if plan.action is Action.NONE:
+            return self.engine.steady_state(facts, Goal.MIGRATE)
+        if plan.blocker == "local-dns":
+            return "waiting-for-local-dns"
+        return "pending"
+
+    def _blocked(self, facts: Facts, plan: Plan, goal: Goal) -> None:
+        waiting = plan.blocker == "local-dns"
+        state = "waiting-for-local-dns" if waiting else "failed"
+        self._report(state, reason=plan.reason, error="" if waiting else plan.reason)
+        self.status.emit(self.current, "Blocked", plan.reason, warning=not waiting)
+
+    def _change(self, goal: Goal, plan: Plan) -> None:
+        waited_from = self.clock.monotonic()
+        waited = False
+
+        def on_wait() -> None:
+            nonlocal waited
+            waited = True
+            self._report("waiting-for-lock", reason="another node holds every restart slot")
+            self.status.flush()
+
+        if not self.lock.acquire(self.stop, self.settings.lock_wait, on_wait):
+            self.metrics.lease_waited(self.clock.monotonic() - waited_from)
+            self._retry_at = self.clock.monotonic() + 1.0 + self.rng() * 2
+            return
+        if waited:
+            self.metrics.lease_waited(self.clock.monotonic() - waited_from)
+        self.metrics.lease_acquired()
+        try:
+            outcome = self._change_holding_slot(goal, plan)
+        finally:
+            self.lock.release()
+        if outcome is not None:
+            self._record_outcome(goal, outcome)
+
+    def _change_holding_slot(self, goal: Goal, plan: Plan) -> Outcome | None:
+        """Report, then change and verify while the slot is renewed; the slot is given back
+        by the caller as soon as kubelet is verified (or rolled back), before the outcome
+        is reported, so the next node's restart does not wait for our API calls."""
+        renewing = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(renewing,), daemon=True, name="lease-renew"
+        )
+        renewer.start()
+        try:
+            # API errors here end the pass before anything changed (retried later).
+            self._report("migrating" if goal is Goal.MIGRATE else "reverting", reason=plan.reason)
+            self.status.flush()
+            # Start the change only with a fresh slot: a holder that could not renew for
+            # a whole lease duration may already have been replaced.
+            self.lock.ensure_fresh()
+            try:
+                return self.engine.reconcile(goal)
+            except ConfigError as exc:
+                self._report("failed", reason="bad kubelet configuration", error=str(exc))
+                self.status.emit(self.current, "Blocked", str(exc), warning=True)
+            except AgentError as exc:
+                # e.g. the journal could not be written: nothing was changed
+                self._failed_stage = "write"
+                self._report("failed", reason="the change could not be made", error=str(exc))
+                self.status.emit(self.current, "Blocked", str(exc), warning=True)
+        finally:
+            renewing.set()
+            renewer.join(timeout=5)
+        return None
+
+    def _renew(self, done: threading.Event) -> None:
+        period = self.settings.lease_duration / 3
+        while not done.wait(period):
+            try:
+                self.lock.renew()
+            except AgentError as exc:
+                event(log, "lease renewal failed", logging.WARNING, error=str(exc))
+
+    def _record_outcome(self, goal: Goal, outcome: Outcome) -> None:
+        if outcome.plan.write:
+            self.metrics.config_rewritten(ok=outcome.stage != "write")
+        if outcome.restarted:
+            self.metrics.kubelet_restarted(ok=outcome.state != "failed")
+        if outcome.state == "failed":
+            self._failed_stage = outcome.stage or "verify"
+            if outcome.stage == "write":
+                self._report(
+                    "failed", reason="the configuration could not be written", error=outcome.error
+                )
+                self.status.emit(self.current, "Blocked", outcome.error, warning=True)
+                return
+            self.metrics.rolled_back(ok=outcome.rolled_back)
+            self._report(
+                "failed", reason="kubelet did not come back; rolled back", error=outcome.error
+            )
+            self.status.emit(self.current, "RolledBack", outcome.error, warning=True)
+            return
+        if outcome.state == "blocked":
+            self._blocked(outcome.facts, outcome.plan, goal)
+            return
+        facts = self.engine.facts()
+        self._observe(facts)
+        state = self.engine.steady_state(facts, goal)
+        self._report(state, reason=outcome.plan.reason)
+        if outcome.restarted:
+            if goal is Goal.MIGRATE:
+                self.status.emit(self.current, "Migrated", outcome.plan.reason)
+            elif self.failsafe.active:
+                self.status.emit(self.current, "FailSafeRevert", outcome.plan.reason, warning=True)
+            else:
+                self.status.emit(self.current, "Reverted", outcome.plan.reason)
+        if state == "migrated":
+            self._stale = None
+            self._stale_pass(force=True)
+
+    def probe_pass(self) -> None:
+        """Between full passes: probe the local DNS when the node depends on or waits for it."""
+        state = self.status.state
+        if state not in ("migrated", "waiting-for-local-dns") and not self.failsafe.active:
+            return
+        local = self.engine.probe_local_dns()
+        self.metrics.local_dns_checked(
+            bound=local.bound,
+            healthy=local.healthy,
+            reason=local.reason,
+            latency_seconds=local.latency_seconds,
+        )
+        flipped = self._feed_failsafe(local.healthy, local.error)
+        if flipped or (state == "waiting-for-local-dns" and local.healthy):
+            self.full_pass()
+        elif state == "migrated":
+            self._stale_pass()
+
+    def _feed_failsafe(self, healthy: bool, error: str) -> bool:
+        """One local DNS observation for the fail-safe; True when it just flipped."""
+        flip = self.failsafe.observe(
+            self.clock.monotonic(), healthy, self.status.state == "migrated"
+        )
+        if flip == "revert":
+            self.metrics.failsafe_reverted()
+            event(
+                log, "fail-safe: local DNS down too long; reverting", logging.WARNING, error=error
+            )
+        elif flip == "recover":
+            event(log, "fail-safe: local DNS healthy again; migrating")
+        self._detail.failsafe = self.failsafe.active
+        return flip is not None
+
+    # ---------------------------------------------------------------- stale pods
+    def _stale_pass(self, force: bool = False) -> None:
+        """Count (and optionally evict) pods that still use the old cluster DNS."""
+        record = self.engine.journal.load()
+        switched = [
+            h["at"] for h in (record.history if record else []) if h.get("state") == "migrated"
+        ]
+        if not switched or self.status.state != "migrated" or self._stale == 0:
+            return
+        now = self.clock.monotonic()
+        interval = (
+            self.settings.stale_pod_interval
+            if self.settings.restart_stale_pods
+            else self.settings.resync_interval
+        )
+        if not force and now - self._stale_checked < interval:
+            return
+        self._stale_checked = now
+        if self._pods_forbidden:
+            return
+        try:
+            pods = self.api.list_pods_on_node(self.current.name)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            # RBAC grants pods list only with --restart-stale-pods: count nothing, quietly.
+            self._pods_forbidden = True
+            event(log, "not counting stale pods: listing pods is forbidden", error=str(exc))
+            return
+        stale = stale_pods(pods, switched[-1])
+        self._stale = len(stale)
+        self.metrics.set_stale_pods(len(stale))
+        self._report(self.status.state, reason=self._detail.reason)
+        candidates = [p for p in stale if evictable(p)]
+        if not self.settings.restart_stale_pods or not candidates:
+            return
+        if now - self._last_eviction < self.settings.stale_pod_interval:
+            return
+        self._last_eviction = now
+        for pod in candidates:
+            try:
+                self.api.evict_pod(pod.namespace, pod.name)
+            except ApiError as exc:
+                if exc.status == 429:
+                    event(
+                        log,
+                        "eviction refused by a disruption budget; later",
+                        pod=f"{pod.namespace}/{pod.name}",
+                    )
+                    continue
+                if exc.status == 404:
+                    continue
+                raise
+            event(log, "evicted a pod still on the old DNS", pod=f"{pod.namespace}/{pod.name}")
+            return
+
+    # ---------------------------------------------------------------- reporting
+    def _observe(self, facts: Facts) -> None:
+        m = self.metrics
+        m.set_proxy_mode(facts.proxy.mode)
+        m.set_network_mode(facts.network_mode)
+        local = facts.local_dns
+        m.local_dns_checked(
+            bound=local.bound,
+            healthy=local.healthy,
+            reason=local.reason,
+            latency_seconds=local.latency_seconds,
+        )
+        self._feed_failsafe(local.healthy, local.error)
+        kc = facts.kubelet
+        original = facts.record.original_cluster_dns if facts.record else None
+        m.set_kubelet_cluster_dns(
+            kc.cluster_dns if kc else None, local=self.engine.settings.local_dns, original=original
+        )
+        d = self._detail
+        d.source = kc.source if kc else ""
+        d.format = kc.format if kc else ""
+        d.cluster_dns = list(kc.cluster_dns) if kc else []
+        d.original_cluster_dns = list(original or [])
+
+    def _report(self, state: str, *, reason: str, error: str = "") -> None:
+        if state != self.status.state or not self._since:
+            self._since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock.time()))
+        d = self._detail
+        d.since = self._since
+        d.reason = reason[:300]
+        d.error = error[:500]
+        d.stale_pods = self._stale
+        self.metrics.set_state(state)
+        self.status.set(state, Detail(**vars(d)))

@@ -1,0 +1,458 @@
+"""One node: detect -> decide -> write -> restart -> verify -> roll back.
+
+:class:`NodeEngine` receives every host object from the composition root
+(``nodelocaldns_agent.cli``) and never builds one itself, so tests and the sandbox can swap any of
+them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodelocaldns_agent.detect.kubelet import (
+    KubeletConfig,
+    format_named,
+    locate_kubelet,
+    newest_kubelet,
+)
+from nodelocaldns_agent.detect.localdns import LocalDns, detect_local_dns
+from nodelocaldns_agent.detect.network import classify_network, cni_plugin_types
+from nodelocaldns_agent.detect.proxymode import ProxyMode, detect_proxy_mode
+from nodelocaldns_agent.errors import AgentError, ConfigError, HostError, VerifyError
+from nodelocaldns_agent.host.commands import CommandRunner
+from nodelocaldns_agent.host.files import FileJournal, Record, atomic_write, remove_file, sha256
+from nodelocaldns_agent.host.probes import Clock, DnsProber, HttpGetter, Interfaces, ProcessTable
+from nodelocaldns_agent.hostpaths import HostRoot
+from nodelocaldns_agent.kubeletconfig import dropin
+from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
+from nodelocaldns_agent.logs import event
+from nodelocaldns_agent.plan import Action, Goal, Inputs, Plan, decide
+from nodelocaldns_agent.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+
+#: seconds between two kubelet health polls while verifying a restart
+VERIFY_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Facts:
+    proxy: ProxyMode
+    network_mode: str
+    local_dns: LocalDns
+    kubelet: KubeletConfig | None
+    #: why the kubelet configuration could not be analysed ("" when it could)
+    kubelet_error: str
+    record: Record | None
+
+
+@dataclass
+class Outcome:
+    #: migrated, reverted, not-needed, blocked or failed
+    state: str
+    plan: Plan
+    facts: Facts
+    restarted: bool = False
+    rolled_back: bool = False
+    error: str = ""
+    #: where a failure happened: write, restart or verify ("" when none)
+    stage: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        if self.state == "failed":
+            return 1
+        if self.state == "blocked":
+            return 3
+        return 0
+
+
+@dataclass
+class NodeEngine:
+    settings: NodeSettings
+    host: HostRoot
+    interfaces: Interfaces
+    http: HttpGetter
+    prober: DnsProber
+    processes: ProcessTable
+    runner: CommandRunner
+    clock: Clock
+    journal: FileJournal
+
+    # ---------------------------------------------------------------- detect
+    def facts(self) -> Facts:
+        """Every fact, also when a later one fails (the kubelet error is reported)."""
+        addrs = self.interfaces.addresses()
+        proxy = detect_proxy_mode(addrs, self.http, self.settings.kube_proxy_mode_url)
+        try:
+            network = classify_network(cni_plugin_types(self.host), set(addrs))
+        except ConfigError as exc:  # reported only: never blocks anything
+            log.warning("network mode unknown: %s", exc)
+            network = "unknown"
+        local = detect_local_dns(
+            addrs,
+            self.prober,
+            self.settings.local_dns,
+            self.settings.probe_name,
+            self.settings.probe_timeout,
+        )
+        kubelet: KubeletConfig | None = None
+        error = ""
+        try:
+            kubelet = locate_kubelet(self.host, self.processes)
+        except ConfigError as exc:
+            error = str(exc)
+        record = self.journal.load()
+        return Facts(proxy, network, local, kubelet, error, record)
+
+    def probe_local_dns(self) -> LocalDns:
+        """Only the local DNS check (the daemon's cheap periodic probe)."""
+        return detect_local_dns(
+            self.interfaces.addresses(),
+            self.prober,
+            self.settings.local_dns,
+            self.settings.probe_name,
+            self.settings.probe_timeout,
+        )
+
+    def plan(self, facts: Facts, goal: Goal) -> Plan:
+        if facts.kubelet is None:
+            return Plan(
+                Action.BLOCKED, f"kubelet configuration: {facts.kubelet_error}", blocker="config"
+            )
+        record = facts.record if _same_source(facts.record, facts.kubelet) else None
+        return decide(
+            Inputs(
+                goal=goal,
+                local_dns=self.settings.local_dns,
+                proxy_mode=facts.proxy.mode,
+                local_dns_bound=facts.local_dns.bound,
+                local_dns_healthy=facts.local_dns.healthy,
+                local_dns_error=facts.local_dns.error,
+                cluster_dns=facts.kubelet.cluster_dns,
+                running_cluster_dns=facts.kubelet.running_cluster_dns,
+                original_cluster_dns=tuple(record.original_cluster_dns) if record else None,
+                pending=record.pending if record else None,
+                force=self.settings.force,
+            )
+        )
+
+    def check(self, goal: Goal = Goal.MIGRATE) -> dict[str, Any]:
+        """The read-only preflight report (``check --json``)."""
+        facts = self.facts()
+        plan = self.plan(facts, goal)
+        diff = ""
+        if plan.write and facts.kubelet is not None:
+            try:
+                diff = _diff(facts.kubelet, self._render(facts.kubelet, plan.target, facts.record))
+            except ConfigError as exc:
+                plan = Plan(Action.BLOCKED, str(exc), blocker="config")
+        return report(facts, plan, diff)
+
+    # ---------------------------------------------------------------- act
+    def reconcile(self, goal: Goal) -> Outcome:
+        """One pass towards ``goal``. Raises ConfigError on bad input (nothing changed)."""
+        start = self.clock.monotonic()
+        facts = self.facts()
+        if facts.kubelet is None:
+            raise ConfigError(facts.kubelet_error)
+        plan = self.plan(facts, goal)
+        event(
+            log,
+            "decided",
+            action=plan.action.value,
+            reason=plan.reason,
+            source=facts.kubelet.source,
+            cluster_dns=list(facts.kubelet.cluster_dns),
+        )
+        timings = {"decide": self.clock.monotonic() - start}
+        if plan.action is Action.BLOCKED:
+            return Outcome("blocked", plan, facts, timings=timings)
+        if plan.action is Action.NONE:
+            return Outcome(self.steady_state(facts, goal), plan, facts, timings=timings)
+        return self._apply(facts, facts.kubelet, plan, goal, timings)
+
+    def steady_state(self, facts: Facts, goal: Goal) -> str:
+        """The node state when nothing had to be done."""
+        uses_local = facts.kubelet is not None and facts.kubelet.cluster_dns == (
+            self.settings.local_dns,
+        )
+        if goal is Goal.MIGRATE:
+            return "migrated" if uses_local else "not-needed"
+        return "reverted" if facts.record is not None else "not-needed"
+
+    def _apply(
+        self, facts: Facts, kc: KubeletConfig, plan: Plan, goal: Goal, timings: dict[str, float]
+    ) -> Outcome:
+        record = self._record_for(facts.record, kc, goal)
+        new = self._render(kc, plan.target, record) if plan.write else kc.data
+        record.pending = goal.value
+        record.state = "migrating" if goal is Goal.MIGRATE else "reverting"
+        record.updated = self.clock.time()
+        self.journal.save(record)
+        event(
+            log,
+            "journal saved",
+            step="journal",
+            pending=goal.value,
+            backup=record.backup or "(no file before)",
+        )
+        if plan.write:
+            try:
+                self._write(kc.source, new)
+            except HostError as exc:
+                # Nothing changed on disk (atomic write): record and report, no restart.
+                self._fail(record, f"writing {kc.source}: {exc}")
+                return Outcome(
+                    "failed", plan, facts, error=str(exc), stage="write", timings=timings
+                )
+            event(
+                log,
+                "kubelet configuration written",
+                step="written",
+                source=kc.source,
+                cluster_dns=list(plan.target),
+            )
+        t0 = self.clock.monotonic()
+        try:
+            self._restart_and_verify(kc, plan.target)
+        except HostError as exc:
+            stage = "verify" if isinstance(exc, VerifyError) else "restart"
+            event(
+                log,
+                "kubelet did not come back; rolling back",
+                logging.ERROR,
+                step="rollback",
+                error=str(exc),
+            )
+            rolled, error = self._roll_back(kc, plan, record, goal, str(exc))
+            return Outcome(
+                "failed",
+                plan,
+                facts,
+                restarted=True,
+                rolled_back=rolled,
+                error=error,
+                stage=stage,
+                timings=timings,
+            )
+        timings["restart_and_verify"] = self.clock.monotonic() - t0
+        done = "migrated" if goal is Goal.MIGRATE else "reverted"
+        record.pending = None
+        record.state = done
+        record.last_error = ""
+        record.updated = self.clock.time()
+        record.history.append(
+            {"at": record.updated, "state": done, "cluster_dns": list(plan.target)}
+        )
+        self.journal.save(record)
+        event(log, f"node {done}", step="done", cluster_dns=list(plan.target))
+        return Outcome(done, plan, facts, restarted=True, timings=timings)
+
+    def _record_for(self, record: Record | None, kc: KubeletConfig, goal: Goal) -> Record:
+        """The journal entry for this change; a fresh original is kept before a migration
+        from a value that is not the local DNS (first run, or after someone reset it)."""
+        local = (self.settings.local_dns,)
+        if (
+            goal is Goal.MIGRATE
+            and kc.cluster_dns != local
+            and (
+                record is None
+                or not _same_source(record, kc)
+                or tuple(record.original_cluster_dns) != kc.cluster_dns
+                or record.original_sha256 != (sha256(kc.data) if kc.data is not None else "")
+            )
+        ):
+            backup = self.journal.keep_original(kc.source, kc.data)
+            event(
+                log,
+                "original kept",
+                step="backup",
+                source=kc.source,
+                backup=backup or "(no file before)",
+            )
+            history = record.history if record else []
+            return Record(
+                source=kc.source,
+                format=kc.format,
+                original_cluster_dns=list(kc.cluster_dns),
+                original_sha256=sha256(kc.data) if kc.data is not None else "",
+                backup=backup,
+                history=history,
+            )
+        if record is None:
+            raise ConfigError(f"{self.journal.path}: no journal entry for {kc.source}")
+        return record
+
+    def _render(
+        self, kc: KubeletConfig, target: tuple[str, ...], record: Record | None
+    ) -> bytes | None:
+        """The new bytes of ``kc.source`` (None: remove the agent's own drop-in)."""
+        if kc.format == "config-dir":
+            original = record.original_cluster_dns if record else None
+            if (
+                record is not None
+                and record.original_sha256 == ""
+                and original is not None
+                and tuple(original) == target
+            ):
+                return None
+            return dropin.render(target)
+        if kc.data is None:
+            raise ConfigError(f"{kc.source}: file disappeared")
+        new = format_named(kc.format).edit(kc.data, target, kc.source)
+        if format_named(kc.format).read(new, kc.source) != target:
+            raise ConfigError(f"{kc.source}: the edit did not produce {','.join(target)}")
+        return new
+
+    def _write(self, host_path: str, data: bytes | None) -> None:
+        real = self.host.resolve(host_path)
+        if data is None:
+            remove_file(real)
+        else:
+            atomic_write(real, data)
+
+    def _restart_and_verify(self, kc: KubeletConfig, target: tuple[str, ...]) -> None:
+        event(log, "restarting kubelet", step="restart", argv=list(self.settings.restart_command))
+        self.runner.run(self.settings.restart_command, timeout=self.settings.restart_timeout)
+        event(log, "restart command done; verifying", step="restarted")
+        self._verify(kc, target)
+        event(log, "kubelet healthy", step="verified")
+
+    def _verify(self, before: KubeletConfig, target: tuple[str, ...]) -> None:
+        deadline = self.clock.monotonic() + self.settings.verify_timeout
+        why = "not checked yet"
+        while True:
+            why = self._kubelet_problem(before, target)
+            if not why:
+                return
+            if self.clock.monotonic() >= deadline:
+                raise VerifyError(
+                    f"kubelet not healthy within {self.settings.verify_timeout:g}s "
+                    f"after the restart: {why}"
+                )
+            self.clock.sleep(VERIFY_POLL_SECONDS)
+
+    def _kubelet_problem(self, before: KubeletConfig, target: tuple[str, ...]) -> str:
+        """Why kubelet is not (yet) back, or "" when it is."""
+        if before.kubelet_pid is not None:
+            now = newest_kubelet(self.processes)
+            if now is None:
+                return "no kubelet process is running"
+            if now.pid == before.kubelet_pid and now.create_time <= (before.kubelet_started or 0):
+                return f"kubelet process {now.pid} is still the one from before the restart"
+            flagged = parse_kubelet_flags(list(now.argv)).cluster_dns
+            if flagged is not None and tuple(flagged) != target:
+                return (
+                    f"kubelet {now.pid} runs with --cluster-dns={','.join(flagged)}, "
+                    f"expected {','.join(target)}"
+                )
+        url = self.settings.kubelet_healthz_url
+        try:
+            result = self.http.get(url, timeout=2.0)
+        except OSError as exc:
+            return str(exc)
+        if result.status != 200 or result.body.strip() != "ok":
+            return f"{url} answered {result.status} {result.body.strip()[:80]!r}"
+        return ""
+
+    def _pre_image(
+        self, kc: KubeletConfig, plan: Plan, record: Record, goal: Goal
+    ) -> tuple[bool, bytes | None, tuple[str, ...]]:
+        """What to put back: (restore?, bytes or None to remove, the values they hold).
+
+        After a write, the bytes read before it. When only a restart was owed (a run killed
+        after writing), the migration's original from the journal's byte copy."""
+        if plan.write:
+            return True, kc.data, kc.cluster_dns
+        original = tuple(record.original_cluster_dns)
+        if goal is Goal.MIGRATE and original:
+            if record.original_sha256 == "":
+                return True, None, original
+            data = self.host.read_bytes(record.backup)
+            if sha256(data) == record.original_sha256:
+                return True, data, original
+        return False, kc.data, kc.cluster_dns
+
+    def _roll_back(
+        self, kc: KubeletConfig, plan: Plan, record: Record, goal: Goal, error: str
+    ) -> tuple[bool, str]:
+        """Put the pre-image back, restart, and record the failure. Returns whether kubelet
+        is healthy again on the old configuration, and the full error."""
+        healthy = False
+        try:
+            restore, data, values = self._pre_image(kc, plan, record, goal)
+            if restore:
+                self._write(kc.source, data)
+                event(log, "pre-image restored", step="restored", source=kc.source)
+            self._restart_and_verify(kc, values)
+            healthy = True
+        except AgentError as exc:
+            error = f"{error}; rollback: {exc}"
+            event(log, "kubelet unhealthy after rollback too", logging.ERROR, error=str(exc))
+        self._fail(record, error)
+        return healthy, error
+
+    def _fail(self, record: Record, error: str) -> None:
+        record.pending = None
+        record.state = "failed"
+        record.last_error = error
+        record.updated = self.clock.time()
+        record.history.append({"at": record.updated, "state": "failed", "error": error[:500]})
+        self.journal.save(record)
+
+
+def _same_source(record: Record | None, kc: KubeletConfig) -> bool:
+    return record is not None and record.source == kc.source
+
+
+def _diff(kc: KubeletConfig, new: bytes | None) -> str:
+    def lines(data: bytes | None) -> list[str]:
+        return [] if data is None else data.decode("utf-8", "surrogateescape").splitlines(True)
+
+    old_name = kc.source if kc.data is not None else "/dev/null"
+    new_name = kc.source if new is not None else "/dev/null"
+    text = "".join(difflib.unified_diff(lines(kc.data), lines(new), old_name, new_name))
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
+    """The JSON shape of ``check`` (a user-facing contract)."""
+    kc = facts.kubelet
+    return {
+        "proxy_mode": facts.proxy.mode,
+        "proxy_mode_source": facts.proxy.source,
+        "network_mode": facts.network_mode,
+        "local_dns": {
+            "address": facts.local_dns.address,
+            "bound": facts.local_dns.bound,
+            "interface": facts.local_dns.interface,
+            "healthy": facts.local_dns.healthy,
+            "latency_seconds": facts.local_dns.latency_seconds,
+            "error": facts.local_dns.error,
+        },
+        "kubelet": {
+            "source": kc.source if kc else "",
+            "format": kc.format if kc else "",
+            "cluster_dns": list(kc.cluster_dns) if kc else [],
+            "running_cluster_dns": (
+                list(kc.running_cluster_dns) if kc and kc.running_cluster_dns is not None else None
+            ),
+            "found_by": kc.found_by if kc else "",
+            "variable": kc.variable if kc else "",
+            "pid": kc.kubelet_pid if kc else None,
+            "error": facts.kubelet_error,
+        },
+        "journal": {
+            "state": facts.record.state if facts.record else "",
+            "pending": facts.record.pending if facts.record else None,
+            "original_cluster_dns": facts.record.original_cluster_dns if facts.record else [],
+        },
+        "action": plan.action.value,
+        "reason": plan.reason,
+        "diff": diff,
+    }

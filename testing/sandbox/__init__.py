@@ -1,0 +1,30 @@
+"""A sandboxed fake Kubernetes node on this machine, for integration tests, benchmarks and
+the demo (:mod:`testing.demo`).
+
+- :mod:`testing.sandbox.node`: :class:`SandboxNode`, namespaces + links + dnsmasq + stand-ins
+- :mod:`testing.sandbox.layouts`: realistic host-root layouts (TKE, kubeadm, EKS, ...)
+- :mod:`testing.sandbox.systemctl_stub`: the recording ``systemctl`` inside the node
+- :mod:`testing.sandbox.kubelet_standin`, :mod:`testing.sandbox.standins`: kubelet, kube-proxy
+- :mod:`testing.sandbox.nodefiles`: the node's work directory, shared by all of them
+
+The stand-ins import only :mod:`testing.sandbox.nodefiles` and the standard library (plus
+PyYAML for the kubelet), never the agent's own parsers, so this package stays cheap to
+import: :class:`SandboxNode` is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from testing.sandbox.node import SandboxNode
+
+__all__ = ["SandboxNode"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SandboxNode":
+        from testing.sandbox.node import SandboxNode
+
+        return SandboxNode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

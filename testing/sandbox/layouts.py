@@ -1,0 +1,556 @@
+"""Realistic kubelet host trees under a fake host root, one function per distribution.
+
+Each function writes the files a real node of that kind has (systemd unit and drop-ins,
+environment files, KubeletConfiguration, CNI config) and returns a :class:`Layout` saying
+what it wrote and which file decides kubelet's cluster DNS. The *quirks* (symlink, CRLF,
+missing trailing newline, a non-UTF-8 byte) apply to that deciding file only.
+
+A symlinked deciding file points at an absolute path under ``/etc/kubernetes/real/``,
+which exists only inside the root: anything that follows the link outside the root fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+DEFAULT_CLUSTER_DNS = "10.96.0.10"
+#: Where a symlinked deciding file really lives (a host path that only the root has).
+SYMLINK_TARGET_DIR = "/etc/kubernetes/real"
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """Byte-level oddities of the file that decides the cluster DNS."""
+
+    #: the file is a symlink with an absolute target under SYMLINK_TARGET_DIR
+    symlink: bool = False
+    #: CRLF line endings
+    crlf: bool = False
+    #: the last line has no newline
+    no_trailing_newline: bool = False
+    #: a comment line holds a Latin-1 byte (env files only: kubelet refuses such YAML/JSON)
+    non_utf8: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a layout function wrote under ``root``."""
+
+    name: str
+    root: Path
+    #: host path of the file that decides the cluster DNS (the symlink when ``symlink``)
+    dns_file: str
+    #: ``env``, ``yaml``, ``json`` or ``config-dir``
+    dns_format: str
+    #: the cluster DNS kubelet ends up with
+    cluster_dns: tuple[str, ...]
+    #: host path of kubelet.service
+    unit: str
+    #: env variable carrying ``--cluster-dns`` (env format), else ""
+    variable: str = ""
+    #: CNI plugin the CNI config names, None when none was written
+    cni: str | None = None
+    #: host path -> bytes of every regular file written
+    files: dict[str, bytes] = field(default_factory=dict)
+    #: host path -> absolute target of every symlink written
+    symlinks: dict[str, str] = field(default_factory=dict)
+
+    def real_path(self, host_path: str) -> Path:
+        """Where a host path written by this layout lives, symlinks followed."""
+        return self.root / self.symlinks.get(host_path, host_path).lstrip("/")
+
+
+class _Tree:
+    """Writes host files under a root and records what it wrote."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, bytes] = {}
+        self.symlinks: dict[str, str] = {}
+
+    def write(self, host_path: str, data: str | bytes) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        real = self.root / host_path.lstrip("/")
+        real.parent.mkdir(parents=True, exist_ok=True)
+        real.write_bytes(raw)
+        self.files[host_path] = raw
+
+    def write_deciding(self, host_path: str, text: str, fmt: str, quirks: Quirks) -> None:
+        """Write the file that decides the cluster DNS, with the quirks applied."""
+        data = text.encode()
+        if quirks.non_utf8:
+            if fmt != "env":
+                raise ValueError(
+                    f"non_utf8 applies to env files; {host_path} is {fmt} and a real kubelet "
+                    "refuses a configuration that is not UTF-8"
+                )
+            data = b"# edited by Jos\xe9 (Latin-1)\n" + data
+        if quirks.no_trailing_newline:
+            data = data.rstrip(b"\n")
+        if quirks.crlf:
+            data = data.replace(b"\n", b"\r\n")
+        if not quirks.symlink:
+            self.write(host_path, data)
+            return
+        name = PurePosixPath(host_path).name
+        target = f"{SYMLINK_TARGET_DIR}/{name}{'.env' if fmt == 'env' and '.' not in name else ''}"
+        self.write(target, data)
+        link = self.root / host_path.lstrip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+        self.symlinks[host_path] = target
+
+    def layout(self, name: str, **info: Any) -> Layout:
+        return Layout(name, self.root, files=self.files, symlinks=self.symlinks, **info)
+
+
+def _unit(description: str, service: str) -> str:
+    return (
+        f"[Unit]\nDescription={description}\nWants=network-online.target\n"
+        f"After=network-online.target containerd.service\n\n[Service]\n{service}"
+        "Restart=always\nStartLimitInterval=0\nRestartSec=10\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+# --- CNI ------------------------------------------------------------------------------
+
+
+def _multus(delegate: str, conf: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "/etc/cni/net.d/00-multus.conf": {
+            "cniVersion": "0.3.1",
+            "name": "multus-cni",
+            "type": "multus",
+            "kubeconfig": "/etc/kubernetes/tke-cni-kubeconfig",
+            "logLevel": "info",
+            "defaultDelegates": delegate,
+            "capabilities": {"bandwidth": True, "portMappings": True},
+        },
+        f"/etc/cni/net.d/multus/{delegate}.conf": {
+            "cniVersion": "0.3.1",
+            "name": delegate,
+            "type": delegate,
+            **conf,
+        },
+    }
+
+
+def _conflist(name: str, *plugins: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        f"/etc/cni/net.d/10-{name}.conflist": {
+            "cniVersion": "0.3.1",
+            "name": name,
+            "plugins": list(plugins),
+        }
+    }
+
+
+#: CNI plugin -> the files a node using it has under /etc/cni/net.d.
+CNI_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
+    "tke-bridge": _multus(
+        "tke-bridge",
+        {
+            "bridge": "cbr0",
+            "mtu": 1500,
+            "addIf": "eth0",
+            "isGateway": True,
+            "forceAddress": True,
+            "hairpinMode": False,
+            "ipam": {"type": "host-local", "subnet": "172.16.0.0/26", "gateway": "172.16.0.1"},
+        },
+    ),
+    "tke-route-eni": _multus("tke-route-eni", {"eni": "eth1", "routeTable": 1}),
+    "flannel": _conflist(
+        "flannel",
+        {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+    ),
+    "calico": _conflist(
+        "calico",
+        {
+            "type": "calico",
+            "datastore_type": "kubernetes",
+            "ipam": {"type": "calico-ipam"},
+            "policy": {"type": "k8s"},
+            "kubernetes": {"kubeconfig": "/etc/cni/net.d/calico-kubeconfig"},
+        },
+        {"type": "portmap", "snat": True, "capabilities": {"portMappings": True}},
+    ),
+    "aws-cni": _conflist(
+        "aws",
+        {"name": "aws-cni", "type": "aws-cni", "vethPrefix": "eni", "mtu": "9001"},
+        {"name": "egress-cni", "type": "egress-cni", "mtu": "9001"},
+        {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+    ),
+}
+
+
+def write_cni(root: Path, plugin: str) -> dict[str, bytes]:
+    """Write the CNI config of ``plugin`` (a key of :data:`CNI_CONFIGS`); return the files."""
+    tree = _Tree(root)
+    for path, doc in CNI_CONFIGS[plugin].items():
+        tree.write(path, json.dumps(doc, indent=2) + "\n")
+    return tree.files
+
+
+# --- TKE --------------------------------------------------------------------------------
+
+#: A TKE node's /etc/kubernetes/kubelet besides CLUSTER_DNS: one flag per variable.
+TKE_FLAGS = {
+    "AUTHORIZATION_MODE": "--authorization-mode=Webhook",
+    "CLIENT_CA_FILE": "--client-ca-file=/etc/kubernetes/cluster-ca.crt",
+    "CLOUD_CONFIG": "--cloud-config=/etc/kubernetes/qcloud.conf",
+    "CLOUD_PROVIDER": "--cloud-provider=qcloud",
+    "CLUSTER_DOMAIN": "--cluster-domain=cluster.local",
+    "EVICTION_HARD": "--eviction-hard=nodefs.available<10%,nodefs.inodesFree<5%,"
+    "memory.available<100Mi",
+    "FAIL_SWAP_ON": "--fail-swap-on=false",
+    "HOSTNAME_OVERRIDE": "--hostname-override=10.0.0.3",
+    "KUBECONFIG": "--kubeconfig=/etc/kubernetes/kubelet-kubeconfig",
+    "KUBE_RESERVED": "--kube-reserved=cpu=80m,memory=1294Mi",
+    "MAX_PODS": "--max-pods=61",
+    "NON_MASQUERADE_CIDR": "--non-masquerade-cidr=0.0.0.0/0",
+    "POD_INFRA_CONTAINER_IMAGE": "--pod-infra-container-image="
+    "ccr.ccs.tencentyun.com/library/pause:latest",
+    "V": "--v=2",
+}
+
+
+def tke(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
+    """TKE: flags as ``NAME="--flag=value"`` lines in ``/etc/kubernetes/kubelet``, each
+    referenced as ``${NAME}`` by ``ExecStart=`` of ``/usr/lib/systemd/system/kubelet.service``.
+    """
+    tree = _Tree(root)
+    flags = {"CLUSTER_DNS": f"--cluster-dns={cluster_dns}", **TKE_FLAGS}
+    env = "".join(f'{name}="{value}"\n' for name, value in sorted(flags.items()))
+    tree.write_deciding("/etc/kubernetes/kubelet", env, "env", quirks)
+    args = " ".join(f"${{{name}}}" for name in sorted(flags))
+    unit = "/usr/lib/systemd/system/kubelet.service"
+    tree.write(
+        unit,
+        _unit(
+            "kubelet",
+            f"EnvironmentFile=-/etc/kubernetes/kubelet\nExecStart=/usr/bin/kubelet {args}\n",
+        ),
+    )
+    return tree.layout(
+        "tke",
+        dns_file="/etc/kubernetes/kubelet",
+        dns_format="env",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        variable="CLUSTER_DNS",
+    )
+
+
+# --- kubeadm and its variants -----------------------------------------------------------
+
+KUBEADM_CONFIG = """\
+apiVersion: kubelet.config.k8s.io/v1beta1
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    cacheTTL: 0s
+    enabled: true
+  x509:
+    clientCAFile: /etc/kubernetes/pki/ca.crt
+authorization:
+  mode: Webhook
+  webhook:
+    cacheAuthorizedTTL: 0s
+    cacheUnauthorizedTTL: 0s
+cgroupDriver: systemd
+clusterDNS:
+- {dns}
+clusterDomain: cluster.local
+containerRuntimeEndpoint: ""
+cpuManagerReconcilePeriod: 0s
+evictionPressureTransitionPeriod: 0s
+fileCheckFrequency: 0s
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+httpCheckFrequency: 0s
+imageMinimumGCAge: 0s
+kind: KubeletConfiguration
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+  verbosity: 0
+memorySwap: {{}}
+nodeStatusReportFrequency: 0s
+nodeStatusUpdateFrequency: 0s
+resolvConf: /run/systemd/resolve/resolv.conf
+rotateCertificates: true
+runtimeRequestTimeout: 0s
+shutdownGracePeriod: 0s
+shutdownGracePeriodCriticalPods: 0s
+staticPodPath: /etc/kubernetes/manifests
+streamingConnectionIdleTimeout: 0s
+syncFrequency: 0s
+volumeStatsAggPeriod: 0s
+"""
+
+KUBEADM_DROPIN = """\
+# Note: This dropin only works with kubeadm and kubelet v1.11+
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+--kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+# This is a file that "kubeadm init" and "kubeadm join" generates at runtime, populating the \
+KUBELET_KUBEADM_ARGS variable dynamically
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+# This is a file that the user can use for overrides of the kubelet args as a last resort. \
+Preferably, the user should use
+# the .NodeRegistration.KubeletExtraArgs object in the configuration files instead. \
+KUBELET_EXTRA_ARGS should be sourced from this file.
+EnvironmentFile=-{extra_args_file}
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS \
+$KUBELET_EXTRA_ARGS
+"""
+
+KUBEADM_FLAGS = (
+    "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock "
+    "--pod-infra-container-image=registry.k8s.io/pause:3.9"
+)
+CONFIG_YAML = "/var/lib/kubelet/config.yaml"
+CONFIG_DIR = "/etc/kubernetes/kubelet.conf.d"
+
+
+@dataclass(frozen=True)
+class _Kubeadm:
+    """Where a kubeadm-style install keeps its files (deb and rpm packages differ)."""
+
+    unit_dir: str = "/lib/systemd/system"
+    dropin_dir: str = "/etc/systemd/system/kubelet.service.d"
+    extra_args_file: str = "/etc/default/kubelet"
+    extra_args: str = ""
+    kubeadm_flags: str = KUBEADM_FLAGS
+
+
+def _kubeadm(tree: _Tree, cluster_dns: str, files: _Kubeadm, quirks: Quirks | None) -> str:
+    """Write a kubeadm node; ``quirks`` go to config.yaml when given. Returns the unit path."""
+    unit = f"{files.unit_dir}/kubelet.service"
+    tree.write(unit, _unit("kubelet: The Kubernetes Node Agent", "ExecStart=/usr/bin/kubelet\n"))
+    tree.write(
+        f"{files.dropin_dir}/10-kubeadm.conf",
+        KUBEADM_DROPIN.format(extra_args_file=files.extra_args_file),
+    )
+    tree.write(
+        "/var/lib/kubelet/kubeadm-flags.env", f'KUBELET_KUBEADM_ARGS="{files.kubeadm_flags}"\n'
+    )
+    config = KUBEADM_CONFIG.format(dns=cluster_dns)
+    if quirks is None:
+        tree.write(CONFIG_YAML, config)
+    else:
+        tree.write_deciding(CONFIG_YAML, config, "yaml", quirks)
+    return unit
+
+
+def kubeadm(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """kubeadm (deb): ``clusterDNS`` in ``/var/lib/kubelet/config.yaml``, the standard
+    ``10-kubeadm.conf`` drop-in, ``kubeadm-flags.env`` and an empty ``/etc/default/kubelet``.
+    """
+    tree = _Tree(root)
+    files = _Kubeadm()
+    unit = _kubeadm(tree, cluster_dns, files, quirks)
+    tree.write(files.extra_args_file, "KUBELET_EXTRA_ARGS=\n")
+    return tree.layout(
+        "kubeadm", dns_file=CONFIG_YAML, dns_format="yaml", cluster_dns=(cluster_dns,), unit=unit
+    )
+
+
+def _kubeadm_with_flag(
+    name: str, root: Path, cluster_dns: str, quirks: Quirks, files: _Kubeadm
+) -> Layout:
+    tree = _Tree(root)
+    unit = _kubeadm(tree, cluster_dns, files, None)
+    env = f'KUBELET_EXTRA_ARGS="--cluster-dns={cluster_dns} {files.extra_args}"\n'
+    tree.write_deciding(files.extra_args_file, env, "env", quirks)
+    return tree.layout(
+        name,
+        dns_file=files.extra_args_file,
+        dns_format="env",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        variable="KUBELET_EXTRA_ARGS",
+    )
+
+
+def kubeadm_flag(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """kubeadm (deb) whose ``/etc/default/kubelet`` sets ``--cluster-dns`` in
+    ``KUBELET_EXTRA_ARGS``: the flag overrides ``clusterDNS`` of config.yaml."""
+    files = _Kubeadm(extra_args="--node-ip=10.0.0.3 --max-pods=110")
+    return _kubeadm_with_flag("kubeadm_flag", root, cluster_dns, quirks, files)
+
+
+def sysconfig(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """kubeadm from RPM packages: units under ``/usr/lib/systemd/system`` and
+    ``--cluster-dns`` in ``KUBELET_EXTRA_ARGS`` of ``/etc/sysconfig/kubelet``."""
+    files = _Kubeadm(
+        unit_dir="/usr/lib/systemd/system",
+        dropin_dir="/usr/lib/systemd/system/kubelet.service.d",
+        extra_args_file="/etc/sysconfig/kubelet",
+        extra_args="--node-labels=node.kubernetes.io/pool=default",
+    )
+    return _kubeadm_with_flag("sysconfig", root, cluster_dns, quirks, files)
+
+
+def config_dir(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """kubeadm plus ``--config-dir=/etc/kubernetes/kubelet.conf.d`` (in kubeadm-flags.env)
+    whose ``10-base.conf`` drop-in sets ``clusterDNS`` over config.yaml's."""
+    tree = _Tree(root)
+    files = _Kubeadm(kubeadm_flags=f"--config-dir={CONFIG_DIR} {KUBEADM_FLAGS}")
+    unit = _kubeadm(tree, cluster_dns, files, None)
+    tree.write(files.extra_args_file, "KUBELET_EXTRA_ARGS=\n")
+    dropin = f"{CONFIG_DIR}/10-base.conf"
+    tree.write_deciding(
+        dropin,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+        f"clusterDNS:\n- {cluster_dns}\nmaxPods: 110\nserializeImagePulls: false\n",
+        "yaml",
+        quirks,
+    )
+    return tree.layout(
+        "config_dir",
+        dns_file=dropin,
+        dns_format="config-dir",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+    )
+
+
+# --- EKS --------------------------------------------------------------------------------
+
+EKS_CONFIG_JSON = "/etc/kubernetes/kubelet/kubelet-config.json"
+EKS_UNIT = """\
+[Unit]
+Description=Kubernetes Kubelet
+Documentation=https://github.com/kubernetes/kubernetes
+After=containerd.service sandbox-image.service
+Requires=containerd.service sandbox-image.service
+
+[Service]
+Slice=runtime.slice
+ExecStartPre=/sbin/iptables -P FORWARD ACCEPT -w 5
+ExecStart=/usr/bin/kubelet \\
+    --config /etc/kubernetes/kubelet/kubelet-config.json \\
+    --kubeconfig /var/lib/kubelet/kubeconfig \\
+    --container-runtime-endpoint unix:///run/containerd/containerd.sock \\
+    --image-credential-provider-config /etc/eks/image-credential-provider/config.json \\
+    --image-credential-provider-bin-dir /etc/eks/image-credential-provider \\
+    $KUBELET_ARGS \\
+    $KUBELET_EXTRA_ARGS
+
+Restart=on-failure
+RestartForceExitStatus=SIGPIPE
+RestartSec=5
+KillMode=process
+CPUAccounting=true
+MemoryAccounting=true
+
+[Install]
+WantedBy=multi-user.target
+"""
+EKS_ARGS = """\
+[Service]
+Environment='KUBELET_ARGS=--node-ip=192.168.12.34 \
+--pod-infra-container-image=602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.5 --v=2 \
+--hostname-override=ip-192-168-12-34.us-west-2.compute.internal --cloud-provider=external'
+"""
+
+
+def eks(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
+    """Amazon EKS (AL2): ``clusterDNS`` in ``/etc/kubernetes/kubelet/kubelet-config.json``
+    (``/etc/kubernetes/kubelet`` is a directory); the unit passes ``--config PATH``."""
+    tree = _Tree(root)
+    config = {
+        "kind": "KubeletConfiguration",
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "address": "0.0.0.0",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"cacheTTL": "2m0s", "enabled": True},
+            "x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"},
+        },
+        "authorization": {
+            "mode": "Webhook",
+            "webhook": {"cacheAuthorizedTTL": "5m0s", "cacheUnauthorizedTTL": "30s"},
+        },
+        "clusterDomain": "cluster.local",
+        "hairpinMode": "hairpin-veth",
+        "readOnlyPort": 0,
+        "cgroupDriver": "systemd",
+        "cgroupRoot": "/",
+        "featureGates": {"RotateKubeletServerCertificate": True},
+        "protectKernelDefaults": True,
+        "serializeImagePulls": False,
+        "serverTLSBootstrap": True,
+        "clusterDNS": [cluster_dns],
+        "maxPods": 29,
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "10%"},
+        "kubeReserved": {"cpu": "70m", "ephemeral-storage": "1Gi", "memory": "442Mi"},
+    }
+    tree.write_deciding(EKS_CONFIG_JSON, json.dumps(config, indent=4) + "\n", "json", quirks)
+    unit = "/etc/systemd/system/kubelet.service"
+    tree.write(unit, EKS_UNIT)
+    tree.write("/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf", EKS_ARGS)
+    return tree.layout(
+        "eks", dns_file=EKS_CONFIG_JSON, dns_format="json", cluster_dns=(cluster_dns,), unit=unit
+    )
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+LayoutFunction = Callable[[Path, str, Quirks], Layout]
+
+#: Layout name -> function; every function takes ``(root, cluster_dns, quirks)``.
+LAYOUTS: dict[str, LayoutFunction] = {
+    "tke": tke,
+    "kubeadm": kubeadm,
+    "kubeadm_flag": kubeadm_flag,
+    "eks": eks,
+    "config_dir": config_dir,
+    "sysconfig": sysconfig,
+}
+#: CNI plugin each layout gets unless told otherwise.
+DEFAULT_CNI: Mapping[str, str] = {"tke": "tke-bridge", "eks": "aws-cni"}
+
+
+def write_layout(
+    root: Path,
+    name: str,
+    *,
+    cluster_dns: str = DEFAULT_CLUSTER_DNS,
+    cni: str | None = "",
+    **quirks: bool,
+) -> Layout:
+    """Write layout ``name`` and a CNI config under ``root``.
+
+    ``cni``: a key of :data:`CNI_CONFIGS`, ``None`` for no CNI config, ``""`` for the
+    layout's usual one. ``quirks``: the fields of :class:`Quirks`.
+    """
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown layout {name!r}; expected one of {', '.join(LAYOUTS)}")
+    layout = LAYOUTS[name](root, cluster_dns, Quirks(**quirks))
+    plugin = DEFAULT_CNI.get(name, "flannel") if cni == "" else cni
+    if plugin is None:
+        return layout
+    cni_files = write_cni(root, plugin)
+    return replace(layout, cni=plugin, files={**layout.files, **cni_files})

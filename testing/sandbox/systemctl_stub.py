@@ -1,0 +1,390 @@
+"""A recording ``systemctl`` for a sandbox node, managing only ``kubelet.service``.
+
+Bind-mounted over ``/usr/bin/systemctl`` inside the node's mount namespace (through the
+wrapper ``<workdir>/bin/systemctl``). Every invocation is appended to
+``<workdir>/systemctl.log`` as a JSON line. ``start``/``restart kubelet`` start the kubelet
+stand-in the way systemd would: the unit and its drop-ins are read from the fake host root
+(at the first start and on ``daemon-reload``, like systemd), ``Environment=`` is applied,
+then every ``EnvironmentFile=`` is sourced by bash (systemd-style: CR stripped, ``-`` means
+optional), and ``ExecStart=`` is expanded by bash (``${X}`` one argument, ``$X`` split at
+whitespace). The project's own parsers are deliberately not used.
+
+Known difference from systemd: bash, not systemd, parses the environment files, so an
+unquoted value with spaces (``A=b c``) fails here although systemd accepts it.
+
+Like systemd with ``Type=simple``, ``start`` returns as soon as the process is spawned;
+whether kubelet comes up is for the caller to check (healthz).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from testing.sandbox.nodefiles import NODE_DIR_ENV, NodeConfig, NodeFiles, reroot, write_json
+
+UNIT = "kubelet.service"
+#: systemd's unit search path, highest priority first.
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+)
+#: Set by the rig for its own calls (boot, teardown), which are not logged.
+QUIET_ENV = "SANDBOX_SYSTEMCTL_QUIET"
+STOP_TIMEOUT = 10.0
+EXIT_NOT_ACTIVE = 3
+EXIT_NO_UNIT = 5
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+_CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_WHOLE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_BRACED_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class StubError(Exception):
+    """A systemctl failure: message for stderr and exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ServiceUnit:
+    """The ``[Service]`` settings of kubelet.service that matter for starting it."""
+
+    def __init__(
+        self,
+        sources: list[str] | None = None,
+        exec_start: list[str] | None = None,
+        environment: list[list[str]] | None = None,
+        environment_files: list[list[Any]] | None = None,
+    ) -> None:
+        #: host paths of the unit file and its drop-ins, in the order they were applied
+        self.sources = sources or []
+        self.exec_start = exec_start or []
+        #: [name, value] of every Environment= assignment, in order
+        self.environment = environment or []
+        #: [host path, optional] of every EnvironmentFile=, in order
+        self.environment_files: list[tuple[str, bool]] = [
+            (str(path), bool(optional)) for path, optional in environment_files or []
+        ]
+
+    def apply(self, key: str, value: str) -> None:
+        if key == "ExecStart":
+            self.exec_start = shlex.split(value) if value else []
+            if self.exec_start:
+                self.exec_start[0] = self.exec_start[0].lstrip("-@:+!")
+        elif key == "Environment":
+            self.environment += [list(a.split("=", 1)) for a in shlex.split(value) if "=" in a]
+        elif key == "EnvironmentFile":
+            if not value:
+                self.environment_files = []
+            else:
+                self.environment_files.append((value.lstrip("-"), value.startswith("-")))
+
+
+def _unit_lines(text: str) -> Iterator[tuple[str, str]]:
+    """(section, line) of a unit file, continuation lines joined, comments dropped."""
+    section = ""
+    pending = ""
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if not pending and line.startswith(("#", ";")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif line:
+            yield section, line
+
+
+def load_unit(root: Path) -> ServiceUnit:
+    """kubelet.service and its drop-ins from the root, merged the way systemd does."""
+    unit_path = next((d for d in UNIT_DIRS if reroot(root, f"{d}/{UNIT}").is_file()), None)
+    if unit_path is None:
+        raise StubError(f"Unit {UNIT} not found.", EXIT_NO_UNIT)
+    dropins: dict[str, str] = {}
+    for directory in reversed(UNIT_DIRS):
+        real = reroot(root, f"{directory}/{UNIT}.d")
+        if real.is_dir():
+            dropins.update(
+                {n: f"{directory}/{UNIT}.d/{n}" for n in os.listdir(real) if n.endswith(".conf")}
+            )
+    unit = ServiceUnit()
+    for host_path in [f"{unit_path}/{UNIT}"] + [dropins[n] for n in sorted(dropins)]:
+        unit.sources.append(host_path)
+        text = reroot(root, host_path).read_bytes().decode("utf-8", "replace")
+        for section, line in _unit_lines(text):
+            key, sep, value = line.partition("=")
+            if section == "Service" and sep:
+                unit.apply(key.strip(), value.strip())
+    return unit
+
+
+def _bash_word(token: str) -> str:
+    """``token`` of ExecStart= as a bash word with systemd's variable expansion."""
+    whole = _WHOLE_VAR.fullmatch(token)
+    if whole:
+        return f"${whole[1]}"
+    parts: list[str] = []
+    pos = 0
+    for ref in _BRACED_VAR.finditer(token):
+        parts += [shlex.quote(token[pos : ref.start()]), f'"${{{ref[1]}}}"']
+        pos = ref.end()
+    parts.append(shlex.quote(token[pos:]))
+    return "".join(parts)
+
+
+class Systemd:
+    """kubelet.service of one sandbox node."""
+
+    def __init__(self, files: NodeFiles) -> None:
+        self.files = files
+        self.config: NodeConfig = files.load_config()
+        self.root = Path(self.config.root)
+        self.unit_json = files.systemd / "unit.json"
+        self.state_json = files.systemd / "kubelet.state.json"
+
+    # -- state ----------------------------------------------------------------------------
+    def unit(self, reload: bool = False) -> ServiceUnit:
+        if reload or not self.unit_json.exists():
+            write_json(self.unit_json, vars(load_unit(self.root)))
+        return ServiceUnit(**json.loads(self.unit_json.read_text()))
+
+    def state(self) -> dict[str, object]:
+        if not self.state_json.exists():
+            return {"main_pid": 0, "wanted": False, "since": 0.0}
+        loaded: dict[str, object] = json.loads(self.state_json.read_text())
+        return loaded
+
+    def main_pid(self) -> int:
+        pid = self.state()["main_pid"]
+        return pid if isinstance(pid, int) and _alive(pid) else 0
+
+    def active_state(self) -> str:
+        if self.main_pid():
+            return "active"
+        return "failed" if self.state()["wanted"] else "inactive"
+
+    # -- actions --------------------------------------------------------------------------
+    def launch_script(self) -> str:
+        """The bash script that starts kubelet the way systemd would."""
+        unit = self.unit()
+        if not unit.exec_start:
+            raise StubError(f"{UNIT} has no ExecStart= (read {', '.join(unit.sources)})")
+        lines = ["set -efa"]
+        lines += [f"{name}={shlex.quote(value)}" for name, value in unit.environment]
+        for index, (host_path, optional) in enumerate(unit.environment_files):
+            real = reroot(self.root, host_path)
+            if not real.is_file():
+                if optional:
+                    continue
+                raise StubError(
+                    f"Job for {UNIT} failed because EnvironmentFile={host_path} is missing."
+                )
+            copy = self.files.systemd / f"environment-{index}"
+            copy.write_bytes(real.read_bytes().replace(b"\r\n", b"\n"))
+            lines.append(f". {shlex.quote(str(copy))}")
+        kubelet = [
+            str(self.files.bin / "kubelet"),
+            str(Path(__file__).with_name("kubelet_standin.py")),
+        ]
+        words = [shlex.quote(w) for w in kubelet] + [_bash_word(t) for t in unit.exec_start[1:]]
+        lines.append("exec " + " ".join(words))
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        if self.main_pid():
+            return
+        script = self.launch_script()
+        env = {
+            "PATH": _CLEAN_PATH,
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": self.config.pythonpath,
+            NODE_DIR_ENV: str(self.files.workdir),
+        }
+        log = str(self.files.log("kubelet"))
+        # posix_spawn, not Popen: the process outlives this stub (the node's init reaps it).
+        pid = os.posix_spawn(
+            "/bin/bash",
+            ["bash", "-c", "cd /\n" + script],
+            env,
+            setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, log, _APPEND, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+        )
+        write_json(self.state_json, {"main_pid": pid, "wanted": True, "since": time.time()})
+
+    def stop(self) -> None:
+        pid = self.main_pid()
+        if pid:
+            _terminate(pid)
+        write_json(self.state_json, {**self.state(), "main_pid": 0, "wanted": False})
+
+
+def _alive(pid: int) -> bool:
+    """A running (not zombie) kubelet stand-in, or the bash about to exec it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return state != "Z" and comm in ("kubelet", "bash")
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the process group like systemd's stop, SIGKILL after STOP_TIMEOUT."""
+    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.005)
+
+
+def _show(systemd: Systemd, properties: list[str], value_only: bool) -> str:
+    state = systemd.state()
+    active = systemd.active_state()
+    values = {
+        "Id": UNIT,
+        "MainPID": str(systemd.main_pid()),
+        "ActiveState": active,
+        "SubState": {"active": "running", "failed": "failed"}.get(active, "dead"),
+        "ExecMainStartTimestamp": str(state["since"]),
+    }
+    names = properties or list(values)
+    return "".join(
+        f"{values.get(n, '')}\n" if value_only else f"{n}={values.get(n, '')}\n" for n in names
+    )
+
+
+def parse_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
+    """(positional args, --property names, --value) of a systemctl command line."""
+    positional: list[str] = []
+    properties: list[str] = []
+    value_only = False
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-p", "--property"):
+            properties += next(args, "").split(",")
+        elif arg.startswith("--property="):
+            properties += arg.partition("=")[2].split(",")
+        elif arg == "--value":
+            value_only = True
+        elif not arg.startswith("-"):
+            positional.append(arg)
+    return positional, properties, value_only
+
+
+def run(files: NodeFiles, argv: list[str]) -> tuple[int, str]:
+    """Execute one systemctl command line; returns (exit code, stdout)."""
+    if "--version" in argv:
+        return 0, "systemd 252 (252.sandbox)\n"
+    positional, properties, value_only = parse_argv(argv)
+    if not positional:
+        raise StubError("this stub needs a command verb (start, stop, restart, ...)")
+    verb, units = positional[0], [u.removesuffix(".service") for u in positional[1:]]
+    systemd = Systemd(files)
+    if verb == "daemon-reload":
+        systemd.unit(reload=True)
+        return 0, ""
+    if verb not in ("start", "stop", "restart", "try-restart", "is-active", "status", "show"):
+        raise StubError(f"Unknown command verb '{verb}'.")
+    if not units:
+        raise StubError(f"Too few arguments: '{verb}' needs a unit.")
+    unknown = [u for u in units if u != "kubelet"]
+    if verb == "is-active":
+        states = [systemd.active_state() if u == "kubelet" else "inactive" for u in units]
+        ok = all(s == "active" for s in states)
+        return (0 if ok else EXIT_NOT_ACTIVE), "".join(f"{s}\n" for s in states)
+    if unknown:
+        raise StubError(f"Unit {unknown[0]}.service not found.", EXIT_NO_UNIT)
+    if verb == "show":
+        return 0, _show(systemd, properties, value_only)
+    if verb == "status":
+        active = systemd.active_state()
+        text = f"* {UNIT}\n   Active: {active}\n Main PID: {systemd.main_pid()}\n"
+        return (0 if active == "active" else EXIT_NOT_ACTIVE), text
+    running = bool(systemd.main_pid())
+    if verb in ("stop", "restart") or (verb == "try-restart" and running):
+        systemd.stop()
+    if verb in ("start", "restart") or (verb == "try-restart" and running):
+        systemd.start()
+    return 0, ""
+
+
+@contextmanager
+def _locked(files: NodeFiles) -> Iterator[None]:
+    files.systemd.mkdir(exist_ok=True)
+    with open(files.systemd / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _record(files: NodeFiles, argv: list[str]) -> None:
+    line = json.dumps({"argv": argv, "ts": time.time(), "pid": os.getpid()}) + "\n"
+    fd = os.open(files.systemctl_log, _APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def inside_node(files: NodeFiles) -> bool:
+    """Whether PID 1 of this process's pid namespace is the node's init.
+
+    Guards the machine: run from the machine's own namespaces, the stub would start a
+    kubelet stand-in there.
+    """
+    try:
+        cmdline = Path("/proc/1/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(files.init_script).encode() in cmdline
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    files = NodeFiles.from_env()
+    if not inside_node(files):
+        sys.stderr.write(
+            f"this systemctl stub serves only the sandbox node {files.workdir}; run it "
+            "inside that node's namespaces (nsenter --target <node init> ...)\n"
+        )
+        return 1
+    if not os.environ.get(QUIET_ENV):
+        _record(files, args)
+    try:
+        with _locked(files):
+            code, out = run(files, args)
+    except (StubError, OSError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return exc.code if isinstance(exc, StubError) else 1
+    sys.stdout.write(out)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
