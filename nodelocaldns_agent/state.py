@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 PREFIX = "nodelocaldns-agent.io"
@@ -15,19 +16,45 @@ DEFAULT_OPT_OUT_LABEL = f"{PREFIX}/opt-out"
 #: ``<key>=migrate|revert|observe`` on a Node overrides ``--mode`` for that node
 MODE_LABEL = f"{PREFIX}/mode"
 
-STATES = (
-    "pending",
-    "waiting-for-local-dns",
-    "waiting-for-lock",
-    "migrating",
-    "migrated",
-    "failed",
-    "reverting",
-    "reverted",
-    "not-needed",
-    "skipped",
-)
-MODES = ("migrate", "revert", "observe")
+
+class NodeState(StrEnum):
+    """A node's state, as the label, the annotation and the metrics spell it."""
+
+    PENDING = "pending"
+    WAITING_FOR_LOCAL_DNS = "waiting-for-local-dns"
+    WAITING_FOR_LOCK = "waiting-for-lock"
+    MIGRATING = "migrating"
+    MIGRATED = "migrated"
+    FAILED = "failed"
+    REVERTING = "reverting"
+    REVERTED = "reverted"
+    NOT_NEEDED = "not-needed"
+    SKIPPED = "skipped"
+
+
+class Mode(StrEnum):
+    """What the agent does on a node (``--mode``, or the node's mode label)."""
+
+    MIGRATE = "migrate"
+    REVERT = "revert"
+    OBSERVE = "observe"
+
+
+class Stage(StrEnum):
+    """Where a reconcile pass failed (the ``stage`` label of the reconcile metrics)."""
+
+    DETECT = "detect"
+    PLAN = "plan"
+    WRITE = "write"
+    RESTART = "restart"
+    VERIFY = "verify"
+    ROLLBACK = "rollback"
+    REPORT = "report"
+    API = "api"
+
+
+STATES = tuple(NodeState)
+MODES = tuple(Mode)
 #: states in which a fleet-wide revert counts as finished for a node
 REVERT_DONE = frozenset({"reverted", "not-needed", "skipped"})
 
