@@ -20,26 +20,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from nodelocaldns_agent.errors import ConfigError
-from nodelocaldns_agent.metrics import (
+from nodelocaldns_agent.metrics import Health, Metrics, MetricsServer, describe, render, serve
+from nodelocaldns_agent.metrics.labels import (
     API_ERROR_CLASSES,
     CLUSTER_DNS_KINDS,
-    DEFAULT_METRICS_PORT,
-    MIGRATION_STATES,
     NETWORK_MODES,
     PROBE_FAILURE_REASONS,
     PROXY_MODES,
-    RECONCILE_STAGES,
-    Health,
-    Metrics,
-    MetricsServer,
     api_error_class,
     cluster_dns_kind,
-    describe,
-    parse_address,
-    render,
-    serve,
 )
-from nodelocaldns_agent.state import STATES
+from nodelocaldns_agent.metrics.server import parse_address
+from nodelocaldns_agent.settings import DEFAULT_METRICS_PORT
+from nodelocaldns_agent.state import NodeState, Stage
 from tests.tooling import tool
 
 P = "nodelocaldns_agent_"
@@ -106,12 +99,15 @@ EXPECTED_UP_FRONT: list[tuple[str, dict[str, str], float]] = [
     ("last_successful_reconcile_timestamp_seconds", {}, 0),
     ("last_state_change_timestamp_seconds", {}, 1_700_000_000.0),
     ("api_requests_total", {}, 0),
-    *[("migration_state", {"state": s}, 1 if s == "pending" else 0) for s in MIGRATION_STATES],
+    *[
+        ("migration_state", {"state": s.value}, 1 if s is NodeState.PENDING else 0)
+        for s in NodeState
+    ],
     *[("kube_proxy_mode", {"mode": m}, 1 if m == "unknown" else 0) for m in PROXY_MODES],
     *[("network_mode_info", {"mode": m}, 1 if m == "unknown" else 0) for m in NETWORK_MODES],
     *[("kubelet_cluster_dns", {"kind": k}, 0) for k in CLUSTER_DNS_KINDS],
     *[("local_dns_probe_failures_total", {"reason": r}, 0) for r in PROBE_FAILURE_REASONS],
-    *[("reconcile_errors_total", {"stage": s}, 0) for s in RECONCILE_STAGES],
+    *[("reconcile_errors_total", {"stage": s.value}, 0) for s in Stage],
     *[("api_errors_total", {"code_class": c}, 0) for c in API_ERROR_CLASSES],
 ]
 
@@ -149,36 +145,35 @@ def test_state_transitions_set_exactly_one_state(
 ) -> None:
     for i, state in enumerate(
         (
-            "waiting-for-local-dns",
-            "waiting-for-lock",
-            "migrating",
-            "migrated",
-            "reverting",
-            "reverted",
-            "failed",
+            NodeState.WAITING_FOR_LOCAL_DNS,
+            NodeState.WAITING_FOR_LOCK,
+            NodeState.MIGRATING,
+            NodeState.MIGRATED,
+            NodeState.REVERTING,
+            NodeState.REVERTED,
+            NodeState.FAILED,
         )
     ):
         clock.now += 10
         metrics.set_state(state)
-        states = one_hot(registry, "migration_state", "state", MIGRATION_STATES)
-        assert states == {s: (1.0 if s == state else 0.0) for s in MIGRATION_STATES}, i
-        assert metrics.state == state
+        states = one_hot(registry, "migration_state", "state", tuple(NodeState))
+        assert states == {s: (1.0 if s == state else 0.0) for s in NodeState}, i
         assert value(registry, "last_state_change_timestamp_seconds") == clock.now
 
 
 def test_state_timestamp_moves_only_on_a_change(
     metrics: Metrics, registry: CollectorRegistry, clock: FakeClock
 ) -> None:
-    metrics.set_state("migrated")
+    metrics.set_state(NodeState.MIGRATED)
     changed = clock.now
     clock.now += 300
-    metrics.set_state("migrated")
+    metrics.set_state(NodeState.MIGRATED)
     assert value(registry, "last_state_change_timestamp_seconds") == changed
 
 
 def test_unknown_state_is_refused(metrics: Metrics, registry: CollectorRegistry) -> None:
     with pytest.raises(ValueError, match="blocked"):
-        metrics.set_state("blocked")
+        metrics.set_state("blocked")  # type: ignore[arg-type]
     assert value(registry, "migration_state", state="pending") == 1
 
 
@@ -313,8 +308,8 @@ def test_reconciles(metrics: Metrics, registry: CollectorRegistry, clock: FakeCl
     metrics.reconciled(0.02)
     ok_at = clock.now
     clock.now += 60
-    metrics.reconciled(95.0, error_stage="verify")
-    metrics.reconciled(0.5, error_stage="api")
+    metrics.reconciled(95.0, error_stage=Stage.VERIFY)
+    metrics.reconciled(0.5, error_stage=Stage.API)
     assert value(registry, "reconciles_total") == 3
     assert value(registry, "reconcile_errors_total", stage="verify") == 1
     assert value(registry, "reconcile_errors_total", stage="api") == 1
@@ -322,7 +317,7 @@ def test_reconciles(metrics: Metrics, registry: CollectorRegistry, clock: FakeCl
     assert value(registry, "reconcile_duration_seconds_bucket", le="120.0") == 3
     assert value(registry, "last_successful_reconcile_timestamp_seconds") == ok_at
     with pytest.raises(ValueError, match="lock"):
-        metrics.reconciled(1.0, error_stage="lock")
+        metrics.reconciled(1.0, error_stage="lock")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -462,10 +457,10 @@ def populate(metrics: Metrics) -> None:
     metrics.local_dns_checked(bound=True, healthy=True, latency_seconds=0.0007)
     metrics.lease_waited(3)
     metrics.lease_acquired()
-    metrics.set_state("migrating")
+    metrics.set_state(NodeState.MIGRATING)
     metrics.config_rewritten(ok=True)
     metrics.kubelet_restarted(ok=True)
-    metrics.set_state("migrated")
+    metrics.set_state(NodeState.MIGRATED)
     metrics.reconciled(42.0)
     metrics.api_request(200)
     metrics.api_request(409)
@@ -508,7 +503,7 @@ def test_healthz_then_stalled(
     assert get(handle, "/healthz")[::2] == (200, b"ok\n")
     # A failing local DNS never affects liveness.
     metrics.local_dns_checked(bound=False, healthy=False, latency_seconds=None)
-    metrics.set_state("failed")
+    metrics.set_state(NodeState.FAILED)
     clock.now += 49
     assert get(handle, "/healthz")[0] == 200
     health.beat()
@@ -584,18 +579,14 @@ def test_doc_table_is_generated_from_the_code() -> None:
 def test_doc_lists_every_label_value() -> None:
     table = generated_table()
     for values in (
-        MIGRATION_STATES,
+        tuple(NodeState),
         PROXY_MODES,
         NETWORK_MODES,
         CLUSTER_DNS_KINDS,
         PROBE_FAILURE_REASONS,
-        RECONCILE_STAGES,
+        tuple(Stage),
         API_ERROR_CLASSES,
     ):
         for v in values:
             assert f"`{v}`" in table
     assert "`version` (the agent's version)" in table
-
-
-def test_states_match_the_daemon_states() -> None:
-    assert tuple(STATES) == MIGRATION_STATES

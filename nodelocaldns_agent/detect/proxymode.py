@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from nodelocaldns_agent.host.probes import HttpGetter, Interfaces
+from nodelocaldns_agent.host.probes import HttpGetter
 
 IPVS_INTERFACE = "kube-ipvs0"
 KNOWN_MODES = ("ipvs", "iptables", "nftables", "kernelspace")
@@ -18,12 +19,10 @@ class ProxyMode:
     source: str
 
 
-def detect_proxy_mode(
-    interfaces: dict[str, tuple[str, ...]] | Interfaces, http: HttpGetter, url: str
-) -> ProxyMode:
-    """``ipvs`` when ``kube-ipvs0`` exists (any link type), else ask kube-proxy."""
-    names = interfaces if isinstance(interfaces, dict) else interfaces.addresses()
-    if IPVS_INTERFACE in names:
+def detect_proxy_mode(interfaces: Collection[str], http: HttpGetter, url: str) -> ProxyMode:
+    """``ipvs`` when ``kube-ipvs0`` is among the node's ``interfaces`` (names; any link
+    type), else ask kube-proxy at ``url``."""
+    if IPVS_INTERFACE in interfaces:
         return ProxyMode("ipvs", f"interface {IPVS_INTERFACE}")
     try:
         result = http.get(url, timeout=2.0)

@@ -16,7 +16,7 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from nodelocaldns_agent.errors import ConfigError, HostError
 from nodelocaldns_agent.hostpaths import HostRoot
@@ -110,12 +110,6 @@ class Record:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     VERSION = 1
-
-
-class Journal(Protocol):
-    def load(self) -> Record | None: ...
-    def save(self, record: Record) -> None: ...
-    def keep_original(self, source: str, data: bytes | None) -> str: ...
 
 
 class FileJournal:

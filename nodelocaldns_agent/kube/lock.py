@@ -16,8 +16,8 @@ watches only its first ``WATCHED`` slots when there are many (a label selector o
 slot label) and tries a freed slot after ``level * step`` seconds plus a random jitter,
 level = min(rank, LEVELS) lowered by the level at which the slot's last holder took it. A
 slot freed while its first-choice nodes still wait is raced by those ~N/K nodes only, not
-by every waiter in the cluster (with N = 1000 and K = 50 that was ~90 failed creates per
-hand-over); the later levels keep every slot busy once its first-choice nodes are done.
+by every waiter in the cluster (failed creates per hand-over would grow with the number of
+waiters); the later levels keep every slot busy once its first-choice nodes are done.
 Step and jitter stretch with the API's answer time, and a waiter's jitter doubles with
 every race it lost.
 """
@@ -65,8 +65,9 @@ MAX_LATENCY_SAMPLE = 2.5
 
 #: with more than WATCH_ALL slots a waiter watches, and tries, only its first WATCHED
 #: slots: a Lease change then reaches about WATCHED/K of the waiters instead of every one
-#: (the API server's watch fan-out). With fewer slots that saves little, and watching them
-#: all keeps every slot busy (at N = 100, K = 10, watching 6 left slots idle).
+#: (the API server's watch fan-out). With fewer slots that saves little, and a subset can
+#: leave a slot idle that none of the remaining waiters watches: watching them all keeps
+#: every slot busy.
 WATCHED = 6
 WATCH_ALL = 12
 #: shortest lease watch (each one lasts between this and twice this, at random)
@@ -292,7 +293,7 @@ class RestartLock:
 
         The wait ends at a random point of its second half, and each lease watch lasts
         30-60 s: waiters that started together must not re-list and re-watch together
-        (a thousand of them at once were a burst the API server felt)."""
+        (their requests would reach the API server as one burst)."""
         _, rv = self._refresh()
         if self.try_acquire():
             return True
