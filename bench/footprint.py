@@ -323,7 +323,7 @@ def measure_check(node: SandboxNode, runs: int) -> JSON:
         MEASURE,
         sys.executable,
         "-m",
-        "agent",
+        "nodelocaldns_agent",
         "check",
         "--host-root",
         str(node.root),

@@ -5,6 +5,9 @@ of its own Node (a field-selected watch, resumed from the last resourceVersion, 
 on 410), and on a slow resync for host drift. Between full passes it only probes the local
 DNS, which feeds the fail-safe and lets a node waiting for the local DNS migrate as soon as
 it answers. Kubelet restarts happen only while holding a cluster-wide restart slot.
+
+What to do and what to report is decided by :mod:`nodelocaldns_agent.policy` (pure,
+table-tested); the daemon gathers its inputs and performs what it returns.
 """
 
 from __future__ import annotations
@@ -14,19 +17,22 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from nodelocaldns_agent import policy
 from nodelocaldns_agent.engine import Facts, NodeEngine, Outcome
 from nodelocaldns_agent.errors import AgentError, ConfigError, TransientError
+from nodelocaldns_agent.host.files import Record
 from nodelocaldns_agent.host.probes import Clock
-from nodelocaldns_agent.kube.api import ApiError, KubeApi
+from nodelocaldns_agent.kube.api import ApiError
 from nodelocaldns_agent.kube.lock import RestartLock
 from nodelocaldns_agent.kube.status import NodeStatus
-from nodelocaldns_agent.kube.types import NodeView, PodView
+from nodelocaldns_agent.kube.types import NodeView, PodView, WatchEvent
 from nodelocaldns_agent.logs import event
 from nodelocaldns_agent.metrics import Health, Metrics
-from nodelocaldns_agent.plan import Action, Goal, Plan
+from nodelocaldns_agent.plan import Goal, Plan
 from nodelocaldns_agent.settings import RunSettings
 from nodelocaldns_agent.state import (
     DETAIL_ANNOTATION,
@@ -34,6 +40,9 @@ from nodelocaldns_agent.state import (
     STATE_ANNOTATION,
     Detail,
     FailSafe,
+    Mode,
+    NodeState,
+    Stage,
     effective_mode,
     opted_out,
 )
@@ -43,6 +52,30 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 #: controllers whose pods the stale-pod restarter never evicts
 _NEVER_EVICT = frozenset({"", "DaemonSet", "Node"})
+
+
+class NodeApi(Protocol):
+    """The API calls the daemon makes (``KubeApi`` in production); ``ApiError`` on failure."""
+
+    def get_node(self, name: str) -> tuple[NodeView, dict[str, Any]]: ...
+    def list_own_node(self, name: str) -> tuple[NodeView, str]: ...
+    def watch_node(self, name: str, rv: str, timeout_seconds: int) -> Iterator[WatchEvent]: ...
+    def list_pods_on_node(self, node: str) -> list[PodView]: ...
+    def evict_pod(self, namespace: str, name: str) -> None: ...
+
+
+def journal_entry(record: Record | None, where: str) -> policy.JournalEntry | None:
+    """The policy's view of the journal (its JSON keeps plain strings)."""
+    if record is None:
+        return None
+    try:
+        state = NodeState(record.state)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}: the agent's journal holds the unknown state {record.state!r}; "
+            f"expected one of {', '.join(NodeState)}"
+        ) from exc
+    return policy.JournalEntry(state, record.pending is not None, record.updated, record.last_error)
 
 
 def uses_cluster_dns(pod: PodView) -> bool:
@@ -65,7 +98,7 @@ def evictable(pod: PodView) -> bool:
 class Daemon:
     settings: RunSettings
     engine: NodeEngine
-    api: KubeApi
+    api: NodeApi
     lock: RestartLock
     status: NodeStatus
     metrics: Metrics
@@ -85,7 +118,7 @@ class Daemon:
     _last_eviction: float = float("-inf")
     _detail: Detail = field(default_factory=Detail)
     #: stage where the last full pass's change failed (for the reconcile metrics)
-    _failed_stage: str | None = None
+    _failed_stage: Stage | None = None
     #: the pod list is forbidden (RBAC grants it only with --restart-stale-pods)
     _pods_forbidden: bool = False
 
@@ -147,19 +180,19 @@ class Daemon:
             self.status.flush()
             self._backoff = MIN_BACKOFF
         except TransientError as exc:
-            stage = "api" if isinstance(exc, ApiError) else "report"
+            stage = Stage.API if isinstance(exc, ApiError) else Stage.REPORT
             self._retry_later(start, stage, str(exc), exc.delay)
         except AgentError as exc:
             # Bad input on the host (e.g. an unreadable kubelet config or journal): report
             # it and look again at the next resync; restarting the agent would not help.
-            self._retry_later(start, "detect", str(exc), self.settings.resync_interval)
+            self._retry_later(start, Stage.DETECT, str(exc), self.settings.resync_interval)
             with contextlib.suppress(AgentError):
-                self._report("failed", reason="cannot analyse this node", error=str(exc))
+                self._report(NodeState.FAILED, reason="cannot analyse this node", error=str(exc))
         except Exception as exc:  # a bug: keep the loop (and the fail-safe) alive, loudly
             log.exception("unexpected error in a reconcile pass")
-            self._retry_later(start, "plan", f"{type(exc).__name__}: {exc}", MAX_BACKOFF)
+            self._retry_later(start, Stage.PLAN, f"{type(exc).__name__}: {exc}", MAX_BACKOFF)
 
-    def _retry_later(self, start: float, stage: str, error: str, delay: float) -> None:
+    def _retry_later(self, start: float, stage: Stage, error: str, delay: float) -> None:
         self.metrics.reconciled(self.clock.monotonic() - start, error_stage=stage)
         delay = max(delay, self._backoff) * (0.5 + self.rng())
         self._backoff = min(self._backoff * 2, MAX_BACKOFF)
@@ -239,59 +272,38 @@ class Daemon:
     # ---------------------------------------------------------------- passes
     def full_pass(self) -> None:
         node = self.current
-        mode = effective_mode(self.settings.mode, node.labels)
+        mode = effective_mode(Mode(self.settings.mode), node.labels)
         self._detail.mode = mode
-        if opted_out(node.labels, self.settings.opt_out_label):
-            record = self.engine.journal.load()
-            changed_by_us = record is not None and record.state in ("migrated", "failed")
-            if mode != "revert" or not changed_by_us:
-                self._report("skipped", reason=f"label {self.settings.opt_out_label}=true")
-                return
-            # Reverting (before uninstall): a node the agent migrated is put back even
-            # when opted out since, or it would be left on a local DNS that goes away.
+        label = self.settings.opt_out_label
+        out = opted_out(node.labels, label)
+        # Only an opted-out node needs the journal before detection.
+        journal = self._journal(self.engine.journal.load()) if out else None
+        skipped = policy.skip(mode, out, journal, label)
+        if skipped is not None:
+            self._perform(skipped)
+            return
         facts = self.engine.facts()
         self._observe(facts)
-        if mode == "observe":
-            plan = self.engine.plan(facts, Goal.MIGRATE)
-            self._report(self._observed_state(facts, plan), reason=f"observe: {plan.reason}")
-            return
-        goal = Goal.REVERT if mode == "revert" or self.failsafe.active else Goal.MIGRATE
+        goal = policy.goal_for(mode, self.failsafe.active)
         plan = self.engine.plan(facts, goal)
-        if plan.action is Action.NONE:
-            self._report(self.engine.steady_state(facts, goal), reason=plan.reason)
-            self._stale_pass(force=True)
-            return
-        if plan.action is Action.BLOCKED:
-            self._blocked(facts, plan, goal)
-            return
-        record = facts.record
-        if (
-            record is not None
-            and record.state == "failed"
-            and not record.pending
-            and self.clock.time() - record.updated < self.settings.retry_failed_after
-        ):
-            retry = self.settings.retry_failed_after - (self.clock.time() - record.updated)
-            self._report(
-                "failed",
-                reason=f"last attempt failed; next try in {retry:.0f}s",
-                error=record.last_error,
+        step = policy.after_plan(
+            policy.Planned(
+                mode=mode,
+                goal=goal,
+                plan=plan,
+                steady=self.engine.steady_state(facts, goal),
+                journal=self._journal(facts.record),
+                now=self.clock.time(),
+                retry_failed_after=self.settings.retry_failed_after,
             )
-            return
-        self._change(goal, plan)
+        )
+        if isinstance(step, policy.Change):
+            self._change(step.goal, plan)
+        else:
+            self._perform(step)
 
-    def _observed_state(self, facts: Facts, plan: Plan) -> str:
-        if plan.action is Action.NONE:
-            return self.engine.steady_state(facts, Goal.MIGRATE)
-        if plan.blocker == "local-dns":
-            return "waiting-for-local-dns"
-        return "pending"
-
-    def _blocked(self, facts: Facts, plan: Plan, goal: Goal) -> None:
-        waiting = plan.blocker == "local-dns"
-        state = "waiting-for-local-dns" if waiting else "failed"
-        self._report(state, reason=plan.reason, error="" if waiting else plan.reason)
-        self.status.emit(self.current, "Blocked", plan.reason, warning=not waiting)
+    def _journal(self, record: Record | None) -> policy.JournalEntry | None:
+        return journal_entry(record, self.engine.journal.path)
 
     def _change(self, goal: Goal, plan: Plan) -> None:
         waited_from = self.clock.monotonic()
@@ -300,7 +312,7 @@ class Daemon:
         def on_wait() -> None:
             nonlocal waited
             waited = True
-            self._report("waiting-for-lock", reason="another node holds every restart slot")
+            self._report(NodeState.WAITING_FOR_LOCK, reason="another node holds every restart slot")
             self.status.flush()
 
         if not self.lock.acquire(self.stop, self.settings.lock_wait, on_wait):
@@ -328,21 +340,18 @@ class Daemon:
         renewer.start()
         try:
             # API errors here end the pass before anything changed (retried later).
-            self._report("migrating" if goal is Goal.MIGRATE else "reverting", reason=plan.reason)
+            self._report(goal.changing, reason=plan.reason)
             self.status.flush()
             # Start the change only with a fresh slot: a holder that could not renew for
             # a whole lease duration may already have been replaced.
             self.lock.ensure_fresh()
             try:
                 return self.engine.reconcile(goal)
-            except ConfigError as exc:
-                self._report("failed", reason="bad kubelet configuration", error=str(exc))
-                self.status.emit(self.current, "Blocked", str(exc), warning=True)
             except AgentError as exc:
-                # e.g. the journal could not be written: nothing was changed
-                self._failed_stage = "write"
-                self._report("failed", reason="the change could not be made", error=str(exc))
-                self.status.emit(self.current, "Blocked", str(exc), warning=True)
+                # bad kubelet configuration, or e.g. the journal could not be written:
+                # nothing was changed
+                bad_config = isinstance(exc, ConfigError)
+                self._perform(policy.not_made(str(exc), bad_config=bad_config))
         finally:
             renewing.set()
             renewer.join(timeout=5)
@@ -357,46 +366,26 @@ class Daemon:
                 event(log, "lease renewal failed", logging.WARNING, error=str(exc))
 
     def _record_outcome(self, goal: Goal, outcome: Outcome) -> None:
-        if outcome.plan.write:
-            self.metrics.config_rewritten(ok=outcome.stage != "write")
-        if outcome.restarted:
-            self.metrics.kubelet_restarted(ok=outcome.state != "failed")
-        if outcome.state == "failed":
-            self._failed_stage = outcome.stage or "verify"
-            if outcome.stage == "write":
-                self._report(
-                    "failed", reason="the configuration could not be written", error=outcome.error
-                )
-                self.status.emit(self.current, "Blocked", outcome.error, warning=True)
-                return
-            self.metrics.rolled_back(ok=outcome.rolled_back)
-            self._report(
-                "failed", reason="kubelet did not come back; rolled back", error=outcome.error
-            )
-            self.status.emit(self.current, "RolledBack", outcome.error, warning=True)
-            return
-        if outcome.state == "blocked":
-            self._blocked(outcome.facts, outcome.plan, goal)
-            return
-        facts = self.engine.facts()
-        self._observe(facts)
-        state = self.engine.steady_state(facts, goal)
-        self._report(state, reason=outcome.plan.reason)
-        if outcome.restarted:
-            if goal is Goal.MIGRATE:
-                self.status.emit(self.current, "Migrated", outcome.plan.reason)
-            elif self.failsafe.active:
-                self.status.emit(self.current, "FailSafeRevert", outcome.plan.reason, warning=True)
-            else:
-                self.status.emit(self.current, "Reverted", outcome.plan.reason)
-        if state == "migrated":
-            self._stale = None
-            self._stale_pass(force=True)
+        after = policy.after_change(outcome)
+        counts, m = after.counts, self.metrics
+        if counts.rewrite_ok is not None:
+            m.config_rewritten(ok=counts.rewrite_ok)
+        if counts.restart_ok is not None:
+            m.kubelet_restarted(ok=counts.restart_ok)
+        if counts.rollback_ok is not None:
+            m.rolled_back(ok=counts.rollback_ok)
+        verdict = after.verdict
+        if verdict is None:  # changed: report the node as it is now
+            facts = self.engine.facts()
+            self._observe(facts)
+            steady = self.engine.steady_state(facts, goal)
+            verdict = policy.settled(goal, outcome, steady, self.failsafe.active)
+        self._perform(verdict)
 
     def probe_pass(self) -> None:
         """Between full passes: probe the local DNS when the node depends on or waits for it."""
         state = self.status.state
-        if state not in ("migrated", "waiting-for-local-dns") and not self.failsafe.active:
+        if not policy.probe_due(state, self.failsafe.active):
             return
         local = self.engine.probe_local_dns()
         self.metrics.local_dns_checked(
@@ -406,15 +395,16 @@ class Daemon:
             latency_seconds=local.latency_seconds,
         )
         flipped = self._feed_failsafe(local.healthy, local.error)
-        if flipped or (state == "waiting-for-local-dns" and local.healthy):
+        step = policy.after_probe(state, local.healthy, flipped)
+        if step is policy.ProbeStep.RECONCILE:
             self.full_pass()
-        elif state == "migrated":
+        elif step is policy.ProbeStep.STALE_PODS:
             self._stale_pass()
 
     def _feed_failsafe(self, healthy: bool, error: str) -> bool:
         """One local DNS observation for the fail-safe; True when it just flipped."""
         flip = self.failsafe.observe(
-            self.clock.monotonic(), healthy, self.status.state == "migrated"
+            self.clock.monotonic(), healthy, self.status.state is NodeState.MIGRATED
         )
         if flip == "revert":
             self.metrics.failsafe_reverted()
@@ -431,9 +421,11 @@ class Daemon:
         """Count (and optionally evict) pods that still use the old cluster DNS."""
         record = self.engine.journal.load()
         switched = [
-            h["at"] for h in (record.history if record else []) if h.get("state") == "migrated"
+            h["at"]
+            for h in (record.history if record else [])
+            if h.get("state") == NodeState.MIGRATED
         ]
-        if not switched or self.status.state != "migrated" or self._stale == 0:
+        if not switched or self.status.state is not NodeState.MIGRATED or self._stale == 0:
             return
         now = self.clock.monotonic()
         interval = (
@@ -506,7 +498,20 @@ class Daemon:
         d.cluster_dns = list(kc.cluster_dns) if kc else []
         d.original_cluster_dns = list(original or [])
 
-    def _report(self, state: str, *, reason: str, error: str = "") -> None:
+    def _perform(self, verdict: policy.Verdict) -> None:
+        """Report what the policy decided, send its Event, count stale pods if it says so."""
+        if verdict.failed_stage is not None:
+            self._failed_stage = verdict.failed_stage
+        self._report(verdict.state, reason=verdict.reason, error=verdict.error)
+        notice = verdict.notice
+        if notice is not None:
+            self.status.emit(self.current, notice.reason, notice.message, warning=notice.warning)
+        if verdict.stale_pods is policy.StalePods.RECOUNT:
+            self._stale = None
+        if verdict.stale_pods is not policy.StalePods.LEAVE:
+            self._stale_pass(force=True)
+
+    def _report(self, state: NodeState, *, reason: str, error: str = "") -> None:
         if state != self.status.state or not self._since:
             self._since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock.time()))
         d = self._detail

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nodelocaldns_agent.detect.kubelet import (
@@ -29,8 +29,9 @@ from nodelocaldns_agent.hostpaths import HostRoot
 from nodelocaldns_agent.kubeletconfig import dropin
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
 from nodelocaldns_agent.logs import event
-from nodelocaldns_agent.plan import Action, Goal, Inputs, Plan, decide
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, Plan, decide
 from nodelocaldns_agent.settings import NodeSettings
+from nodelocaldns_agent.state import NodeState, Result, Stage
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +50,22 @@ class Facts:
     record: Record | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
-    #: migrated, reverted, not-needed, blocked or failed
-    state: str
+    state: Result
     plan: Plan
     facts: Facts
     restarted: bool = False
     rolled_back: bool = False
     error: str = ""
-    #: where a failure happened: write, restart or verify ("" when none)
-    stage: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
+    #: where a failure happened: write, restart or verify (None when none)
+    stage: Stage | None = None
 
     @property
     def exit_code(self) -> int:
-        if self.state == "failed":
+        if self.state is Result.FAILED:
             return 1
-        if self.state == "blocked":
+        if self.state is Result.BLOCKED:
             return 3
         return 0
 
@@ -122,7 +121,9 @@ class NodeEngine:
     def plan(self, facts: Facts, goal: Goal) -> Plan:
         if facts.kubelet is None:
             return Plan(
-                Action.BLOCKED, f"kubelet configuration: {facts.kubelet_error}", blocker="config"
+                Action.BLOCKED,
+                f"kubelet configuration: {facts.kubelet_error}",
+                blocker=Blocker.CONFIG,
             )
         record = facts.record if _same_source(facts.record, facts.kubelet) else None
         return decide(
@@ -150,13 +151,12 @@ class NodeEngine:
             try:
                 diff = _diff(facts.kubelet, self._render(facts.kubelet, plan.target, facts.record))
             except ConfigError as exc:
-                plan = Plan(Action.BLOCKED, str(exc), blocker="config")
+                plan = Plan(Action.BLOCKED, str(exc), blocker=Blocker.CONFIG)
         return report(facts, plan, diff)
 
     # ---------------------------------------------------------------- act
     def reconcile(self, goal: Goal) -> Outcome:
         """One pass towards ``goal``. Raises ConfigError on bad input (nothing changed)."""
-        start = self.clock.monotonic()
         facts = self.facts()
         if facts.kubelet is None:
             raise ConfigError(facts.kubelet_error)
@@ -169,29 +169,26 @@ class NodeEngine:
             source=facts.kubelet.source,
             cluster_dns=list(facts.kubelet.cluster_dns),
         )
-        timings = {"decide": self.clock.monotonic() - start}
         if plan.action is Action.BLOCKED:
-            return Outcome("blocked", plan, facts, timings=timings)
+            return Outcome(Result.BLOCKED, plan, facts)
         if plan.action is Action.NONE:
-            return Outcome(self.steady_state(facts, goal), plan, facts, timings=timings)
-        return self._apply(facts, facts.kubelet, plan, goal, timings)
+            return Outcome(Result(self.steady_state(facts, goal)), plan, facts)
+        return self._apply(facts, facts.kubelet, plan, goal)
 
-    def steady_state(self, facts: Facts, goal: Goal) -> str:
+    def steady_state(self, facts: Facts, goal: Goal) -> NodeState:
         """The node state when nothing had to be done."""
         uses_local = facts.kubelet is not None and facts.kubelet.cluster_dns == (
             self.settings.local_dns,
         )
         if goal is Goal.MIGRATE:
-            return "migrated" if uses_local else "not-needed"
-        return "reverted" if facts.record is not None else "not-needed"
+            return NodeState.MIGRATED if uses_local else NodeState.NOT_NEEDED
+        return NodeState.REVERTED if facts.record is not None else NodeState.NOT_NEEDED
 
-    def _apply(
-        self, facts: Facts, kc: KubeletConfig, plan: Plan, goal: Goal, timings: dict[str, float]
-    ) -> Outcome:
+    def _apply(self, facts: Facts, kc: KubeletConfig, plan: Plan, goal: Goal) -> Outcome:
         record = self._record_for(facts.record, kc, goal)
         new = self._render(kc, plan.target, record) if plan.write else kc.data
         record.pending = goal.value
-        record.state = "migrating" if goal is Goal.MIGRATE else "reverting"
+        record.state = goal.changing
         record.updated = self.clock.time()
         self.journal.save(record)
         event(
@@ -207,9 +204,7 @@ class NodeEngine:
             except HostError as exc:
                 # Nothing changed on disk (atomic write): record and report, no restart.
                 self._fail(record, f"writing {kc.source}: {exc}")
-                return Outcome(
-                    "failed", plan, facts, error=str(exc), stage="write", timings=timings
-                )
+                return Outcome(Result.FAILED, plan, facts, error=str(exc), stage=Stage.WRITE)
             event(
                 log,
                 "kubelet configuration written",
@@ -217,11 +212,10 @@ class NodeEngine:
                 source=kc.source,
                 cluster_dns=list(plan.target),
             )
-        t0 = self.clock.monotonic()
         try:
             self._restart_and_verify(kc, plan.target)
         except HostError as exc:
-            stage = "verify" if isinstance(exc, VerifyError) else "restart"
+            stage = Stage.VERIFY if isinstance(exc, VerifyError) else Stage.RESTART
             event(
                 log,
                 "kubelet did not come back; rolling back",
@@ -231,17 +225,15 @@ class NodeEngine:
             )
             rolled, error = self._roll_back(kc, plan, record, goal, str(exc))
             return Outcome(
-                "failed",
+                Result.FAILED,
                 plan,
                 facts,
                 restarted=True,
                 rolled_back=rolled,
                 error=error,
                 stage=stage,
-                timings=timings,
             )
-        timings["restart_and_verify"] = self.clock.monotonic() - t0
-        done = "migrated" if goal is Goal.MIGRATE else "reverted"
+        done = goal.done
         record.pending = None
         record.state = done
         record.last_error = ""
@@ -251,7 +243,7 @@ class NodeEngine:
         )
         self.journal.save(record)
         event(log, f"node {done}", step="done", cluster_dns=list(plan.target))
-        return Outcome(done, plan, facts, restarted=True, timings=timings)
+        return Outcome(Result(done), plan, facts, restarted=True)
 
     def _record_for(self, record: Record | None, kc: KubeletConfig, goal: Goal) -> Record:
         """The journal entry for this change; a fresh original is kept before a migration
@@ -399,10 +391,12 @@ class NodeEngine:
 
     def _fail(self, record: Record, error: str) -> None:
         record.pending = None
-        record.state = "failed"
+        record.state = NodeState.FAILED
         record.last_error = error
         record.updated = self.clock.time()
-        record.history.append({"at": record.updated, "state": "failed", "error": error[:500]})
+        record.history.append(
+            {"at": record.updated, "state": NodeState.FAILED, "error": error[:500]}
+        )
         self.journal.save(record)
 
 

@@ -10,7 +10,13 @@ from typing import Any, Protocol
 
 from nodelocaldns_agent.host.probes import Clock
 from nodelocaldns_agent.logs import event
-from nodelocaldns_agent.state import DETAIL_ANNOTATION, REVERT_DONE, STATE_ANNOTATION, Detail
+from nodelocaldns_agent.state import (
+    DETAIL_ANNOTATION,
+    REVERT_DONE,
+    STATE_ANNOTATION,
+    Detail,
+    NodeState,
+)
 
 log = logging.getLogger(__name__)
 MODE_ENV = "NODELOCALDNS_AGENT_MODE"
@@ -47,7 +53,7 @@ def render_status(nodes: list[dict[str, Any]], output: str) -> tuple[str, bool]:
     """The fleet table (or JSON) and whether any node is ``failed``."""
     rows = node_rows(nodes)
     counts = Counter(r["state"] for r in rows)
-    failed = counts.get("failed", 0) > 0
+    failed = counts.get(NodeState.FAILED, 0) > 0
     if output == "json":
         return json.dumps({"nodes": rows, "summary": dict(counts)}, indent=2), failed
     header = ("NODE", "STATE", "KUBELET DNS", "SINCE", "STALE PODS", "LAST ERROR")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from nodelocaldns_agent.state import NodeState
+
 
 class Action(StrEnum):
     NONE = "none"
@@ -16,6 +18,31 @@ class Action(StrEnum):
 class Goal(StrEnum):
     MIGRATE = "migrate"
     REVERT = "revert"
+
+    @property
+    def changing(self) -> NodeState:
+        """The node's state while a change towards this goal is under way."""
+        return NodeState.MIGRATING if self is Goal.MIGRATE else NodeState.REVERTING
+
+    @property
+    def done(self) -> NodeState:
+        """The node's state once a change towards this goal was verified."""
+        return NodeState.MIGRATED if self is Goal.MIGRATE else NodeState.REVERTED
+
+
+class Blocker(StrEnum):
+    """Why a plan is BLOCKED."""
+
+    #: the local DNS is not bound or does not answer (the node waits for it)
+    LOCAL_DNS = "local-dns"
+    #: kube-proxy's mode is unknown (migrating could break DNS; ``--force`` overrides)
+    PROXY_MODE = "proxy-mode"
+    #: kubelet has no cluster DNS to replace
+    NO_CLUSTER_DNS = "no-cluster-dns"
+    #: a revert has no original value to put back
+    NO_ORIGINAL = "no-original"
+    #: the kubelet configuration cannot be found or read
+    CONFIG = "config"
 
 
 @dataclass(frozen=True)
@@ -47,12 +74,8 @@ class Plan:
     target: tuple[str, ...] = ()
     #: whether the file must be written (False: only a restart is owed)
     write: bool = False
-    #: why BLOCKED: local-dns, proxy-mode, no-cluster-dns, no-original, config ("" otherwise)
-    blocker: str = ""
-
-    @property
-    def restart(self) -> bool:
-        return self.action in (Action.MIGRATE, Action.REVERT)
+    #: why BLOCKED (None otherwise)
+    blocker: Blocker | None = None
 
 
 def _owed_restart(inputs: Inputs, target: tuple[str, ...], goal: str) -> bool:
@@ -85,7 +108,7 @@ def _decide_migrate(inputs: Inputs) -> Plan:
                 Action.BLOCKED,
                 "kube-proxy mode is unknown (no kube-ipvs0 interface and kube-proxy's "
                 "/proxyMode did not answer); use --force to migrate anyway",
-                blocker="proxy-mode",
+                blocker=Blocker.PROXY_MODE,
             )
         if inputs.proxy_mode != "ipvs":
             return Plan(
@@ -97,17 +120,19 @@ def _decide_migrate(inputs: Inputs) -> Plan:
         return Plan(
             Action.BLOCKED,
             "kubelet has no cluster DNS configured; nothing to replace",
-            blocker="no-cluster-dns",
+            blocker=Blocker.NO_CLUSTER_DNS,
         )
     if not inputs.local_dns_bound:
         return Plan(
-            Action.BLOCKED, f"local DNS not ready: {inputs.local_dns_error}", blocker="local-dns"
+            Action.BLOCKED,
+            f"local DNS not ready: {inputs.local_dns_error}",
+            blocker=Blocker.LOCAL_DNS,
         )
     if not inputs.local_dns_healthy:
         return Plan(
             Action.BLOCKED,
             f"local DNS does not answer: {inputs.local_dns_error}",
-            blocker="local-dns",
+            blocker=Blocker.LOCAL_DNS,
         )
     return Plan(
         Action.MIGRATE,
@@ -126,7 +151,7 @@ def _decide_revert(inputs: Inputs) -> Plan:
                 Action.BLOCKED,
                 f"kubelet uses {inputs.local_dns} but the agent's journal has no original "
                 "value to put back; set the cluster DNS by hand",
-                blocker="no-original",
+                blocker=Blocker.NO_ORIGINAL,
             )
         return Plan(Action.NONE, "nothing to revert: the agent never changed this node")
     if inputs.cluster_dns == original:

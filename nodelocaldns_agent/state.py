@@ -53,19 +53,34 @@ class Stage(StrEnum):
     API = "api"
 
 
-STATES = tuple(NodeState)
-MODES = tuple(Mode)
+class Result(StrEnum):
+    """What one engine reconcile ended in (``once``'s output and exit code).
+
+    A settled result has the value of the :class:`NodeState` of the same name, so
+    ``Result(state)`` converts a settled state; ``blocked`` is no node state: the daemon
+    reports a blocked node as waiting or failed, depending on the blocker."""
+
+    MIGRATED = "migrated"
+    REVERTED = "reverted"
+    NOT_NEEDED = "not-needed"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+
+
 #: states in which a fleet-wide revert counts as finished for a node
-REVERT_DONE = frozenset({"reverted", "not-needed", "skipped"})
+REVERT_DONE = frozenset({NodeState.REVERTED, NodeState.NOT_NEEDED, NodeState.SKIPPED})
 
 
-def effective_mode(default: str, labels: dict[str, str]) -> str:
+def effective_mode(default: Mode, labels: dict[str, str]) -> Mode:
     """The node label overrides ``--mode``, except that a fleet-wide ``revert`` (before
-    uninstall) always wins: no label may keep a node on a local DNS that goes away."""
-    if default == "revert":
+    uninstall) always wins: no label may keep a node on a local DNS that goes away.
+    A label value that is no mode is ignored."""
+    if default is Mode.REVERT:
         return default
-    value = labels.get(MODE_LABEL, "").strip().lower()
-    return value if value in MODES else default
+    try:
+        return Mode(labels.get(MODE_LABEL, "").strip().lower())
+    except ValueError:
+        return default
 
 
 def opted_out(labels: dict[str, str], key: str) -> bool:

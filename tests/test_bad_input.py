@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from nodelocaldns_agent.errors import ConfigError
 from nodelocaldns_agent.host.probes import ProcessInfo
 from nodelocaldns_agent.plan import Goal
+from nodelocaldns_agent.state import Result
 from testing.fakenode import TKE_ENV, FakeNode, tke_node
 
 KUBEADM_YAML = (
@@ -123,15 +124,15 @@ def test_correct_edit_or_clear_error_with_nothing_written(
             assert node.runner.calls == []
             return
         after = node.read(path)
-        if out.state == "migrated" and out.restarted:
+        if out.state is Result.MIGRATED and out.restarted:
             assert out.facts.kubelet is not None
             original = out.facts.kubelet.cluster_dns
             if len(original) == 1:  # exactly the value's bytes changed, nothing else
                 old = original[0].encode()
                 spots = [i for i in range(len(content)) if content.startswith(old, i)]
                 assert any(content[:i] + LOCAL + content[i + len(old) :] == after for i in spots)
-            assert node.engine().reconcile(Goal.REVERT).state == "reverted"
+            assert node.engine().reconcile(Goal.REVERT).state is Result.REVERTED
             assert node.read(path) == content  # byte for byte back
         else:
             assert after == content
-            assert out.state in ("blocked", "not-needed", "migrated")
+            assert out.state in (Result.BLOCKED, Result.NOT_NEEDED, Result.MIGRATED)

@@ -312,3 +312,16 @@ def test_forbidden_pod_list_only_disables_the_stale_count(harness: Harness) -> N
     assert harness.gauge("reconcile_errors_total", stage="api") == 0
     pod_lists = [r for r in harness.server.requests.records() if r.path == "/api/v1/pods"]
     assert len(pod_lists) == 1  # tried once, then left alone
+
+
+def test_unknown_state_in_the_journal_is_reported_not_guessed(harness: Harness) -> None:
+    harness.tick()
+    journal = harness.fake.root / "var/lib/nodelocaldns-agent/state.json"
+    raw = json.loads(journal.read_text())
+    journal.write_text(json.dumps({**raw, "state": "half-migrated"}))
+    harness.tick()
+    assert harness.state() == "failed"
+    error = harness.detail()["error"]
+    assert "/var/lib/nodelocaldns-agent/state.json" in error
+    assert "unknown state 'half-migrated'" in error
+    assert harness.fake.runner.calls == [("restart-kubelet",)]  # nothing changed since

@@ -12,6 +12,7 @@ import pytest
 from nodelocaldns_agent.errors import ConfigError
 from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
 from nodelocaldns_agent.plan import Action, Goal
+from nodelocaldns_agent.state import Result, Stage
 from testing.fakenode import TKE_ENV, FakeNode, tke_node
 
 
@@ -38,7 +39,7 @@ def test_check_reports_facts_and_diff(tke: FakeNode) -> None:
 def test_migrate_then_noop_then_revert_is_byte_exact(tke: FakeNode) -> None:
     os.chmod(tke.root / "etc/kubernetes/kubelet", 0o640)
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "migrated", out.error
+    assert out.state is Result.MIGRATED, out.error
     migrated = tke.read("/etc/kubernetes/kubelet")
     assert migrated == TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10")
     assert (tke.root / "etc/kubernetes/kubelet").stat().st_mode & 0o777 == 0o640
@@ -48,11 +49,11 @@ def test_migrate_then_noop_then_revert_is_byte_exact(tke: FakeNode) -> None:
     assert tke.read(journal["backup"]) == TKE_ENV
 
     again = tke.engine().reconcile(Goal.MIGRATE)
-    assert again.state == "migrated" and again.plan.action is Action.NONE
+    assert again.state is Result.MIGRATED and again.plan.action is Action.NONE
     assert len(tke.runner.calls) == 1
 
     back = tke.engine().reconcile(Goal.REVERT)
-    assert back.state == "reverted"
+    assert back.state is Result.REVERTED
     assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
     assert len(tke.runner.calls) == 2
 
@@ -60,7 +61,7 @@ def test_migrate_then_noop_then_revert_is_byte_exact(tke: FakeNode) -> None:
 def test_kubelet_not_coming_back_rolls_back(tke: FakeNode) -> None:
     tke.kubelet_comes_back = False
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "failed" and out.exit_code == 1
+    assert out.state is Result.FAILED and out.exit_code == 1
     assert out.rolled_back
     assert "not healthy within 5s" in out.error
     assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
@@ -84,7 +85,7 @@ def killed_after_the_write(tke: FakeNode) -> None:
 def test_restart_owed_after_crash_between_write_and_restart(tke: FakeNode) -> None:
     killed_after_the_write(tke)
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "migrated"
+    assert out.state is Result.MIGRATED
     assert out.plan.write is False and "restart owed" in out.plan.reason
     assert len(tke.runner.calls) == 1
 
@@ -92,7 +93,7 @@ def test_restart_owed_after_crash_between_write_and_restart(tke: FakeNode) -> No
 def test_dns_down_blocks_without_touching_anything(tke: FakeNode) -> None:
     tke.prober.answer = DnsAnswer(False, None, "timeout", "no answer within 2s")
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "blocked" and out.exit_code == 3
+    assert out.state is Result.BLOCKED and out.exit_code == 3
     assert tke.runner.calls == []
     assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
     assert not (tke.root / "var/lib/nodelocaldns-agent").exists()
@@ -111,7 +112,7 @@ def test_symlink_with_absolute_target_is_followed_inside_the_root(tke: FakeNode)
     tke.write("/etc/kubernetes/real/kubelet.env", TKE_ENV)
     link.symlink_to("/etc/kubernetes/real/kubelet.env")
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "migrated", out.error
+    assert out.state is Result.MIGRATED, out.error
     assert link.is_symlink() and os.readlink(link) == "/etc/kubernetes/real/kubelet.env"
     assert b"169.254.20.10" in tke.read("/etc/kubernetes/real/kubelet.env")
 
@@ -144,12 +145,12 @@ def test_config_dir_gets_our_own_dropin_and_revert_removes_it(tmp_path: Path) ->
 
     node.runner.on_run = restart
     out = node.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "migrated", out.error
+    assert out.state is Result.MIGRATED, out.error
     ours = tmp_path / "etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf"
     assert b"169.254.20.10" in ours.read_bytes()
     assert b"10.96.0.10" in node.read("/var/lib/kubelet/config.yaml")
     out = node.engine().reconcile(Goal.REVERT)
-    assert out.state == "reverted", out.error
+    assert out.state is Result.REVERTED, out.error
     assert not ours.exists()
 
 
@@ -165,16 +166,16 @@ def test_iptables_node_is_not_needed(tke: FakeNode) -> None:
     tke.interfaces.table.pop("kube-ipvs0")
     tke.http.routes["http://127.0.0.1:10249/proxyMode"] = HttpResult(200, "iptables")
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "not-needed" and tke.runner.calls == []
+    assert out.state is Result.NOT_NEEDED and tke.runner.calls == []
     forced = tke.engine(force=True).reconcile(Goal.MIGRATE)
-    assert forced.state == "migrated"
+    assert forced.state is Result.MIGRATED
 
 
 def test_failed_owed_restart_puts_the_journal_original_back(tke: FakeNode) -> None:
     killed_after_the_write(tke)
     tke.kubelet_comes_back = False
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "failed" and out.rolled_back and out.stage == "verify"
+    assert out.state is Result.FAILED and out.rolled_back and out.stage is Stage.VERIFY
     assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
 
 
@@ -192,7 +193,7 @@ def test_write_failure_changes_nothing_and_restarts_nothing(
 
     monkeypatch.setattr(files.os, "replace", replace)
     out = tke.engine().reconcile(Goal.MIGRATE)
-    assert out.state == "failed" and out.stage == "write" and not out.restarted
+    assert out.state is Result.FAILED and out.stage is Stage.WRITE and not out.restarted
     assert "No space left" in out.error
     assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
     assert tke.runner.calls == []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nodelocaldns_agent.plan import Action, Goal, Inputs, decide
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, decide
+from nodelocaldns_agent.state import NodeState
 
 LOCAL = "169.254.20.10"
 KUBE_DNS = ("10.96.0.10",)
@@ -172,18 +173,44 @@ ROWS = [
 ]
 
 
+#: the blocker of every BLOCKED row (any other row has none)
+BLOCKERS = {
+    "unknown-proxy-blocked": Blocker.PROXY_MODE,
+    "dns-not-bound": Blocker.LOCAL_DNS,
+    "dns-not-answering": Blocker.LOCAL_DNS,
+    "force-never-skips-dns": Blocker.LOCAL_DNS,
+    "no-cluster-dns": Blocker.NO_CLUSTER_DNS,
+    "revert-local-without-journal": Blocker.NO_ORIGINAL,
+}
+
+
 @pytest.mark.parametrize(
-    ("over", "action", "write", "target", "words"),
-    [row[1:] for row in ROWS],
-    ids=[row[0] for row in ROWS],
+    ("name", "over", "action", "write", "target", "words"), ROWS, ids=[row[0] for row in ROWS]
 )
 def test_decide(
-    over: dict[str, object], action: Action, write: bool, target: tuple[str, ...], words: str
+    name: str,
+    over: dict[str, object],
+    action: Action,
+    write: bool,
+    target: tuple[str, ...],
+    words: str,
 ) -> None:
     plan = decide(inputs(**over))
     assert plan.action is action, plan.reason
     assert plan.write is write
     assert plan.target == target
     assert words in plan.reason
-    assert plan.restart is (action in (Action.MIGRATE, Action.REVERT))
+    assert plan.blocker is BLOCKERS.get(name)
     assert plan.reason
+
+
+@pytest.mark.parametrize(
+    ("goal", "changing", "done"),
+    [
+        (Goal.MIGRATE, NodeState.MIGRATING, NodeState.MIGRATED),
+        (Goal.REVERT, NodeState.REVERTING, NodeState.REVERTED),
+    ],
+    ids=["migrate", "revert"],
+)
+def test_goal_states(goal: Goal, changing: NodeState, done: NodeState) -> None:
+    assert (goal.changing, goal.done) == (changing, done)

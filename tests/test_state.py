@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from nodelocaldns_agent.state import MODE_LABEL, Detail, FailSafe, effective_mode, opted_out
+from nodelocaldns_agent.state import (
+    MODE_LABEL,
+    Detail,
+    FailSafe,
+    Mode,
+    NodeState,
+    Result,
+    effective_mode,
+    opted_out,
+)
 
 # Each row: a sequence of (seconds since start, local DNS healthy, node migrated) and the
 # flip expected after each observation.
@@ -76,15 +85,16 @@ def test_failsafe_disabled_never_flips() -> None:
 @pytest.mark.parametrize(
     ("labels", "default", "mode"),
     [
-        ({}, "migrate", "migrate"),
-        ({MODE_LABEL: "revert"}, "migrate", "revert"),
-        ({MODE_LABEL: "Observe"}, "migrate", "observe"),
-        ({MODE_LABEL: "bogus"}, "revert", "revert"),
-        ({MODE_LABEL: "migrate"}, "revert", "revert"),  # a fleet-wide revert always wins
+        ({}, Mode.MIGRATE, Mode.MIGRATE),
+        ({MODE_LABEL: "revert"}, Mode.MIGRATE, Mode.REVERT),
+        ({MODE_LABEL: " Observe "}, Mode.MIGRATE, Mode.OBSERVE),
+        ({MODE_LABEL: "bogus"}, Mode.OBSERVE, Mode.OBSERVE),
+        ({MODE_LABEL: "bogus"}, Mode.REVERT, Mode.REVERT),
+        ({MODE_LABEL: "migrate"}, Mode.REVERT, Mode.REVERT),  # a fleet-wide revert always wins
     ],
 )
-def test_effective_mode(labels: dict[str, str], default: str, mode: str) -> None:
-    assert effective_mode(default, labels) == mode
+def test_effective_mode(labels: dict[str, str], default: Mode, mode: Mode) -> None:
+    assert effective_mode(default, labels) is mode
 
 
 @pytest.mark.parametrize(
@@ -102,3 +112,11 @@ def test_detail_round_trip_and_bad_json() -> None:
     assert Detail.from_json("{not json").error.startswith("unreadable")
     assert Detail.from_json("[1]").error == "detail annotation is not a JSON object"
     assert Detail.from_json('{"source": "x", "future": 1}').source == "x"
+
+
+def test_a_settled_result_is_the_node_state_of_the_same_name() -> None:
+    """The engine converts a settled state with ``Result(state)``; blocked is no state."""
+    settled = [r for r in Result if r is not Result.BLOCKED]
+    assert [NodeState[r.name].value for r in settled] == [r.value for r in settled]
+    assert [Result(NodeState[r.name]) for r in settled] == settled
+    assert Result.BLOCKED.value not in {s.value for s in NodeState}

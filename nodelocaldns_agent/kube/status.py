@@ -7,7 +7,13 @@ from typing import Protocol
 
 from nodelocaldns_agent.kube.types import NodeView
 from nodelocaldns_agent.logs import event
-from nodelocaldns_agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION, STATE_LABEL, Detail
+from nodelocaldns_agent.state import (
+    DETAIL_ANNOTATION,
+    STATE_ANNOTATION,
+    STATE_LABEL,
+    Detail,
+    NodeState,
+)
 
 log = logging.getLogger(__name__)
 COMPONENT = "nodelocaldns-agent"
@@ -38,12 +44,13 @@ class NodeStatus:
         self.namespace = namespace
         self.written: tuple[str, str] | None = None
         self.wanted: tuple[str, str] | None = None
-        self.state = "pending"
+        #: the state last set (what the Node shows once :meth:`flush` succeeded)
+        self.state: NodeState = NodeState.PENDING
         self._last_event: tuple[str, str] | None = None
 
-    def set(self, state: str, detail: Detail) -> None:
+    def set(self, state: NodeState, detail: Detail) -> None:
         self.state = state
-        self.wanted = (state, detail.to_json())
+        self.wanted = (state.value, detail.to_json())
         self.flush()
 
     def adopt(self, node: NodeView) -> None:
