@@ -34,6 +34,7 @@ from nodelocaldns_agent.logs import event
 from nodelocaldns_agent.metrics import Health, Metrics
 from nodelocaldns_agent.plan import Goal, Plan
 from nodelocaldns_agent.settings import RunSettings
+from nodelocaldns_agent.stalepods import StalePods
 from nodelocaldns_agent.state import (
     DETAIL_ANNOTATION,
     MODE_LABEL,
@@ -50,8 +51,6 @@ from nodelocaldns_agent.state import (
 log = logging.getLogger(__name__)
 #: seconds before a pass retries after an API error (doubles up to MAX_BACKOFF, jittered)
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
-#: controllers whose pods the stale-pod restarter never evicts
-_NEVER_EVICT = frozenset({"", "DaemonSet", "Node"})
 
 
 class NodeApi(Protocol):
@@ -78,22 +77,6 @@ def journal_entry(record: Record | None, where: str) -> policy.JournalEntry | No
     return policy.JournalEntry(state, record.pending is not None, record.updated, record.last_error)
 
 
-def uses_cluster_dns(pod: PodView) -> bool:
-    """Pods whose resolv.conf points at the cluster DNS (``dnsPolicy`` rules)."""
-    if pod.dns_policy == "ClusterFirstWithHostNet":
-        return True
-    return pod.dns_policy == "ClusterFirst" and not pod.host_network
-
-
-def stale_pods(pods: list[PodView], switched_at: float) -> list[PodView]:
-    """Pods on the cluster DNS whose sandbox predates the kubelet switch."""
-    return [p for p in pods if uses_cluster_dns(p) and 0 < p.started < switched_at]
-
-
-def evictable(pod: PodView) -> bool:
-    return not pod.mirror and pod.controller_kind not in _NEVER_EVICT
-
-
 @dataclass
 class Daemon:
     settings: RunSettings
@@ -113,19 +96,24 @@ class Daemon:
     _retry_at: float | None = None
     _backoff: float = MIN_BACKOFF
     _since: str = ""
-    _stale: int | None = None
-    _stale_checked: float = float("-inf")
-    _last_eviction: float = float("-inf")
+    stale: StalePods = field(init=False)
     _detail: Detail = field(default_factory=Detail)
     #: stage where the last full pass's change failed (for the reconcile metrics)
     _failed_stage: Stage | None = None
-    #: the pod list is forbidden (RBAC grants it only with --restart-stale-pods)
-    _pods_forbidden: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
         self.failsafe = FailSafe(
             s.failsafe_after, s.recover_after, s.failsafe_max_flips_per_hour, enabled=s.failsafe
+        )
+        self.stale = StalePods(
+            self.api,
+            s.node_name,
+            self.clock,
+            evict=s.restart_stale_pods,
+            evict_interval=s.stale_pod_interval,
+            count_interval=s.resync_interval,
+            on_count=self._stale_counted,
         )
 
     # ---------------------------------------------------------------- loop
@@ -419,60 +407,19 @@ class Daemon:
     # ---------------------------------------------------------------- stale pods
     def _stale_pass(self, force: bool = False) -> None:
         """Count (and optionally evict) pods that still use the old cluster DNS."""
+        if self.status.state is not NodeState.MIGRATED:
+            return
         record = self.engine.journal.load()
         switched = [
             h["at"]
             for h in (record.history if record else [])
             if h.get("state") == NodeState.MIGRATED
         ]
-        if not switched or self.status.state is not NodeState.MIGRATED or self._stale == 0:
-            return
-        now = self.clock.monotonic()
-        interval = (
-            self.settings.stale_pod_interval
-            if self.settings.restart_stale_pods
-            else self.settings.resync_interval
-        )
-        if not force and now - self._stale_checked < interval:
-            return
-        self._stale_checked = now
-        if self._pods_forbidden:
-            return
-        try:
-            pods = self.api.list_pods_on_node(self.current.name)
-        except ApiError as exc:
-            if exc.status != 403:
-                raise
-            # RBAC grants pods list only with --restart-stale-pods: count nothing, quietly.
-            self._pods_forbidden = True
-            event(log, "not counting stale pods: listing pods is forbidden", error=str(exc))
-            return
-        stale = stale_pods(pods, switched[-1])
-        self._stale = len(stale)
-        self.metrics.set_stale_pods(len(stale))
+        self.stale.run(switched[-1] if switched else None, force=force)
+
+    def _stale_counted(self, count: int) -> None:
+        self.metrics.set_stale_pods(count)
         self._report(self.status.state, reason=self._detail.reason)
-        candidates = [p for p in stale if evictable(p)]
-        if not self.settings.restart_stale_pods or not candidates:
-            return
-        if now - self._last_eviction < self.settings.stale_pod_interval:
-            return
-        self._last_eviction = now
-        for pod in candidates:
-            try:
-                self.api.evict_pod(pod.namespace, pod.name)
-            except ApiError as exc:
-                if exc.status == 429:
-                    event(
-                        log,
-                        "eviction refused by a disruption budget; later",
-                        pod=f"{pod.namespace}/{pod.name}",
-                    )
-                    continue
-                if exc.status == 404:
-                    continue
-                raise
-            event(log, "evicted a pod still on the old DNS", pod=f"{pod.namespace}/{pod.name}")
-            return
 
     # ---------------------------------------------------------------- reporting
     def _observe(self, facts: Facts) -> None:
@@ -507,7 +454,7 @@ class Daemon:
         if notice is not None:
             self.status.emit(self.current, notice.reason, notice.message, warning=notice.warning)
         if verdict.stale_pods is policy.StalePods.RECOUNT:
-            self._stale = None
+            self.stale.forget()
         if verdict.stale_pods is not policy.StalePods.LEAVE:
             self._stale_pass(force=True)
 
@@ -518,6 +465,6 @@ class Daemon:
         d.since = self._since
         d.reason = reason[:300]
         d.error = error[:500]
-        d.stale_pods = self._stale
+        d.stale_pods = self.stale.count
         self.metrics.set_state(state)
         self.status.set(state, Detail(**vars(d)))

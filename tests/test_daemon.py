@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nodelocaldns_agent.daemon import Daemon, stale_pods
+from nodelocaldns_agent.daemon import Daemon
 from nodelocaldns_agent.host.probes import DnsAnswer
 from nodelocaldns_agent.kube.api import KubeApi
 from nodelocaldns_agent.kube.lock import RestartLock
 from nodelocaldns_agent.kube.status import NodeStatus
-from nodelocaldns_agent.kube.types import PodView
 from nodelocaldns_agent.metrics import Health, Metrics
 from nodelocaldns_agent.settings import RunSettings
 from nodelocaldns_agent.state import DETAIL_ANNOTATION, STATE_ANNOTATION, STATE_LABEL
@@ -243,22 +242,6 @@ def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
     assert {p["metadata"]["name"] for p in server.objects("pods", "apps")} == {"agent-1", "db-1"}
     assert h.gauge("stale_pods") == 2
     h.close()
-
-
-@pytest.mark.parametrize(
-    ("policy", "host_network", "counted"),
-    [
-        ("ClusterFirst", False, True),
-        ("ClusterFirst", True, False),
-        ("Default", False, False),
-        ("ClusterFirstWithHostNet", True, True),
-        ("None", False, False),
-    ],
-)
-def test_stale_pod_rules(policy: str, host_network: bool, counted: bool) -> None:
-    pod = PodView("ns", "p", policy, host_network, 100.0, "ReplicaSet", False)
-    assert bool(stale_pods([pod], 200.0)) is counted
-    assert stale_pods([pod], 50.0) == []
 
 
 def test_unreadable_kubelet_config_is_reported_not_fatal(harness: Harness) -> None:
