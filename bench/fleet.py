@@ -251,7 +251,7 @@ class Agent:
 def build_fleet(
     nodes: list[SimNode], clients: list[Any], tally: Tally, cfg: JSON, resync: float
 ) -> list[Agent]:
-    """One Daemon per node, wired as ``nodelocaldns_agent.cli.cmd_run`` wires it (threads not
+    """One Daemon per node, wired as ``nodelocaldns_agent.cli.root.run`` wires it (threads not
     started)."""
     from prometheus_client import CollectorRegistry
 

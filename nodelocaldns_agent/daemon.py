@@ -41,7 +41,6 @@ from nodelocaldns_agent.state import (
     STATE_ANNOTATION,
     Detail,
     FailSafe,
-    Mode,
     NodeState,
     Stage,
     effective_mode,
@@ -260,7 +259,7 @@ class Daemon:
     # ---------------------------------------------------------------- passes
     def full_pass(self) -> None:
         node = self.current
-        mode = effective_mode(Mode(self.settings.mode), node.labels)
+        mode = effective_mode(self.settings.mode, node.labels)
         self._detail.mode = mode
         label = self.settings.opt_out_label
         out = opted_out(node.labels, label)

@@ -1,32 +1,24 @@
-"""Flags, their NODELOCALDNS_AGENT_* environment fallbacks, and exit codes for bad input
-(no traceback, a message naming the flag or variable)."""
+"""The command line end to end (``main``): exit codes and messages for bad input, the
+wiring of every command, what the one-shot commands print, and what they never import.
+The flag/variable machinery itself is tested in tests/test_settings.py."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from nodelocaldns_agent.cli import build_parser, env_name, main, node_settings, run_settings
-
-
-def test_every_flag_has_an_environment_variable() -> None:
-    assert env_name("--max-concurrent-restarts") == "NODELOCALDNS_AGENT_MAX_CONCURRENT_RESTARTS"
-
-
-def test_environment_fallback_and_flag_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NODELOCALDNS_AGENT_LOCAL_DNS", "169.254.0.53")
-    monkeypatch.setenv("NODELOCALDNS_AGENT_MAX_CONCURRENT_RESTARTS", "3")
-    monkeypatch.setenv("NODELOCALDNS_AGENT_NO_FAILSAFE", "true")
-    monkeypatch.setenv("NODE_NAME", "n1")
-    monkeypatch.setenv("POD_NAMESPACE", "kube-system")
-    args = build_parser().parse_args(["run", "--verify-timeout", "30"])
-    ns, rs = node_settings(args), run_settings(args)
-    assert ns.local_dns == "169.254.0.53" and ns.verify_timeout == 30.0
-    assert rs.max_concurrent_restarts == 3 and rs.failsafe is False
-    assert (rs.node_name, rs.namespace) == ("n1", "kube-system")
-    args = build_parser().parse_args(["run", "--local-dns", "169.254.20.10"])
-    assert node_settings(args).local_dns == "169.254.20.10"  # the flag beats the variable
+from nodelocaldns_agent import __version__
+from nodelocaldns_agent.cli import main, output
+from nodelocaldns_agent.cli.parser import COMMANDS
+from nodelocaldns_agent.cli.root import HANDLERS
+from nodelocaldns_agent.plan import Goal
+from testing.fakenode import tke_node
+from testing.sandbox.constants import LOCAL_DNS
+from tests.tooling import ROOT
 
 
 @pytest.mark.parametrize(
@@ -46,6 +38,7 @@ def test_environment_fallback_and_flag_precedence(monkeypatch: pytest.MonkeyPatc
             "--max-concurrent-restarts",
         ),
         (["revert-fleet"], {}, "--daemonset"),
+        (["sideways"], {}, "invalid choice"),
     ],
 )
 def test_bad_input_exits_2_with_a_named_field(
@@ -68,3 +61,78 @@ def test_bad_input_exits_2_with_a_named_field(
 def test_missing_host_root_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--host-root", "/nonexistent/host"]) == 2
     assert "--host-root" in capsys.readouterr().err
+
+
+def test_every_command_has_a_handler() -> None:
+    assert set(HANDLERS) == set(COMMANDS)
+
+
+def test_python_dash_m_and_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nodelocaldns_agent", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout.split() == ["nodelocaldns-agent", __version__]
+
+
+def test_one_shot_commands_never_import_the_api_client_or_metrics(tmp_path: Path) -> None:
+    """``check`` and ``--once`` run on a node without loading ``kubernetes`` (its memory and
+    start-up time) or ``prometheus_client``."""
+    script = (
+        "import sys\n"
+        "from nodelocaldns_agent.cli import main\n"
+        "fast = ['--host-root', sys.argv[1], '--probe-timeout', '0.1',\n"
+        "        '--kube-proxy-url', 'http://127.0.0.1:1/', '--kubelet-healthz-url',\n"
+        "        'http://127.0.0.1:1/']\n"
+        "codes = [main(['check', *fast]), main(['migrate', '--once', *fast])]\n"
+        "heavy = ('kubernetes', 'prometheus_client')\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
+        "print(codes, loaded)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    # exit 2 on an empty host root (no kubelet configuration), after the whole detection
+    assert proc.stdout.splitlines()[-1] == "[2, 2] []", proc.stdout + proc.stderr
+
+
+def test_check_table_and_its_diff(tmp_path: Path) -> None:
+    rep = tke_node(tmp_path).engine().check(Goal.MIGRATE)
+    lines = output.check_table(rep).splitlines()
+    # keys padded to the longest one, then two spaces, then the value
+    assert [line[:17].rstrip() for line in lines[:5]] == [
+        "kube-proxy mode",
+        "network mode",
+        "local DNS",
+        "kubelet config",
+        "action",
+    ]
+    assert all(line[17] != " " for line in lines[:5])
+    assert lines[4].startswith("action           migrate: ")
+    assert lines[5] == "" and lines[6].startswith("--- ")
+    assert any(line.startswith("+") and LOCAL_DNS in line for line in lines[6:])
+    assert json.loads(output.as_json(rep)) == rep
+
+
+def test_once_summary(tmp_path: Path) -> None:
+    outcome = tke_node(tmp_path).engine().reconcile(Goal.MIGRATE)
+    summary = json.loads(output.as_json(output.once_summary(outcome)))
+    assert summary == {
+        "state": "migrated",
+        "action": "migrate",
+        "reason": outcome.plan.reason,
+        "restarted": True,
+        "rolled_back": False,
+        "error": "",
+        "cluster_dns": [LOCAL_DNS],
+    }
+    assert output.once_line(outcome) == f"migrated: {outcome.plan.reason}"

@@ -199,7 +199,7 @@ def test_wheel_holds_only_the_product(wheel: Path) -> None:
     dist_info = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info/"
     outside = [n for n in names if not n.startswith((f"{PRODUCT}/", dist_info))]
     assert outside == []
-    assert f"{PRODUCT}/__main__.py" in names and f"{PRODUCT}/cli.py" in names
+    assert f"{PRODUCT}/__main__.py" in names and f"{PRODUCT}/cli/__init__.py" in names
     with zipfile.ZipFile(wheel) as zf:
         top = zf.read(f"{dist_info}top_level.txt").decode().split()
         entry = zf.read(f"{dist_info}entry_points.txt").decode()
