@@ -1,5 +1,6 @@
-"""Shared helpers of the benchmarks (``bench/*.py``): imports, machine facts, output, the
-fake API server as a subprocess, and its control API.
+"""Shared helpers of the benchmarks (``bench/*.py``): machine facts, output, the fake API
+server as a subprocess, and its control API. (Each benchmark puts the repository on
+``sys.path`` before it imports this module.)
 
 Not a test module and not part of the agent; the benchmarks are run by hand (see
 ``bench/README.md``) and, in a short smoke form, by ``tests/test_bench_smoke.py``.
@@ -20,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testing.sandbox.node import python_env
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 JSON = dict[str, Any]
 
@@ -69,13 +70,6 @@ def verdict(value: float | None, limit: float, *, at_most: bool = True) -> str:
     return "pass" if ok else "FAIL"
 
 
-def python_path_env() -> dict[str, str]:
-    """The environment for a Python subprocess that imports ``agent`` and ``tests``."""
-    inherited = os.environ.get("PYTHONPATH")
-    path = f"{REPO_ROOT}{os.pathsep}{inherited}" if inherited else str(REPO_ROOT)
-    return {**os.environ, "PYTHONPATH": path}
-
-
 class ServerProcess:
     """``python -m testing.fake_apiserver`` in a subprocess (its own interpreter and GIL).
 
@@ -116,7 +110,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             argv,
             cwd=REPO_ROOT,
-            env=python_path_env(),
+            env=python_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

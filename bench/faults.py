@@ -1,13 +1,13 @@
 """Crash at any point: SIGKILL ``migrate --once`` / ``revert --once`` mid-flight (not a test).
 
-On one sandbox node (``testing.sandbox.SandboxNode``: its own pid/mount/net namespaces, the
-TKE layout under a fake host root, a real dnsmasq on 169.254.20.10, a kubelet stand-in
-serving /healthz, a recording ``systemctl``), every run:
+On one sandbox node (:class:`FaultNode`, a ``testing.sandbox.SandboxNode``: its own
+pid/mount/net namespaces, the TKE layout under a fake host root, a real dnsmasq on
+169.254.20.10, a kubelet stand-in serving /healthz, a recording ``systemctl``), every run:
 
 1. resets the node to its starting state (original bytes for ``migrate``; the state left by
    a clean migration for ``revert``) with kubelet running on it;
-2. runs ``python -m nodelocaldns_agent <goal> --once --log-format json`` in the node and SIGKILLs it
-   either right after it logs a given ``step=`` (journal, backup, written, restart,
+2. runs ``python -m nodelocaldns_agent <goal> --once --log-format json`` in the node and
+   SIGKILLs it either right after it logs a given ``step=`` (journal, backup, written, restart,
    restarted, verified, done, rollback, restored; ``restart#2`` is the second one, during a
    rollback) or after a random delay. The restart command is a stand-in that sleeps
    ``--restart-delay`` seconds before ``systemctl restart kubelet``, so that kills land
@@ -29,6 +29,7 @@ import contextlib
 import json
 import queue
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -45,46 +46,18 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import JSON, emit, machine
-from testing.sandbox.node import SandboxNode
+from testing.sandbox.constants import CLUSTER_DNS, DEFAULT_RESTART, LOCAL_DNS, STATE_DIR
+from testing.sandbox.node import RunResult, SandboxNode
 
-LOCAL = "169.254.20.10"
-STATE_DIR = "/var/lib/nodelocaldns-agent"
 #: steps each path logs, in order (``#2``: the second time, i.e. the rollback's restart;
 #: with a kubelet that fails, the first ``verified`` is the rollback's)
+_RESTART = ["written", "restart", "restarted"]
+_ROLLBACK = ["rollback", "restored", "restart#2", "restarted#2", "verified"]
 STEPS = {
-    ("migrate", False): [
-        "backup",
-        "journal",
-        "written",
-        "restart",
-        "restarted",
-        "verified",
-        "done",
-    ],
-    ("migrate", True): [
-        "backup",
-        "journal",
-        "written",
-        "restart",
-        "restarted",
-        "rollback",
-        "restored",
-        "restart#2",
-        "restarted#2",
-        "verified",
-    ],
-    ("revert", False): ["journal", "written", "restart", "restarted", "verified", "done"],
-    ("revert", True): [
-        "journal",
-        "written",
-        "restart",
-        "restarted",
-        "rollback",
-        "restored",
-        "restart#2",
-        "restarted#2",
-        "verified",
-    ],
+    ("migrate", False): ["backup", "journal", *_RESTART, "verified", "done"],
+    ("migrate", True): ["backup", "journal", *_RESTART, *_ROLLBACK],
+    ("revert", False): ["journal", *_RESTART, "verified", "done"],
+    ("revert", True): ["journal", *_RESTART, *_ROLLBACK],
 }
 #: what runs in a quiet node (see FaultNode.wait_quiet)
 NODE_DAEMONS = ("kubelet_standin", "standins.py", "dnsmasq", "init.sh", "sleep 3600")
@@ -95,7 +68,7 @@ echo "$$" >> {log}
 sleep "$(cat {delay} 2>/dev/null || echo 0)"
 if [ -e {fail_next} ]; then rm -f {fail_next}; echo fault > {kubelet_fail}
 else rm -f {kubelet_fail}; fi
-exec nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart kubelet
+exec {restart}
 """
 
 
@@ -107,44 +80,40 @@ class Plan:
     kill: str
 
 
-class FaultNode:
-    """The sandbox node plus what the benchmark needs around it."""
+class FaultNode(SandboxNode):
+    """A TKE sandbox node whose agent restarts kubelet through a slow stand-in that can
+    make the next kubelet fail; plus the states and checks of the crash harness."""
 
     def __init__(self, workdir: Path, restart_delay: float, verify_timeout: float) -> None:
-        self.node = SandboxNode(workdir / "node", name="faults-node", layout="tke").start()
-        layout = self.node.layout
-        assert layout is not None
-        self.dns_file = layout.real_path(layout.dns_file)
-        self.original = self.dns_file.read_bytes()
-        self.state_dir = self.node.root / STATE_DIR.lstrip("/")
+        super().__init__(workdir / "node", name="faults-node", layout="tke")
         self.verify_timeout = verify_timeout
-        wd = self.node.workdir
-        self.fail_next = wd / "fail-next-restart"
-        self.delay_file = wd / "restart-delay"
-        self.standin = wd / "bin" / "restart-standin"
-        self.standin.write_text(
-            STANDIN.format(
-                log=wd / "restart-standin.log",
-                delay=self.delay_file,
-                fail_next=self.fail_next,
-                kubelet_fail=self.node.files.kubelet_fail,
-            )
-        )
-        self.standin.chmod(0o755)
-        self.delay_file.write_text(f"{restart_delay}\n")
+        self.restart_delay = restart_delay
+        self.fail_next = self.workdir / "fail-next-restart"
+        self.delay_file = self.workdir / "restart-delay"
+        self.standin = self.files.bin / "restart-standin"
+        self.state_dir = self.path(STATE_DIR)
         self.migrated = b""
         self.migrated_state: dict[str, bytes] = {}
 
-    def close(self) -> None:
-        self.node.close()
+    def _install_standins(self) -> None:
+        super()._install_standins()
+        self.standin.write_text(
+            STANDIN.format(
+                log=self.files.log("restart-standin"),
+                delay=self.delay_file,
+                fail_next=self.fail_next,
+                kubelet_fail=self.files.kubelet_fail,
+                restart=shlex.join(DEFAULT_RESTART),
+            )
+        )
+        self.standin.chmod(0o755)
+        self.delay_file.write_text(f"{self.restart_delay}\n")
 
     # ------------------------------------------------------------ the agent
     def argv(self, goal: str, verify_timeout: float | None = None) -> list[str]:
-        return [
+        return self.agent_argv(
             goal,
             "--once",
-            "--host-root",
-            str(self.node.root),
             "--restart-command",
             str(self.standin),
             "--verify-timeout",
@@ -152,22 +121,17 @@ class FaultNode:
             "--log-format",
             "json",
             "--json",
-        ]
+        )
 
-    def run_agent(self, goal: str) -> subprocess.CompletedProcess[str]:
-        return self.node.run_agent(self.argv(goal, verify_timeout=20.0), timeout=120)
-
-    def restarts(self) -> int:
-        return len(self.node.restarts())
-
-    def kubelet_dns(self) -> list[str]:
-        return list((self.node.kubelet() or {}).get("cluster_dns") or [])
+    def converge(self, goal: str) -> RunResult:
+        """The agent run to the goal without faults."""
+        return self.run_agent(self.argv(goal, verify_timeout=20.0), timeout=120)
 
     # ------------------------------------------------------------ states
     def prepare(self) -> float:
         """A clean migration, to learn the migrated bytes and state; returns its seconds."""
         t0 = time.monotonic()
-        result = self.run_agent("migrate")
+        result = self.converge("migrate")
         took = time.monotonic() - t0
         if result.returncode != 0:
             raise RuntimeError(f"clean migrate failed: {result.stdout}{result.stderr}")
@@ -183,7 +147,7 @@ class FaultNode:
         """Original (migrate) or cleanly migrated (revert) files, kubelet running on them."""
         self.wait_quiet()
         self.fail_next.unlink(missing_ok=True)
-        self.node.files.kubelet_fail.unlink(missing_ok=True)
+        self.set_kubelet_fault(False)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         if goal == "migrate":
             self.dns_file.write_bytes(self.original)
@@ -193,15 +157,11 @@ class FaultNode:
                 path = self.state_dir / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
-        want = [LOCAL] if goal == "revert" else ["10.96.0.10"]
-        report = self.node.kubelet() or {}
-        if (
-            self.kubelet_dns() != want
-            or not report.get("healthz")
-            or self.node.kubelet_pid() is None
-        ):
-            self.node.systemctl("restart", "kubelet", quiet=True, check=True)
-            self.node.wait_kubelet(previous_pid=report.get("pid"))
+        want = [LOCAL_DNS] if goal == "revert" else [CLUSTER_DNS]
+        report = self.kubelet() or {}
+        if self.kubelet_dns() != want or not report.get("healthz") or self.kubelet_pid() is None:
+            self.systemctl("restart", "kubelet", quiet=True, check=True)
+            self.wait_kubelet(previous_pid=report.get("pid"))
 
     def wait_quiet(self, timeout: float = 20.0) -> bool:
         """Wait until nothing the killed agent started still runs in the node: its restart
@@ -212,7 +172,7 @@ class FaultNode:
         while time.monotonic() < deadline:
             busy = False
             with contextlib.suppress(psutil.Error):
-                for proc in psutil.Process(self.node.init_pid).children(recursive=True):
+                for proc in psutil.Process(self.init_pid).children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         line = " ".join(proc.cmdline())
                         if proc.status() != psutil.STATUS_ZOMBIE and not any(
@@ -226,16 +186,6 @@ class FaultNode:
         return False
 
     # ------------------------------------------------------------ checks
-    def journal(self) -> dict[str, Any] | None:
-        path = self.state_dir / "state.json"
-        if not path.exists():
-            return None
-        try:
-            body: dict[str, Any] = json.loads(path.read_bytes())
-        except ValueError:
-            return {"corrupt": True}
-        return body
-
     def check_after_kill(self) -> list[str]:
         """Problems with the node as the killed agent left it ([] when none)."""
         problems = []
@@ -245,7 +195,7 @@ class FaultNode:
         if data != self.original:
             record = self.journal()
             backup = (record or {}).get("backup") or ""
-            copy = self.node.root / backup.lstrip("/") if backup else None
+            copy = self.path(backup) if backup else None
             if record is None or record.get("corrupt"):
                 problems.append(f"original not recoverable: journal {record}")
             elif copy is None or not copy.is_file() or copy.read_bytes() != self.original:
@@ -285,7 +235,7 @@ def faulted_run(fn: FaultNode, plan: Plan) -> JSON:
     """Start the agent, kill it as planned; what happened."""
     if plan.failing:
         fn.fail_next.write_text("1\n")
-    proc = fn.node.spawn_agent(fn.argv(plan.goal), stdout=subprocess.PIPE)
+    proc = fn.spawn_agent(fn.argv(plan.goal), stdout=subprocess.PIPE)
     lines: queue.Queue[tuple[float, str]] = queue.Queue()
     reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
     reader.start()
@@ -342,11 +292,11 @@ def one_run(fn: FaultNode, plan: Plan) -> JSON:
     if not quiet:
         problems.append("a restart of the killed agent was still running after 20 s")
     fn.fail_next.unlink(missing_ok=True)
-    before = fn.restarts()
-    result = fn.run_agent(plan.goal)
-    restarts = fn.restarts() - before
+    before = len(fn.restarts())
+    result = fn.converge(plan.goal)
+    restarts = len(fn.restarts()) - before
     want = fn.migrated if plan.goal == "migrate" else fn.original
-    want_dns = [LOCAL] if plan.goal == "migrate" else ["10.96.0.10"]
+    want_dns = [LOCAL_DNS] if plan.goal == "migrate" else [CLUSTER_DNS]
     if result.returncode != 0:
         problems.append(f"converging run exited {result.returncode}: {result.stdout[-300:]}")
     if fn.dns_file.read_bytes() != want:
@@ -422,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     fn = FaultNode(workdir, args.restart_delay, args.verify_timeout)
     try:
+        fn.start()
         typical = fn.prepare()
         plans = make_plans(args.runs, rng, typical)
         runs: list[JSON] = []

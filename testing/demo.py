@@ -47,7 +47,7 @@ class Table:
 
 
 def _kubelet_dns(cluster: SandboxCluster, name: str) -> str:
-    return ",".join((cluster.nodes[name].kubelet() or {}).get("cluster_dns", []))
+    return ",".join(cluster.nodes[name].kubelet_dns())
 
 
 def show_prometheus(cluster: SandboxCluster) -> None:

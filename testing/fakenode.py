@@ -1,10 +1,16 @@
 """A node for engine and daemon tests: a temporary host root plus the doubles of
-``testing/fakes.py`` wired to behave like a kubelet under systemd."""
+``testing/fakes.py`` wired to behave like a kubelet under systemd.
+
+In process, no namespaces: the in-process double of :class:`testing.sandbox.SandboxNode`.
+Its host files come from the same layouts (:mod:`testing.sandbox.layouts`) and its
+addresses from the same constants (:mod:`testing.sandbox.constants`).
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from nodelocaldns_agent.engine import NodeEngine
 from nodelocaldns_agent.host.files import FileJournal
@@ -13,21 +19,24 @@ from nodelocaldns_agent.hostpaths import HostRoot
 from nodelocaldns_agent.kubeletconfig.envfile import find_cluster_dns
 from nodelocaldns_agent.settings import NodeSettings
 from testing.fakes import FakeHttp, FakeInterfaces, FakeProber, FakeProcesses, FakeRunner
+from testing.sandbox import layouts
+from testing.sandbox.constants import (
+    CLUSTER_DNS,
+    HEALTHZ_URL,
+    IPVS_LINK,
+    LOCAL_DNS,
+    LOCAL_DNS_LINK,
+    PROXY_MODE_URL,
+)
 
-LOCAL = "169.254.20.10"
-HEALTHZ = "http://127.0.0.1:10248/healthz"
-TKE_ENV = (
-    b"# managed by TKE\n"
-    b'ANONYMOUS_AUTH="--anonymous-auth=false"\n'
-    b'CLUSTER_DNS="--cluster-dns=10.96.0.10"\n'
-    b"MAX_PODS='--max-pods=61'\n"
-    b"# caf\xe9 (latin-1 byte kept)\n"
-    b'NODE_IP="--node-ip=10.0.0.5"'
+LOCAL = LOCAL_DNS
+HEALTHZ = HEALTHZ_URL
+#: a TKE node's /etc/kubernetes/kubelet with a Latin-1 byte and no final newline, whose
+#: bytes the agent must keep
+TKE_ENV = layouts.apply_quirks(
+    layouts.tke_env().encode(), "env", layouts.Quirks(non_utf8=True, no_trailing_newline=True)
 )
-TKE_UNIT = (
-    "[Unit]\nDescription=kubelet\n[Service]\nEnvironmentFile=-/etc/kubernetes/kubelet\n"
-    "ExecStart=/usr/bin/kubelet ${ANONYMOUS_AUTH} ${CLUSTER_DNS} ${MAX_PODS} ${NODE_IP}\n"
-)
+TKE_UNIT = layouts.tke_unit()
 
 
 class FakeNode:
@@ -38,11 +47,11 @@ class FakeNode:
         self.http = FakeHttp(
             {
                 HEALTHZ: HttpResult(200, "ok"),
-                "http://127.0.0.1:10249/proxyMode": HttpResult(200, "ipvs"),
+                PROXY_MODE_URL: HttpResult(200, "ipvs"),
             }
         )
         self.interfaces = FakeInterfaces(
-            {"lo": ("127.0.0.1",), "nodelocaldns": (LOCAL,), "kube-ipvs0": ("10.96.0.10",)}
+            {"lo": ("127.0.0.1",), LOCAL_DNS_LINK: (LOCAL,), IPVS_LINK: (CLUSTER_DNS,)}
         )
         self.prober = FakeProber()
         self.processes = FakeProcesses()
@@ -61,7 +70,7 @@ class FakeNode:
         return (self.root / path.lstrip("/")).read_bytes()
 
     def start_kubelet(self) -> None:
-        env = self.root / "etc/kubernetes/kubelet"
+        env = self.root / layouts.TKE_ENV_FILE.lstrip("/")
         occ = find_cluster_dns(env.read_bytes(), "env") if env.is_file() else None
         argv = ["/usr/bin/kubelet", "--node-ip=10.0.0.5"]
         if occ is not None:
@@ -79,13 +88,13 @@ class FakeNode:
             self.http.routes[HEALTHZ] = OSError("connection refused")
             self.kubelet_comes_back = True  # the rollback's restart works
 
-    def engine(self, **settings: object) -> NodeEngine:
+    def engine(self, **settings: Any) -> NodeEngine:
         s = NodeSettings(
             host_root=self.root,
             restart_command=("restart-kubelet",),
             verify_timeout=5.0,
             **settings,
-        )  # type: ignore[arg-type]
+        )
         host = HostRoot(self.root)
         return NodeEngine(
             s,
@@ -126,7 +135,7 @@ class JumpClock:
 
 def tke_node(root: Path) -> FakeNode:
     node = FakeNode(root)
-    node.write("/etc/kubernetes/kubelet", TKE_ENV)
-    node.write("/usr/lib/systemd/system/kubelet.service", TKE_UNIT)
+    node.write(layouts.TKE_ENV_FILE, TKE_ENV)
+    node.write(layouts.TKE_UNIT_FILE, TKE_UNIT)
     node.start_kubelet()
     return node

@@ -5,33 +5,22 @@ mount namespace where ``systemctl`` is a recording stand-in (see ``testing.sandb
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from testing.sandbox.node import SandboxNode
+from testing.sandbox.constants import LOCAL_DNS as LOCAL
+from testing.sandbox.node import RunResult, SandboxNode
 from tests.conftest import NodeFactory
 
 pytestmark = pytest.mark.netns
-LOCAL = "169.254.20.10"
 
 
-def agent(node: SandboxNode, *args: str) -> Any:
-    return node.run_agent([*args, "--host-root", str(node.root), "--verify-timeout", "10"])
-
-
-def dns_file(node: SandboxNode) -> bytes:
-    assert node.layout is not None
-    return node.layout.real_path(node.layout.dns_file).read_bytes()
-
-
-def original(node: SandboxNode) -> bytes:
-    assert node.layout is not None
-    return node.layout.files[node.layout.symlinks.get(node.layout.dns_file, node.layout.dns_file)]
+def agent(node: SandboxNode, *args: str) -> RunResult:
+    return node.agent(*args, "--verify-timeout", "10")
 
 
 def restarts(node: SandboxNode) -> int:
-    return sum(1 for r in node.restarts() if r.get("argv", [])[:2] == ["restart", "kubelet"])
+    return len(node.restarts())
 
 
 LAYOUTS = [
@@ -86,7 +75,7 @@ def test_check_migrate_idempotent_revert(
     if fmt == "config-dir":
         assert not (node.root / "etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf").exists()
     else:
-        assert dns_file(node) == original(node)
+        assert node.dns_file.read_bytes() == node.original
 
 
 def test_iptables_mode_is_not_needed(sandbox_node: NodeFactory) -> None:
@@ -95,7 +84,7 @@ def test_iptables_mode_is_not_needed(sandbox_node: NodeFactory) -> None:
     assert rep["proxy_mode"] == "iptables" and rep["action"] == "none"
     result = agent(node, "migrate", "--once")
     assert result.returncode == 0 and "not-needed" in result.stdout
-    assert restarts(node) == 0 and dns_file(node) == original(node)
+    assert restarts(node) == 0 and node.dns_file.read_bytes() == node.original
 
 
 @pytest.mark.parametrize("local_dns", ["down", "unbound"])
@@ -106,18 +95,18 @@ def test_local_dns_not_answering_blocks(sandbox_node: NodeFactory, local_dns: st
     assert rep["local_dns"]["bound"] is (local_dns == "down")
     result = agent(node, "migrate", "--once")
     assert result.returncode == 3, result.stdout + result.stderr
-    assert restarts(node) == 0 and dns_file(node) == original(node)
+    assert restarts(node) == 0 and node.dns_file.read_bytes() == node.original
     node.set_local_dns("up")
     assert agent(node, "migrate", "--once").returncode == 0
 
 
 def test_kubelet_not_coming_back_is_rolled_back(sandbox_node: NodeFactory) -> None:
     node = sandbox_node(layout="tke")
-    (node.workdir / "kubelet.fail").write_text("fail once\n")
+    node.set_kubelet_fault()
     result = agent(node, "migrate", "--once")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rolling back" in result.stderr
-    assert dns_file(node) == original(node)
+    assert node.dns_file.read_bytes() == node.original
     assert restarts(node) == 2
 
 

@@ -1,6 +1,12 @@
 """The real ``run`` command in sandboxed nodes against the fake API server: graceful
 shutdown in the middle of a kubelet restart, and the cluster-wide restart limit across
-several real agents."""
+several real agents.
+
+The limit is judged by what it protects, the kubelet restarts (the systemctl stub's
+records and the kubelet stand-ins' serving times), and by the restart-slot Leases, never
+by the state labels: a node gives its slot back as soon as its kubelet is verified, before
+its label moves from ``migrating`` to ``migrated`` (see ``Daemon._change_holding_slot``),
+so two labels may say ``migrating`` while only one restart is in flight."""
 
 from __future__ import annotations
 
@@ -13,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from testing.sandbox.cluster import NAMESPACE, SandboxCluster
+from testing.sandbox.cluster import LEASES, SandboxCluster
+from testing.sandbox.constants import LOCAL_DNS
 
 pytestmark = pytest.mark.netns
-LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 
 
 @pytest.fixture
@@ -31,12 +37,12 @@ def test_sigterm_mid_restart_finishes_the_step_and_releases_the_slot(
     node = cluster.add_node("node-1", layout="tke", healthz_delay=3.0)
     agent = cluster.start_agent("node-1", "migrate", "--verify-timeout", "30")
     cluster.wait("a restart in flight", lambda: cluster.states().get("node-1") == "migrating", 30)
-    assert cluster.http("GET", LEASES)["items"], "the slot is held while migrating"
+    assert cluster.lease_holders() == ["node-1"], "the slot is held while migrating"
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=60) == 0
     assert cluster.states()["node-1"] == "migrated"  # the step was finished, not abandoned
     assert cluster.http("GET", LEASES)["items"] == []  # and the slot released
-    assert (node.kubelet() or {})["cluster_dns"] == ["169.254.20.10"]
+    assert node.kubelet_dns() == [LOCAL_DNS]
     log = (node.workdir / "agent.log").read_text()
     assert "signal received" in log and '"msg": "stopped"' in log
 
@@ -47,24 +53,22 @@ def test_restart_limit_holds_across_real_agents(cluster: SandboxCluster) -> None
         cluster.add_node(name, layout="tke", healthz_delay=1.0)
     for name in names:
         cluster.start_agent(name, "migrate", "--max-concurrent-restarts", "1")
-    in_flight_max = 0
+    holders_max = 0  # the Leases, sampled: never more holders than the limit
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        states = cluster.states()
-        in_flight_max = max(in_flight_max, sum(s == "migrating" for s in states.values()))
-        if all(states.get(n) == "migrated" for n in names):
+        holders_max = max(holders_max, len(cluster.lease_holders()))
+        if all(cluster.states().get(n) == "migrated" for n in names):
             break
         time.sleep(0.05)
-    assert all(cluster.states()[n] == "migrated" for n in names)
-    assert in_flight_max == 1
-    # the systemctl logs agree: no two kubelet restarts overlapped in time
-    spans = []
-    for name in names:
-        calls = cluster.nodes[name].restarts()
-        assert len(calls) == 1
-        started = calls[0]["ts"]
-        kubelet = cluster.nodes[name].kubelet() or {}
-        spans.append((started, kubelet.get("serving", started)))
-    spans.sort()
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        assert start >= end - 0.05, json.dumps(spans)
+    states = cluster.states()
+    logs = {n: cluster.nodes[n].log_tail("agent", 3) for n in names}
+    assert all(states[n] == "migrated" for n in names), (states, logs)
+    assert holders_max == 1
+    # what the limit protects: no two kubelet restarts overlapped in time, each one
+    # counted from the systemctl call to its new kubelet serving /healthz
+    spans = {name: cluster.nodes[name].restart_spans() for name in names}
+    assert all(len(s) == 1 for s in spans.values()), spans
+    ordered = sorted(span for s in spans.values() for span in s)
+    assert all(end is not None for _, end in ordered), json.dumps(spans)
+    for (_, end), (start, _) in itertools.pairwise(ordered):
+        assert end is not None and start >= end, json.dumps(spans)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,37 +16,27 @@ import pytest
 
 from testing.sandbox import layouts
 from testing.sandbox import node as node_module
+from testing.sandbox.constants import (
+    BAD_DNS,
+    CLUSTER_DNS,
+    DEFAULT_RESTART,
+    KUBERNETES_IP,
+    LOCAL_DNS,
+)
 from testing.sandbox.kubelet_standin import (
     KubeletFailure,
     effective_cluster_dns,
     parse_flags,
 )
 from testing.sandbox.node import (
-    KUBERNETES_IP,
-    LOCAL_DNS,
     REPO_ROOT,
+    SandboxError,
     SandboxNode,
     close_all,
 )
 from testing.sandbox.nodefiles import reroot
 from testing.sandbox.systemctl_stub import inside_node, load_unit
 from tests.conftest import NodeFactory
-
-#: the agent's default restart command, run from inside the node
-DEFAULT_RESTART = [
-    "nsenter",
-    "--target",
-    "1",
-    "--mount",
-    "--uts",
-    "--ipc",
-    "--net",
-    "--pid",
-    "--",
-    "systemctl",
-    "restart",
-    "kubelet",
-]
 
 
 def _pids_alive(pids: list[int]) -> list[int]:
@@ -264,6 +255,12 @@ def test_restart_from_inside_the_node_follows_the_env_file(sandbox_node: NodeFac
     assert node.kubelet_pid() == after["pid"] != before["pid"]
     assert [c["argv"] for c in node.restarts()] == [["restart", "kubelet"]]
     assert node.http_get("http://127.0.0.1:10248/healthz") == (200, "ok")
+    # every start is logged; the restart lasted from the systemctl call to the new healthz
+    starts = node.kubelet_starts()
+    assert [s["pid"] for s in starts] == [before["pid"], after["pid"]]
+    assert all("serving" in s and s["serving"] >= s["time"] for s in starts)
+    [(called, served)] = node.restart_spans()
+    assert served == after["serving"] and called <= starts[1]["time"] <= served
     # the old kubelet was reaped, not left as a zombie
     zombies = [
         p
@@ -343,6 +340,15 @@ def test_kubelet_that_does_not_come_back(sandbox_node: NodeFactory) -> None:
     node.set_kubelet_fault(False)
     node.systemctl("restart", "kubelet", check=True)
     assert node.wait_kubelet()["healthz"]
+    # a cluster DNS the node refuses (BAD_DNS by default) is a kubelet that does not come back
+    env = node.dns_file
+    env.write_text(env.read_text().replace(f"={CLUSTER_DNS}", f"={BAD_DNS}"))
+    pid = node.kubelet_pid()
+    node.systemctl("restart", "kubelet", check=True)
+    refused = re.escape(f"refusing to start with --cluster-dns={BAD_DNS}")
+    with pytest.raises(SandboxError, match=refused):
+        node.wait_kubelet(previous_pid=pid, timeout=2)
+    assert f"--cluster-dns={BAD_DNS}" in node.kubelet_starts()[-1]["argv"]
 
 
 @pytest.mark.netns

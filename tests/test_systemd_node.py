@@ -14,7 +14,6 @@ overlay of the cache in well under a second.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -22,14 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from testing.sandbox.constants import BAD_DNS, CLUSTER_DNS, LOCAL_DNS
+from testing.sandbox.layouts import TKE_ENV_FILE as ENV_FILE
+from testing.sandbox.layouts import TKE_UNIT_FILE as UNIT_FILE
+from testing.sandbox.node import RunResult
 from testing.systemd_node import (
-    BAD_DNS,
     BUILD_TIMEOUT,
-    CLUSTER_DNS,
-    ENV_FILE,
-    LOCAL_DNS,
-    UNIT_FILE,
-    AgentRun,
     NspawnNode,
     cached_rootfs,
     missing_tools,
@@ -44,7 +41,6 @@ log = logging.getLogger(__name__)
 PROPS = ("MainPID", "ActiveState", "ExecMainStartTimestamp", "ExecMainStartTimestampMonotonic")
 OLD_FLAG = f"--cluster-dns={CLUSTER_DNS}"
 NEW_FLAG = f"--cluster-dns={LOCAL_DNS}"
-STATE_FILE = "/var/lib/nodelocaldns-agent/state.json"
 
 
 @pytest.fixture(scope="session")
@@ -72,12 +68,12 @@ def node(systemd_rootfs: Path, tmp_path: Path) -> Iterator[NspawnNode]:
         assert not mounts_under(tmp_path)
 
 
-def migrate(node: NspawnNode, *extra: str) -> AgentRun:
-    return node.agent("migrate", "--once", "--json", "--host-root", "/", *extra)
+def migrate(node: NspawnNode, *extra: str) -> RunResult:
+    return node.agent("migrate", "--once", "--json", *extra)
 
 
-def revert(node: NspawnNode, *extra: str) -> AgentRun:
-    return node.agent("revert", "--once", "--json", "--host-root", "/", *extra)
+def revert(node: NspawnNode, *extra: str) -> RunResult:
+    return node.agent("revert", "--once", "--json", *extra)
 
 
 def kubelet(node: NspawnNode) -> dict[str, str]:
@@ -96,7 +92,8 @@ def restarted(before: dict[str, str], after: dict[str, str]) -> bool:
 
 
 def journal(node: NspawnNode) -> dict[str, object]:
-    data: dict[str, object] = json.loads(node.read_bytes(STATE_FILE))
+    data = node.journal()
+    assert data is not None, "no journal"
     return data
 
 
@@ -104,7 +101,7 @@ def test_check_finds_kubelet_through_its_process_and_unit(node: NspawnNode) -> N
     before = kubelet(node)
     pid = int(before["MainPID"])
 
-    run = node.agent("check", "--json", "--host-root", "/")
+    run = node.agent("check", "--json")
 
     assert run.returncode == 0, run
     rep = run.json()
@@ -125,9 +122,9 @@ def test_check_finds_kubelet_through_its_process_and_unit(node: NspawnNode) -> N
     assert f'-CLUSTER_DNS="{OLD_FLAG}"' in rep["diff"].splitlines()
     assert f'+CLUSTER_DNS="{NEW_FLAG}"' in rep["diff"].splitlines()
     # read-only
-    assert node.read_bytes(ENV_FILE) == node.original_env_file
+    assert node.read_bytes(ENV_FILE) == node.original
     assert kubelet(node) == before
-    assert not node.path(STATE_FILE).exists()
+    assert node.journal() is None
 
 
 def test_migrate_restarts_kubelet_through_systemd_once(node: NspawnNode) -> None:
@@ -150,7 +147,7 @@ def test_migrate_restarts_kubelet_through_systemd_once(node: NspawnNode) -> None
     assert starts[-1]["pid"] == int(after["MainPID"])
     assert NEW_FLAG in starts[-1]["argv"]
     # only the value changed, every other byte of the env file is as it was
-    expected = node.original_env_file.replace(OLD_FLAG.encode(), NEW_FLAG.encode())
+    expected = node.original.replace(OLD_FLAG.encode(), NEW_FLAG.encode())
     assert node.read_bytes(ENV_FILE) == expected
     assert journal(node)["state"] == "migrated"
 
@@ -172,7 +169,7 @@ def test_revert_restores_the_original_file_and_flag(node: NspawnNode) -> None:
     assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
     out = run.json()
     assert (out["state"], out["restarted"], out["cluster_dns"]) == ("reverted", True, [CLUSTER_DNS])
-    assert node.read_bytes(ENV_FILE) == node.original_env_file
+    assert node.read_bytes(ENV_FILE) == node.original
     assert node.path(ENV_FILE).stat().st_mode & 0o7777 == 0o644
     after = kubelet(node)
     assert after["ActiveState"] == "active"
@@ -192,7 +189,7 @@ def test_revert_restores_the_original_file_and_flag(node: NspawnNode) -> None:
 
 def test_kubelet_that_does_not_come_back_is_rolled_back(node: NspawnNode) -> None:
     """The node's kubelet refuses --cluster-dns=192.0.2.1 (exits 1; systemd restarts it
-    every 5 s, as TKE's unit says): the agent must put the file back and bring kubelet
+    every 10 s, as TKE's unit says): the agent must put the file back and bring kubelet
     back with its original flag, through systemd."""
     before = kubelet(node)
 
@@ -203,7 +200,7 @@ def test_kubelet_that_does_not_come_back_is_rolled_back(node: NspawnNode) -> Non
     assert (out["state"], out["rolled_back"]) == ("failed", True), out
     assert "not healthy within 10s" in out["error"], out["error"]
     assert run.seconds < 25, run.seconds
-    assert node.read_bytes(ENV_FILE) == node.original_env_file
+    assert node.read_bytes(ENV_FILE) == node.original
     after = kubelet(node)
     assert after["ActiveState"] == "active", node.diagnostics()
     assert restarted(before, after)

@@ -1,7 +1,9 @@
 """A sandboxed fake Kubernetes node on this machine, for integration tests, benchmarks and
 the demo (:mod:`testing.demo`).
 
-- :mod:`testing.sandbox.node`: :class:`SandboxNode`, namespaces + links + dnsmasq + stand-ins
+- :mod:`testing.sandbox.node`: :class:`SandboxNode`, namespaces + links + dnsmasq + stand-ins;
+  the one sandbox node type (:mod:`testing.systemd_node` and ``bench/faults.py`` build on it)
+- :mod:`testing.sandbox.constants`: the addresses, ports and paths every node agrees on
 - :mod:`testing.sandbox.layouts`: realistic host-root layouts (TKE, kubeadm, EKS, ...)
 - :mod:`testing.sandbox.systemctl_stub`: the recording ``systemctl`` inside the node
 - :mod:`testing.sandbox.kubelet_standin`, :mod:`testing.sandbox.standins`: kubelet, kube-proxy

@@ -27,6 +27,8 @@ API_PORT_IN_NODE = 6443
 #: the agents' /metrics port inside their nodes
 METRICS_PORT_IN_NODE = 9779
 NAMESPACE = "nodelocaldns"
+#: the agents' restart-slot Leases
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 
 
 def free_port() -> int:
@@ -191,7 +193,7 @@ class SandboxCluster:
             old.terminate()
             old.wait(timeout=60)
         self.agents[name] = node.spawn_agent(
-            [
+            node.agent_argv(
                 "run",
                 "--node-name",
                 name,
@@ -199,8 +201,6 @@ class SandboxCluster:
                 NAMESPACE,
                 "--kubeconfig",
                 str(self.workdir / "kubeconfig"),
-                "--host-root",
-                str(node.root),
                 "--mode",
                 mode,
                 "--metrics-address",
@@ -208,13 +208,20 @@ class SandboxCluster:
                 "--log-format",
                 "json",
                 *extra,
-            ]
+            )
         )
         return self.agents[name]
 
     def node_objects(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.http("GET", "/api/v1/nodes").get("items", [])
         return items
+
+    def lease_holders(self) -> list[str]:
+        """The holders of the restart-slot Leases now: the restarts the cluster-wide
+        limit lets run (never more than ``--max-concurrent-restarts``)."""
+        leases = self.http("GET", LEASES).get("items", [])
+        holders = [(lease.get("spec") or {}).get("holderIdentity") for lease in leases]
+        return [holder for holder in holders if holder]
 
     def states(self) -> dict[str, str]:
         return {

@@ -9,14 +9,21 @@ overridden by ``*.conf`` drop-ins of ``--config-dir`` in lexical order, overridd
 node's fake root. It then writes ``<workdir>/kubelet.json`` and serves
 ``GET http://127.0.0.1:10248/healthz`` -> ``ok`` in the node's network namespace.
 
+Every start is logged first as one JSON line (pid, time, argv) in
+``<workdir>/kubelet-starts.jsonl``, and again (pid, serving) once /healthz is served.
 Like a kubelet that does not come back, it exits 1 without serving when a config file is
-missing or malformed, a cluster DNS address is not an IP, or ``<workdir>/kubelet.fail``
-exists. The project's own parsers are deliberately not used.
+missing or malformed, a cluster DNS address is not an IP or is one the node refuses
+(``NodeConfig.refuse_cluster_dns``), or ``<workdir>/kubelet.fail`` exists. The project's
+own parsers are deliberately not used.
+
+The same stand-in runs in both kinds of sandbox node: started by the systemctl stub, or by a
+real systemd (:mod:`testing.systemd_node`, where the node's root is ``/``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import sys
 import time
@@ -27,10 +34,10 @@ from typing import Any
 
 import yaml
 
+from testing.sandbox.constants import HEALTHZ_PORT
 from testing.sandbox.nodefiles import NodeFiles, reroot, write_json
 from testing.sandbox.standins import serve
 
-HEALTHZ_PORT = 10248
 _VALUE_FLAGS = ("cluster-dns", "config", "config-dir")
 _API_VERSIONS = ("kubelet.config.k8s.io/v1beta1", "kubelet.config.k8s.io/v1")
 
@@ -119,11 +126,17 @@ def effective_cluster_dns(root: Path, flags: Flags) -> list[str]:
 def main(argv: list[str]) -> int:
     files = NodeFiles.from_env()
     config = files.load_config()
+    start = {"pid": os.getpid(), "time": time.time(), "argv": argv}
+    with open(files.kubelet_starts, "a", encoding="utf-8") as starts:
+        starts.write(json.dumps(start) + "\n")
     try:
         if files.kubelet_fail.exists():
             raise KubeletFailure(f"fault injected: {files.kubelet_fail} exists")
         flags = parse_flags(argv)
         dns = effective_cluster_dns(Path(config.root), flags)
+        refused = [value for value in dns if value in config.refuse_cluster_dns]
+        if refused:
+            raise KubeletFailure(f"refusing to start with --cluster-dns={','.join(refused)}")
     except KubeletFailure as exc:
         print(f"kubelet[{os.getpid()}]: {exc}", file=sys.stderr)
         return 1
@@ -141,7 +154,10 @@ def main(argv: list[str]) -> int:
     time.sleep(config.healthz_delay)
 
     def listening() -> None:
-        write_json(files.kubelet_json, {**report, "healthz": True, "serving": time.time()})
+        serving = time.time()
+        write_json(files.kubelet_json, {**report, "healthz": True, "serving": serving})
+        with open(files.kubelet_starts, "a", encoding="utf-8") as starts:
+            starts.write(json.dumps({"pid": os.getpid(), "serving": serving}) + "\n")
 
     serve(HEALTHZ_PORT, {"/healthz": "ok"}, listening)
     return 0

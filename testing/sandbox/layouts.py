@@ -17,7 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-DEFAULT_CLUSTER_DNS = "10.96.0.10"
+from testing.sandbox.constants import CLUSTER_DNS
+
+DEFAULT_CLUSTER_DNS = CLUSTER_DNS
 #: Where a symlinked deciding file really lives (a host path that only the root has).
 SYMLINK_TARGET_DIR = "/etc/kubernetes/real"
 
@@ -63,6 +65,28 @@ class Layout:
         """Where a host path written by this layout lives, symlinks followed."""
         return self.root / self.symlinks.get(host_path, host_path).lstrip("/")
 
+    @property
+    def original(self) -> bytes:
+        """The bytes of the deciding file as written (the symlink's target when a link)."""
+        return self.files[self.symlinks.get(self.dns_file, self.dns_file)]
+
+
+def apply_quirks(data: bytes, fmt: str, quirks: Quirks, where: str = "the file") -> bytes:
+    """``data`` of a deciding file in format ``fmt`` with the byte-level quirks applied
+    (all but ``symlink``, which is about where the bytes are written)."""
+    if quirks.non_utf8:
+        if fmt != "env":
+            raise ValueError(
+                f"non_utf8 applies to env files; {where} is {fmt} and a real kubelet "
+                "refuses a configuration that is not UTF-8"
+            )
+        data = b"# edited by Jos\xe9 (Latin-1)\n" + data
+    if quirks.no_trailing_newline:
+        data = data.rstrip(b"\n")
+    if quirks.crlf:
+        data = data.replace(b"\n", b"\r\n")
+    return data
+
 
 class _Tree:
     """Writes host files under a root and records what it wrote."""
@@ -81,18 +105,7 @@ class _Tree:
 
     def write_deciding(self, host_path: str, text: str, fmt: str, quirks: Quirks) -> None:
         """Write the file that decides the cluster DNS, with the quirks applied."""
-        data = text.encode()
-        if quirks.non_utf8:
-            if fmt != "env":
-                raise ValueError(
-                    f"non_utf8 applies to env files; {host_path} is {fmt} and a real kubelet "
-                    "refuses a configuration that is not UTF-8"
-                )
-            data = b"# edited by Jos\xe9 (Latin-1)\n" + data
-        if quirks.no_trailing_newline:
-            data = data.rstrip(b"\n")
-        if quirks.crlf:
-            data = data.replace(b"\n", b"\r\n")
+        data = apply_quirks(text.encode(), fmt, quirks, host_path)
         if not quirks.symlink:
             self.write(host_path, data)
             return
@@ -221,29 +234,39 @@ TKE_FLAGS = {
 }
 
 
+#: where TKE keeps kubelet's flags and its unit
+TKE_ENV_FILE = "/etc/kubernetes/kubelet"
+TKE_UNIT_FILE = "/usr/lib/systemd/system/kubelet.service"
+
+
+def _tke_flags(cluster_dns: str) -> dict[str, str]:
+    return dict(sorted({"CLUSTER_DNS": f"--cluster-dns={cluster_dns}", **TKE_FLAGS}.items()))
+
+
+def tke_env(cluster_dns: str = DEFAULT_CLUSTER_DNS) -> str:
+    """The text of a TKE node's ``/etc/kubernetes/kubelet``."""
+    return "".join(f'{name}="{value}"\n' for name, value in _tke_flags(cluster_dns).items())
+
+
+def tke_unit() -> str:
+    """The text of a TKE node's kubelet.service."""
+    args = " ".join(f"${{{name}}}" for name in _tke_flags(DEFAULT_CLUSTER_DNS))
+    return _unit("kubelet", f"EnvironmentFile=-{TKE_ENV_FILE}\nExecStart=/usr/bin/kubelet {args}\n")
+
+
 def tke(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
     """TKE: flags as ``NAME="--flag=value"`` lines in ``/etc/kubernetes/kubelet``, each
     referenced as ``${NAME}`` by ``ExecStart=`` of ``/usr/lib/systemd/system/kubelet.service``.
     """
     tree = _Tree(root)
-    flags = {"CLUSTER_DNS": f"--cluster-dns={cluster_dns}", **TKE_FLAGS}
-    env = "".join(f'{name}="{value}"\n' for name, value in sorted(flags.items()))
-    tree.write_deciding("/etc/kubernetes/kubelet", env, "env", quirks)
-    args = " ".join(f"${{{name}}}" for name in sorted(flags))
-    unit = "/usr/lib/systemd/system/kubelet.service"
-    tree.write(
-        unit,
-        _unit(
-            "kubelet",
-            f"EnvironmentFile=-/etc/kubernetes/kubelet\nExecStart=/usr/bin/kubelet {args}\n",
-        ),
-    )
+    tree.write_deciding(TKE_ENV_FILE, tke_env(cluster_dns), "env", quirks)
+    tree.write(TKE_UNIT_FILE, tke_unit())
     return tree.layout(
         "tke",
-        dns_file="/etc/kubernetes/kubelet",
+        dns_file=TKE_ENV_FILE,
         dns_format="env",
         cluster_dns=(cluster_dns,),
-        unit=unit,
+        unit=TKE_UNIT_FILE,
         variable="CLUSTER_DNS",
     )
 

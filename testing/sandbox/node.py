@@ -1,5 +1,9 @@
 """SandboxNode: a fake Kubernetes node on this machine, in namespaces of its own.
 
+The one sandbox node type of the harness: the tests, the demo and the benchmarks use it
+directly, the crash harness (``bench/faults.py``) configures it, and the node with a real
+systemd (:class:`testing.systemd_node.NspawnNode`) replaces only how it boots and stops.
+
 One ``unshare --pid --mount --uts --ipc --net`` namespace set per node. Its init (PID 1
 of the node) is a bash loop that reaps orphans, so restarted kubelets leave no zombies.
 Inside: ``lo``, ``nodelocaldns`` (169.254.20.10/32) and ``kube-ipvs0`` (10.96.0.10/32)
@@ -7,6 +11,14 @@ links, a real dnsmasq on 169.254.20.10:53, a kube-proxy stand-in on 127.0.0.1:10
 kubelet stand-in on 127.0.0.1:10248 started through a recording ``systemctl`` that is
 bind-mounted over ``/usr/bin/systemctl`` in the node's mount namespace only. The node's
 network namespace has no route off the node, so nothing probed inside can leave it.
+
+What a subclass may replace (the hooks): :meth:`~SandboxNode._install_standins` (files
+besides the layout), :meth:`~SandboxNode._boot` and :meth:`~SandboxNode._shutdown`,
+:meth:`~SandboxNode._start_dns_server` and :meth:`~SandboxNode._stop_dns_server`,
+:meth:`~SandboxNode.python_env` with :attr:`~SandboxNode.python_binary` (the Python that
+runs the agent in the node), :attr:`~SandboxNode.host_root` and
+:meth:`~SandboxNode.diagnostics`. Everything else (layout, links, local DNS, waiting,
+running commands and the agent, the kubelet stand-in's reports, cleanup) is shared.
 
 Cleanup: :meth:`SandboxNode.close` (also on ``with`` exit and at interpreter exit for
 nodes still open) SIGKILLs ``unshare``, whose ``--kill-child`` ends the node's init and
@@ -35,23 +47,42 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self, TypeVar
 
 import psutil
 
+from testing.sandbox.constants import (
+    BAD_DNS,
+    CLUSTER_DNS,
+    IPVS_LINK,
+    JOURNAL,
+    KUBERNETES_IP,
+    KUBERNETES_NAME,
+    LOCAL_DNS,
+    LOCAL_DNS_LINK,
+    PROXY_PORT,
+)
 from testing.sandbox.layouts import DEFAULT_CLUSTER_DNS, Layout, Quirks, write_layout
 from testing.sandbox.nodefiles import NODE_DIR_ENV, NodeConfig, NodeFiles
 from testing.sandbox.systemctl_stub import QUIET_ENV, parse_argv
 
+__all__ = [
+    "REPO_ROOT",
+    "DnsResult",
+    "NodeProcess",
+    "RunResult",
+    "SandboxError",
+    "SandboxNode",
+    "close_all",
+    "dnsmasq_argv",
+    "python_env",
+]
+
+T = TypeVar("T")
 SANDBOX_DIR = Path(__file__).resolve().parent
-#: The repository root (holds the ``agent`` package); on PYTHONPATH of everything run.
+#: The repository root (holds ``nodelocaldns_agent`` and ``testing``); on PYTHONPATH of
+#: everything run in a node.
 REPO_ROOT = SANDBOX_DIR.parents[1]
-LOCAL_DNS = "169.254.20.10"
-CLUSTER_DNS_IP = DEFAULT_CLUSTER_DNS
-KUBERNETES_NAME = "kubernetes.default.svc.cluster.local"
-KUBERNETES_IP = "10.96.0.1"
-HEALTHZ_PORT = 10248
-PROXY_PORT = 10249
 SYSTEMCTL = "/usr/bin/systemctl"
 PROXY_MODES = ("ipvs", "iptables")
 LOCAL_DNS_STATES = ("up", "down", "unbound")
@@ -75,6 +106,29 @@ class DnsResult:
     error: str
 
 
+class RunResult(subprocess.CompletedProcess[str]):
+    """A command run to completion in a node (e.g. the agent): its output and duration."""
+
+    def __init__(
+        self, args: Sequence[str], returncode: int, stdout: str, stderr: str, seconds: float
+    ) -> None:
+        super().__init__(list(args), returncode, stdout, stderr)
+        self.seconds = seconds
+
+    def json(self) -> Any:
+        """stdout parsed as JSON (an assertion error naming the run when it is not)."""
+        try:
+            return json.loads(self.stdout)
+        except ValueError as exc:
+            raise AssertionError(f"not JSON: {exc}\n{self}") from exc
+
+    def __str__(self) -> str:
+        return (
+            f"{shlex.join(self.args)} -> exit {self.returncode} in {self.seconds:.2f}s\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
+
+
 @functools.cache
 def link_type() -> str:
     """``dummy`` when the kernel has it, else ``ifb`` (checked in a throwaway netns)."""
@@ -86,16 +140,45 @@ def link_type() -> str:
     return "dummy" if probe.returncode == 0 else "ifb"
 
 
+def dnsmasq_argv(
+    addresses: Sequence[str], records: Mapping[str, str], binary: str = "dnsmasq"
+) -> list[str]:
+    """A dnsmasq serving ``records`` (name -> IPv4) on ``addresses``:53, in the foreground,
+    nothing read from the machine (no resolv.conf, no hosts file), log on stderr."""
+    return [
+        binary,
+        "--conf-file=/dev/null",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        *(f"--listen-address={address}" for address in addresses),
+        "--port=53",
+        "--user=root",
+        "--pid-file=",
+        "--log-facility=-",
+        *(f"--address=/{name}/{ip}" for name, ip in records.items()),
+    ]
+
+
 def _socket_id(address: str, port: int) -> str:
     """``address:port`` as /proc/net/{tcp,udp} writes it (little-endian hex)."""
     packed = int.from_bytes(socket.inet_aton(address), "little")
     return f"{packed:08X}:{port:04X}"
 
 
-def _python_path() -> str:
+def python_path() -> str:
     """PYTHONPATH reproducing this interpreter's imports, for ``python -S`` stand-ins."""
     entries = [str(REPO_ROOT)] + [p for p in sys.path if p and Path(p).is_dir()]
     return os.pathsep.join(dict.fromkeys(entries))
+
+
+def python_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with the repository first on PYTHONPATH (for a Python
+    subprocess that imports ``nodelocaldns_agent`` and ``testing``), plus ``env``."""
+    inherited = os.environ.get("PYTHONPATH")
+    path = f"{REPO_ROOT}{os.pathsep}{inherited}" if inherited else str(REPO_ROOT)
+    return {**os.environ, "PYTHONPATH": path, **(env or {})}
 
 
 class NodeProcess(subprocess.Popen[str]):
@@ -125,13 +208,24 @@ class NodeProcess(subprocess.Popen[str]):
                 return
             time.sleep(_POLL)
 
+    def end(self) -> None:
+        """SIGKILL the process inside the node, then (should it still wait) the wrapper;
+        reaped. A live ``nsenter --pid`` wrapper must not outlive its node's shutdown (see
+        :meth:`testing.systemd_node.NspawnNode._shutdown`)."""
+        self.kill()
+        try:
+            self.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            subprocess.Popen.kill(self)
+            self.wait()
+
 
 _LIVE: dict[int, SandboxNode] = {}
 
 
 def close_all() -> None:
-    """Close every node still open (registered with :mod:`atexit`)."""
-    for node in list(_LIVE.values()):
+    """Close every node still open, the newest first (registered with :mod:`atexit`)."""
+    for node in reversed(list(_LIVE.values())):
         try:
             node.close()
         except Exception as exc:  # report every node, then go on
@@ -171,13 +265,23 @@ class SandboxNode:
       cluster_dns, cni, **quirks: passed to :func:`testing.sandbox.layouts.write_layout`
         (quirks: symlink, crlf, no_trailing_newline, non_utf8).
       proxy_mode: ``ipvs`` (kube-ipvs0 with 10.96.0.10/32, left down) or ``iptables``.
-      local_dns: ``up`` (169.254.20.10 bound, dnsmasq answering), ``down`` (bound, no
+      local_dns: ``up`` (the local addresses bound, dnsmasq answering), ``down`` (bound, no
         server) or ``unbound`` (no nodelocaldns link).
+      local_addresses: what the nodelocaldns link holds and dnsmasq listens on.
       kube_proxy: run the kube-proxy stand-in (``/proxyMode``).
-      kubelet: start kubelet at boot (through the stub) and wait for its healthz.
+      kubelet: start kubelet at boot (through ``systemctl``) and wait for its healthz.
       healthz_delay: seconds every kubelet stand-in waits before serving /healthz.
+      refuse_cluster_dns: cluster DNS values every kubelet stand-in refuses to start with
+        (a kubelet that does not come back).
       dns_records: name -> IPv4 answered by dnsmasq (default: kubernetes.default -> 10.96.0.1).
     """
+
+    #: the Python that runs in the node (the agent, probes); :meth:`python_env` goes with it
+    python_binary: str = sys.executable
+    #: its working directory in the node
+    python_cwd: Path = REPO_ROOT
+    #: the environment of commands run in the node when the caller gives none (None: ours)
+    command_env: Mapping[str, str] | None = None
 
     def __init__(
         self,
@@ -189,9 +293,11 @@ class SandboxNode:
         cni: str | None = "",
         proxy_mode: str = "ipvs",
         local_dns: str = "up",
+        local_addresses: Sequence[str] = (LOCAL_DNS,),
         kube_proxy: bool = True,
         kubelet: bool = True,
         healthz_delay: float = 0.0,
+        refuse_cluster_dns: Sequence[str] = (BAD_DNS,),
         dns_records: Mapping[str, str] | None = None,
         **quirks: bool,
     ) -> None:
@@ -201,9 +307,12 @@ class SandboxNode:
             raise ValueError(f"local_dns {local_dns!r}: expected one of {LOCAL_DNS_STATES}")
         Quirks(**quirks)  # unknown quirk names fail here, not halfway through start()
         self.workdir = Path(workdir).resolve()
+        #: the fake host's ``/`` as seen from this machine
+        self.root = self.workdir / "root"
         self.files = NodeFiles(self.workdir)
         self.name = name
         self.proxy_mode = proxy_mode
+        self.local_addresses = tuple(local_addresses)
         self.options: dict[str, Any] = {
             "layout": layout,
             "cluster_dns": cluster_dns,
@@ -213,55 +322,51 @@ class SandboxNode:
             "kube_proxy": kube_proxy,
             "kubelet": kubelet,
             "healthz_delay": healthz_delay,
+            "refuse_cluster_dns": tuple(refuse_cluster_dns),
         }
         self.dns_records = dict(dns_records or {KUBERNETES_NAME: KUBERNETES_IP})
         self.layout: Layout | None = None
         self.local_dns = "unbound"
-        self._unshare: subprocess.Popen[bytes] | None = None
+        #: the process that holds the node (``unshare``, ``systemd-nspawn``)
+        self._boot_proc: subprocess.Popen[bytes] | None = None
         self._init_pid = 0
         self._procs: list[NodeProcess] = []
         self._dnsmasq: NodeProcess | None = None
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
-    def __enter__(self) -> SandboxNode:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> SandboxNode:
+    def start(self) -> Self:
         """Build the node; on any failure everything already created is removed again."""
-        if self._unshare is not None:
+        if self._boot_proc is not None or self._closed:
             raise SandboxError(f"{self.workdir}: node already started")
         _LIVE[id(self)] = self
         try:
-            self._write_files()
-            self._start_namespaces()
-            if self.proxy_mode == "ipvs":
-                self._add_link("kube-ipvs0", CLUSTER_DNS_IP, up=False)
+            self._prepare_root()
+            self._boot()
+            if self.proxy_mode == "ipvs":  # kube-proxy leaves kube-ipvs0 down
+                self._add_link(IPVS_LINK, (CLUSTER_DNS,), up=False)
             self.set_local_dns(self.options["local_dns"], wait=False)
             if self.options["kube_proxy"]:
-                self._spawn(
-                    "kube-proxy",
-                    [
-                        str(self.files.bin / "kube-proxy"),
-                        str(SANDBOX_DIR / "standins.py"),
-                        f"--proxy-mode={self.proxy_mode}",
-                        f"--metrics-bind-address=127.0.0.1:{PROXY_PORT}",
-                    ],
-                    env=self._standin_env(),
-                )
+                self._start_kube_proxy()
             if self.options["kubelet"]:
                 self.systemctl("start", "kubelet", quiet=True, check=True)
             if self.local_dns == "up":
-                self._wait_listening("udp", LOCAL_DNS, 53, "dnsmasq")
+                self._wait_dns()
             if self.options["kube_proxy"]:
                 self._wait_listening("tcp", "127.0.0.1", PROXY_PORT, "kube-proxy")
             if self.options["kubelet"]:
                 self.wait_kubelet()
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            try:
+                self.close()
+            except SandboxError as cleanup:
+                exc.add_note(f"and cleaning up: {cleanup}")
             raise
         return self
 
@@ -272,18 +377,7 @@ class SandboxNode:
         self._closed = True
         _LIVE.pop(id(self), None)
         victims = self.processes()
-        if self._init_pid:
-            # Killing the node's init makes the kernel kill its whole pid namespace, and
-            # unshare (its parent) reaps it, so no zombie is handed to the machine's init.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._init_pid, signal.SIGKILL)
-        if self._unshare is not None:
-            try:
-                self._unshare.wait(timeout=READY_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self._unshare.kill()  # SIGKILL: unshare ignores SIGTERM
-                self._unshare.wait()
-            _close_pipes(self._unshare)
+        problems = self._shutdown()
         for proc in self._procs:
             try:
                 proc.wait(timeout=READY_TIMEOUT)
@@ -296,13 +390,16 @@ class SandboxNode:
             for survivor in survivors:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     survivor.kill()
-            raise SandboxError(f"{self.workdir}: processes survived teardown: {survivors}")
+            problems.append(f"processes survived teardown: {survivors}")
+        if problems:
+            raise SandboxError(f"{self.workdir}: {'; '.join(problems)}")
 
     def processes(self) -> list[psutil.Process]:
-        """Every process of the node: all of its pid namespace, plus ``unshare``."""
+        """Every process of the node: all of its pid namespace, plus what holds it."""
         found = []
-        if self._unshare is not None and self._unshare.poll() is None:
-            found.append(psutil.Process(self._unshare.pid))
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if self._boot_proc is not None and self._boot_proc.poll() is None:
+                found.append(psutil.Process(self._boot_proc.pid))
         if not self._init_pid:
             return found
         try:
@@ -316,28 +413,38 @@ class SandboxNode:
         return found
 
     # -- set-up ---------------------------------------------------------------------------
-    def _write_files(self) -> None:
-        self.files.bin.mkdir(parents=True, exist_ok=True)
+    def _prepare_root(self) -> None:
+        """The host root (the layout), the node's configuration and its stand-ins."""
+        self.files.workdir.mkdir(parents=True, exist_ok=True)
         self.files.systemd.mkdir(exist_ok=True)
-        self.files.root.mkdir(exist_ok=True)
+        self.root.mkdir(exist_ok=True)
         if self.options["layout"] is not None:
             self.layout = write_layout(
-                self.files.root,
+                self.root,
                 self.options["layout"],
                 cluster_dns=self.options["cluster_dns"],
                 cni=self.options["cni"],
                 **self.options["quirks"],
             )
-        python = os.path.realpath(sys.executable)
-        self.files.save_config(
-            NodeConfig(
-                name=self.name,
-                root=str(self.files.root),
-                python=python,
-                pythonpath=_python_path(),
-                healthz_delay=float(self.options["healthz_delay"]),
-            )
+        self.files.save_config(self.node_config())
+        self._install_standins()
+
+    def node_config(self) -> NodeConfig:
+        """What the stand-ins of this node read (``node.json``)."""
+        return NodeConfig(
+            name=self.name,
+            root=str(self.root),
+            python=os.path.realpath(sys.executable),
+            pythonpath=python_path(),
+            healthz_delay=float(self.options["healthz_delay"]),
+            refuse_cluster_dns=self.options["refuse_cluster_dns"],
         )
+
+    def _install_standins(self) -> None:
+        """``kubelet``/``kube-proxy`` (symlinks to Python, so that is their process name)
+        and the wrapper that runs the systemctl stub."""
+        self.files.bin.mkdir(exist_ok=True)
+        python = os.path.realpath(sys.executable)
         for daemon in ("kubelet", "kube-proxy"):
             link = self.files.bin / daemon
             link.unlink(missing_ok=True)
@@ -346,7 +453,7 @@ class SandboxNode:
         stub.write_text(
             "#!/bin/sh\n"
             f"{NODE_DIR_ENV}={shlex.quote(str(self.workdir))} "
-            f"PYTHONPATH={shlex.quote(_python_path())} "
+            f"PYTHONPATH={shlex.quote(python_path())} "
             f"exec {shlex.quote(python)} -S {shlex.quote(str(SANDBOX_DIR / 'systemctl_stub.py'))}"
             ' "$@"\n'
         )
@@ -375,7 +482,8 @@ class SandboxNode:
         )
         return script
 
-    def _start_namespaces(self) -> None:
+    def _boot(self) -> None:
+        """Start the namespaces and the node's init; sets :attr:`init_pid`."""
         argv = [
             "unshare",
             "--fork",
@@ -391,21 +499,20 @@ class SandboxNode:
         ]
         if shutil.which("setpriv"):
             argv = ["setpriv", "--pdeathsig", "KILL", *argv]
-        self._unshare = subprocess.Popen(
+        self._boot_proc = proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        out = self._read_until_ready(self._unshare)
+        out = self._read_until_ready(proc)
         if out != b"ready\n":
-            self._unshare.kill()
-            err = self._unshare.stderr.read() if self._unshare.stderr else b""
+            proc.kill()
+            err = proc.stderr.read() if proc.stderr else b""
             raise SandboxError(f"node namespaces did not start: {(out + err).decode().strip()}")
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self._init_pid:
-            children = psutil.Process(self._unshare.pid).children()
-            if children:
-                self._init_pid = children[0].pid
-            elif time.monotonic() > deadline:
-                raise SandboxError("unshare has no child process")
+
+        def init() -> int | None:
+            children = psutil.Process(proc.pid).children()
+            return children[0].pid if children else None
+
+        self._init_pid = self._wait("unshare's child process", init, READY_TIMEOUT)
 
     @staticmethod
     def _read_until_ready(proc: subprocess.Popen[bytes]) -> bytes:
@@ -423,18 +530,42 @@ class SandboxNode:
                     out += chunk
         return out
 
-    def _add_link(self, name: str, address: str, *, up: bool) -> None:
+    def _shutdown(self) -> list[str]:
+        """Stop the node (every process in it); what could not be cleaned up."""
+        if self._init_pid:
+            # Killing the node's init makes the kernel kill its whole pid namespace, and
+            # unshare (its parent) reaps it, so no zombie is handed to the machine's init.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._init_pid, signal.SIGKILL)
+        if self._boot_proc is not None:
+            try:
+                self._boot_proc.wait(timeout=READY_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._boot_proc.kill()  # SIGKILL: unshare ignores SIGTERM
+                self._boot_proc.wait()
+            _close_pipes(self._boot_proc)
+        return []
+
+    def _add_link(self, name: str, addresses: Sequence[str], *, up: bool) -> None:
+        """A ``dummy`` link (``ifb`` where the kernel has no dummy driver: the agent sees
+        no difference) holding ``addresses``."""
         self._run(["ip", "link", "add", name, "type", link_type()])
-        self._run(["ip", "addr", "add", f"{address}/32", "dev", name])
+        for address in addresses:
+            self._run(["ip", "addr", "add", f"{address}/32", "dev", name])
         if up:
             self._run(["ip", "link", "set", name, "up"])
 
-    def _standin_env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            NODE_DIR_ENV: str(self.workdir),
-            "PYTHONPATH": _python_path(),
-        }
+    def _start_kube_proxy(self) -> None:
+        self._spawn(
+            "kube-proxy",
+            [
+                str(self.files.bin / "kube-proxy"),
+                str(SANDBOX_DIR / "standins.py"),
+                f"--proxy-mode={self.proxy_mode}",
+                f"--metrics-bind-address=127.0.0.1:{PROXY_PORT}",
+            ],
+            env={**os.environ, NODE_DIR_ENV: str(self.workdir), "PYTHONPATH": python_path()},
+        )
 
     def _spawn(
         self,
@@ -451,7 +582,7 @@ class SandboxNode:
                 stdin=subprocess.DEVNULL,
                 stdout=logfile if stdout is None else stdout,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=env if env is not None else self.command_env,
                 text=True,
             )
         self._procs.append(proc)
@@ -459,11 +590,9 @@ class SandboxNode:
 
     def _nsenter(self, cwd: Path | None = None) -> list[str]:
         """``nsenter`` into all of the node's namespaces, up to and including ``--``."""
-        if not self._init_pid:
-            raise SandboxError(f"{self.workdir}: node not started")
         argv = [
             "nsenter",
-            f"--target={self._init_pid}",
+            f"--target={self.init_pid}",
             "--pid",
             "--mount",
             "--net",
@@ -482,26 +611,36 @@ class SandboxNode:
         """Whether a socket of the node listens on ``address:port`` (``tcp``/``udp``)."""
         wanted = _socket_id(address, port)
         listen_state = "0A" if proto == "tcp" else "07"
-        with open(f"/proc/{self._init_pid}/net/{proto}") as table:
+        with open(f"/proc/{self.init_pid}/net/{proto}") as table:
             for line in table.readlines()[1:]:
                 fields = line.split()
                 if fields[1] == wanted and fields[3] == listen_state:
                     return True
         return False
 
-    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+    def _wait(self, what: str, probe: Callable[[], T | None], timeout: float) -> T:
+        """Poll ``probe`` until it returns something true; return that."""
         deadline = time.monotonic() + timeout
-        while not ready():
+        while True:
+            result = probe()
+            if result:
+                return result
             if time.monotonic() > deadline:
-                raise SandboxError(f"{self.workdir}: {what} not ready after {timeout:g}s")
+                raise SandboxError(
+                    f"{self.workdir}: {what} not ready after {timeout:g}s; {self.diagnostics()}"
+                )
             time.sleep(_POLL)
 
     def _wait_listening(self, proto: str, address: str, port: int, what: str) -> None:
         self._wait(
             f"{what} on {proto} {address}:{port}",
-            lambda: self.listening(proto, address, port),
+            functools.partial(self.listening, proto, address, port),
             READY_TIMEOUT,
         )
+
+    def _wait_dns(self) -> None:
+        for address in self.local_addresses:
+            self._wait_listening("udp", address, 53, "dnsmasq")
 
     def wait_kubelet(
         self, previous_pid: int | None = None, timeout: float | None = None
@@ -509,20 +648,18 @@ class SandboxNode:
         """Wait until a kubelet other than ``previous_pid`` serves /healthz; its report."""
         limit = READY_TIMEOUT + float(self.options["healthz_delay"]) if timeout is None else timeout
 
-        def ready() -> bool:
+        def ready() -> dict[str, Any] | None:
             report = self.kubelet()
-            return (
+            if (
                 report is not None
                 and report["pid"] != previous_pid
                 and report["healthz"]
                 and self.host_pid(report["pid"]) is not None
-            )
+            ):
+                return report
+            return None
 
-        try:
-            self._wait("kubelet", ready, limit)
-        except SandboxError as exc:
-            raise SandboxError(f"{exc}; kubelet.log: {self.log_tail('kubelet')}") from None
-        return self.kubelet() or {}
+        return self._wait("kubelet", ready, limit)
 
     def log_tail(self, name: str, lines: int = 5) -> str:
         """The last lines of ``<workdir>/<name>.log``."""
@@ -530,39 +667,25 @@ class SandboxNode:
         text = path.read_text(errors="replace") if path.exists() else ""
         return " | ".join(text.strip().splitlines()[-lines:])
 
+    def diagnostics(self) -> str:
+        """What to show when the node misbehaves (in error and assertion messages)."""
+        return f"kubelet.log: {self.log_tail('kubelet')}"
+
     # -- local DNS ------------------------------------------------------------------------
     def set_local_dns(self, state: str, *, wait: bool = True) -> None:
-        """``up``, ``down`` (address bound, no server) or ``unbound`` (no nodelocaldns)."""
+        """``up``, ``down`` (addresses bound, no server) or ``unbound`` (no nodelocaldns)."""
         if state not in LOCAL_DNS_STATES:
             raise ValueError(f"local_dns {state!r}: expected one of {LOCAL_DNS_STATES}")
-        if state != "up" and self._dnsmasq is not None:
-            self._dnsmasq.terminate()
-            self._dnsmasq.wait(timeout=READY_TIMEOUT)
-            self._dnsmasq = None
+        if state != "up" and self.local_dns == "up":
+            self._stop_dns_server()
         if state == "unbound" and self.local_dns != "unbound":
-            self._run(["ip", "link", "del", "nodelocaldns"])
+            self._run(["ip", "link", "del", LOCAL_DNS_LINK])
         if state != "unbound" and self.local_dns == "unbound":
-            self._add_link("nodelocaldns", LOCAL_DNS, up=True)
-        if state == "up" and self._dnsmasq is None:
-            self._dnsmasq = self._spawn(
-                "dnsmasq",
-                [
-                    "dnsmasq",
-                    "--conf-file=/dev/null",
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--bind-interfaces",
-                    f"--listen-address={LOCAL_DNS}",
-                    "--port=53",
-                    "--user=root",
-                    "--pid-file=",
-                    "--log-facility=-",
-                    *(f"--address=/{name}/{ip}" for name, ip in self.dns_records.items()),
-                ],
-            )
+            self._add_link(LOCAL_DNS_LINK, self.local_addresses, up=True)
+        if state == "up" and self.local_dns != "up":
+            self._start_dns_server()
             if wait:
-                self._wait_listening("udp", LOCAL_DNS, 53, "dnsmasq")
+                self._wait_dns()
         self.local_dns = state
 
     def start_dns(self) -> None:
@@ -573,6 +696,15 @@ class SandboxNode:
         """Stop dnsmasq; the address stays bound, so queries are refused."""
         self.set_local_dns("down")
 
+    def _start_dns_server(self) -> None:
+        self._dnsmasq = self._spawn("dnsmasq", dnsmasq_argv(self.local_addresses, self.dns_records))
+
+    def _stop_dns_server(self) -> None:
+        if self._dnsmasq is not None:
+            self._dnsmasq.terminate()
+            self._dnsmasq.wait(timeout=READY_TIMEOUT)
+            self._dnsmasq = None
+
     # -- running things in the node -------------------------------------------------------
     def exec(
         self,
@@ -582,44 +714,60 @@ class SandboxNode:
         timeout: float = 30.0,
         input: str | None = None,
         cwd: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` in all of the node's namespaces; output captured as text."""
-        args = [*self._nsenter(cwd), *argv]
+    ) -> RunResult:
+        """Run ``argv`` in all of the node's namespaces; output captured as text. On a
+        timeout (or any interruption) the process in the node is killed."""
+        start = time.monotonic()
         with NodeProcess(
-            args,
+            [*self._nsenter(cwd), *argv],
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
+            env=env if env is not None else self.command_env,
             text=True,
         ) as proc:
             try:
                 out, err = proc.communicate(input, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+            except BaseException:
+                proc.end()
                 raise
-        return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+        return RunResult(argv, proc.returncode, out, err, time.monotonic() - start)
 
     def python_env(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for Python run in the node: the repository on PYTHONPATH."""
-        inherited = os.environ.get("PYTHONPATH")
-        path = f"{REPO_ROOT}{os.pathsep}{inherited}" if inherited else str(REPO_ROOT)
-        return {**os.environ, "PYTHONPATH": path, **(env or {})}
+        """The environment for :attr:`python_binary` in the node, plus ``env``."""
+        return python_env(env)
 
     def python(
         self, args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0
-    ) -> subprocess.CompletedProcess[str]:
-        """``python ARGS`` in the node, cwd the repository root."""
+    ) -> RunResult:
+        """``python ARGS`` in the node (:attr:`python_binary`, cwd :attr:`python_cwd`)."""
         return self.exec(
-            [sys.executable, *args], env=self.python_env(env), timeout=timeout, cwd=REPO_ROOT
+            [self.python_binary, *args],
+            env=self.python_env(env),
+            timeout=timeout,
+            cwd=self.python_cwd,
         )
+
+    @property
+    def host_root(self) -> str:
+        """The agent's ``--host-root`` in this node: where the fake host's ``/`` is."""
+        return str(self.root)
+
+    def agent_argv(self, *args: str) -> list[str]:
+        """The agent's arguments ``ARGS`` for this node (its ``--host-root`` added)."""
+        return [*args, "--host-root", self.host_root]
+
+    def agent(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120.0
+    ) -> RunResult:
+        """``nodelocaldns-agent ARGS --host-root <this node's root>`` in the node."""
+        return self.run_agent(self.agent_argv(*args), env=env, timeout=timeout)
 
     def run_agent(
         self, args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60.0
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> RunResult:
         """``python -m nodelocaldns_agent ARGS`` in the node, so ``nsenter --target 1``
-        reaches the stub."""
+        reaches the node's ``systemctl``."""
         return self.python(["-m", "nodelocaldns_agent", *args], env=env, timeout=timeout)
 
     def spawn_agent(
@@ -641,24 +789,36 @@ class SandboxNode:
         env: Mapping[str, str] | None = None,
         stdout: int | IO[Any] | None = None,
     ) -> NodeProcess:
-        """Start ``python ARGS`` in the node (cwd the repository root, output to
+        """Start ``python ARGS`` in the node (cwd :attr:`python_cwd`, output to
         ``<workdir>/<log>.log`` unless ``stdout`` is given); it is killed by :meth:`close`."""
         return self._spawn(
-            log, [sys.executable, *args], env=self.python_env(env), stdout=stdout, cwd=REPO_ROOT
+            log,
+            [self.python_binary, *args],
+            env=self.python_env(env),
+            stdout=stdout,
+            cwd=self.python_cwd,
         )
 
-    def systemctl(
-        self, *args: str, quiet: bool = False, check: bool = False
-    ) -> subprocess.CompletedProcess[str]:
-        """``systemctl ARGS`` in the node (the stub); ``quiet`` calls are not logged."""
-        env = {**os.environ, QUIET_ENV: "1"} if quiet else None
+    def systemctl(self, *args: str, quiet: bool = False, check: bool = False) -> RunResult:
+        """``systemctl ARGS`` in the node; ``quiet`` calls are not logged by the stub."""
+        env = {**(self.command_env or os.environ), QUIET_ENV: "1"} if quiet else None
         result = self.exec(["systemctl", *args], env=env)
         if check and result.returncode != 0:
             raise SandboxError(
-                f"systemctl {' '.join(args)}: {result.stderr.strip()}; "
-                f"kubelet.log: {self.log_tail('kubelet')}"
+                f"systemctl {' '.join(args)}: {result.stderr.strip()}; {self.diagnostics()}"
             )
         return result
+
+    def unit(self, *props: str, unit: str = "kubelet.service") -> dict[str, str]:
+        """``systemctl show UNIT -p ...`` in the node."""
+        args = [arg for prop in props for arg in ("-p", prop)]
+        out = self.systemctl("show", unit, *args, check=True).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def cmdline(self, pid: int) -> list[str]:
+        """argv of process ``pid`` of the node (a pid as the node sees it)."""
+        raw = self.exec(["cat", f"/proc/{pid}/cmdline"]).stdout
+        return raw.rstrip("\0").split("\0") if raw else []
 
     def http_get(self, url: str, timeout: float = 2.0) -> tuple[int, str]:
         """GET ``http://host:port/path`` from inside the node: (status, body), or
@@ -681,7 +841,7 @@ class SandboxNode:
             "    print(0, exc, end='')\n"
         )
         argv = [parts.hostname or "", str(parts.port or 80), parts.path or "/", str(timeout)]
-        out = self.exec([sys.executable, "-S", "-c", code, *argv]).stdout
+        out = self.exec([self.python_binary, "-S", "-c", code, *argv]).stdout
         status, _, body = out.partition(" ")
         return int(status or 0), body
 
@@ -709,28 +869,57 @@ class SandboxNode:
             "    out = {'addresses': [], 'latency': None, 'error': str(e)}\n"
             "print(json.dumps(out))\n"
         )
-        result = self.exec(
-            [sys.executable, "-c", code, name, server, str(timeout)], timeout=timeout + 30
-        )
+        result = self.python(["-c", code, name, server, str(timeout)], timeout=timeout + 30)
         if result.returncode != 0:
             raise SandboxError(f"DNS probe failed in the node: {result.stderr.strip()}")
-        data = json.loads(result.stdout)
+        data = result.json()
         return DnsResult(tuple(data["addresses"]), data["latency"], data["error"])
 
     # -- what happened --------------------------------------------------------------------
     @property
     def init_pid(self) -> int:
         """Host pid of the node's init (PID 1 inside): ``nsenter --target`` it."""
+        if not self._init_pid:
+            raise SandboxError(f"{self.workdir}: node not started")
         return self._init_pid
 
+    def path(self, host_path: str) -> Path:
+        """Where ``host_path`` of the node's host is, seen from this machine."""
+        return self.root / host_path.lstrip("/")
+
+    def read_bytes(self, host_path: str) -> bytes:
+        return self.path(host_path).read_bytes()
+
     @property
-    def root(self) -> Path:
-        return self.files.root
+    def dns_file(self) -> Path:
+        """Where the file that decides kubelet's cluster DNS really is (links followed)."""
+        if self.layout is None:
+            raise SandboxError(f"{self.workdir}: no layout was written")
+        return self.layout.real_path(self.layout.dns_file)
+
+    @property
+    def original(self) -> bytes:
+        """The bytes of that file as the layout wrote them."""
+        if self.layout is None:
+            raise SandboxError(f"{self.workdir}: no layout was written")
+        return self.layout.original
+
+    def journal(self) -> dict[str, Any] | None:
+        """The agent's journal on the node (None before any; ``{"corrupt": True}`` when it
+        is not JSON)."""
+        path = self.path(JOURNAL)
+        if not path.exists():
+            return None
+        try:
+            body: dict[str, Any] = json.loads(path.read_bytes())
+        except ValueError:
+            return {"corrupt": True}
+        return body
 
     def host_pid(self, node_pid: int) -> int | None:
         """The host pid of a live process the node knows as ``node_pid``."""
         with contextlib.suppress(psutil.NoSuchProcess):
-            init = psutil.Process(self._init_pid)
+            init = psutil.Process(self.init_pid)
             for proc in [init, *init.children(recursive=True)]:
                 with contextlib.suppress(OSError):
                     status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -741,7 +930,8 @@ class SandboxNode:
         return None
 
     def systemctl_calls(self) -> list[dict[str, Any]]:
-        """Every logged systemctl invocation: ``{"argv": [...], "ts": ..., "pid": ...}``."""
+        """Every systemctl invocation the stub logged: ``{"argv": [...], "ts": ..., "pid":
+        ...}`` (none under a real systemd)."""
         path = self.files.systemctl_log
         lines = path.read_text().splitlines() if path.exists() else []
         return [json.loads(line) for line in lines]
@@ -757,12 +947,37 @@ class SandboxNode:
         return found
 
     def kubelet(self) -> dict[str, Any] | None:
-        """The last kubelet stand-in's report (``<workdir>/kubelet.json``), None before any."""
+        """The last kubelet stand-in's report (``kubelet.json``), None before any."""
         path = self.files.kubelet_json
         if not path.exists():
             return None
         report: dict[str, Any] = json.loads(path.read_text())
         return report
+
+    def kubelet_dns(self) -> list[str]:
+        """The cluster DNS the last kubelet stand-in started with ([] before any)."""
+        return list((self.kubelet() or {}).get("cluster_dns") or [])
+
+    def kubelet_starts(self) -> list[dict[str, Any]]:
+        """One entry per start of the kubelet stand-in, in order: ``pid`` (in the node),
+        ``time``, ``argv``, and ``serving`` (when it served /healthz) once it did."""
+        path = self.files.kubelet_starts
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        starts: dict[int, dict[str, Any]] = {}
+        for line in filter(None, lines):
+            record = json.loads(line)
+            starts.setdefault(record["pid"], {}).update(record)
+        return list(starts.values())
+
+    def restart_spans(self) -> list[tuple[float, float | None]]:
+        """Each logged kubelet restart as (when ``systemctl restart`` was called, when a
+        kubelet started since then first served /healthz, None when none has yet)."""
+        starts = self.kubelet_starts()
+        spans = []
+        for call in self.restarts():
+            served = [s["serving"] for s in starts if "serving" in s and s["time"] >= call["ts"]]
+            spans.append((float(call["ts"]), min(served, default=None)))
+        return spans
 
     def kubelet_pid(self) -> int | None:
         """Pid (as the node sees it) of the running kubelet stand-in, None when it is down."""

@@ -10,6 +10,7 @@ Layout of a node's work directory::
     <workdir>/root/            the fake host's file system (see testing.sandbox.layouts)
     <workdir>/bin/             kubelet, kube-proxy (symlinks to Python), systemctl (wrapper)
     <workdir>/kubelet.json     written by every kubelet stand-in that starts
+    <workdir>/kubelet-starts.jsonl  per kubelet start: pid, time, argv; then pid, serving
     <workdir>/kubelet.fail     fault switch: when present, the kubelet stand-in exits 1
     <workdir>/systemctl.log    one JSON line per systemctl invocation
     <workdir>/systemd/         the stub's unit snapshot and kubelet.service state
@@ -44,6 +45,8 @@ class NodeConfig(NamedTuple):
     pythonpath: str
     #: seconds the kubelet stand-in waits before serving /healthz
     healthz_delay: float = 0.0
+    #: cluster DNS addresses the kubelet stand-in refuses to start with
+    refuse_cluster_dns: tuple[str, ...] = ()
 
 
 class NodeFiles:
@@ -74,6 +77,10 @@ class NodeFiles:
         return self.workdir / "kubelet.json"
 
     @property
+    def kubelet_starts(self) -> Path:
+        return self.workdir / "kubelet-starts.jsonl"
+
+    @property
     def kubelet_fail(self) -> Path:
         return self.workdir / "kubelet.fail"
 
@@ -89,7 +96,9 @@ class NodeFiles:
         return self.workdir / f"{name}.log"
 
     def load_config(self) -> NodeConfig:
-        return NodeConfig(**json.loads(self.config.read_text()))
+        data = json.loads(self.config.read_text())
+        data["refuse_cluster_dns"] = tuple(data.get("refuse_cluster_dns", ()))
+        return NodeConfig(**data)
 
     def save_config(self, config: NodeConfig) -> None:
         write_json(self.config, config._asdict())

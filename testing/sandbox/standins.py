@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-KUBE_PROXY_METRICS_PORT = 10249
+from testing.sandbox.constants import PROXY_PORT
 
 
 def serve(
@@ -44,7 +44,7 @@ def kube_proxy(argv: list[str]) -> None:
     """kube-proxy stand-in: ``/proxyMode`` answers ``--proxy-mode``."""
     parser = argparse.ArgumentParser(prog="kube-proxy")
     parser.add_argument("--proxy-mode", default="iptables")
-    parser.add_argument("--metrics-bind-address", default=f"127.0.0.1:{KUBE_PROXY_METRICS_PORT}")
+    parser.add_argument("--metrics-bind-address", default=f"127.0.0.1:{PROXY_PORT}")
     args, _ = parser.parse_known_args(argv)
     port = int(args.metrics_bind_address.rpartition(":")[2])
     serve(port, {"/proxyMode": args.proxy_mode, "/healthz": "ok"})
