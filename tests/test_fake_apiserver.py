@@ -438,7 +438,7 @@ def test_bookmarks(server: FakeApiServer, v1: client.CoreV1Api) -> None:
         field_selector="metadata.name=n1",
         resource_version=rv,
         allow_watch_bookmarks=True,
-        timeout_seconds=2,
+        timeout_seconds=5,  # bookmarks stop 2 s before the deadline
     ):
         assert event["type"] == "BOOKMARK"
         bookmarks.append(event["raw_object"]["metadata"]["resourceVersion"])
@@ -542,7 +542,11 @@ def test_lease_delete_with_precondition(leases: client.CoordinationV1Api) -> Non
     with pytest.raises(ApiException) as err:
         leases.delete_namespaced_lease("l1", "kube-system", body=stale)
     assert err.value.status == 409
-    assert "Precondition failed" in body(err.value)["message"]
+    assert body(err.value)["message"] == (
+        'Operation cannot be fulfilled on Lease.coordination.k8s.io "l1": the ResourceVersion '
+        f"in the precondition ({stale_rv}) does not match the ResourceVersion in record "
+        f"({lease.metadata.resource_version}). The object might have been modified"
+    )
 
     current = client.V1DeleteOptions(
         preconditions=client.V1Preconditions(resource_version=lease.metadata.resource_version)
@@ -573,9 +577,13 @@ def eviction(name: str, namespace: str = "default") -> client.V1Eviction:
 def test_eviction_deletes_the_pod(server: FakeApiServer, v1: client.CoreV1Api) -> None:
     server.add_pod("p1", node_name="n1")
     v1.create_namespaced_pod_eviction("p1", "default", eviction("p1"))
-    assert server.get("pod", "p1", "default") is None
     (record,) = server.requests.records(verb="evict")
     assert record.status == 201
+    # a graceful deletion: Terminating until the grace period ends (or kubelet is done)
+    assert stored(server, "pod", "p1", "default")["metadata"]["deletionTimestamp"]
+    v1.create_namespaced_pod_eviction("p1", "default", eviction("p1"))  # terminating: fine
+    assert server.finish_terminations() == 1
+    assert server.get("pod", "p1", "default") is None
     with pytest.raises(ApiException) as err:
         v1.create_namespaced_pod_eviction("p1", "default", eviction("p1"))
     assert err.value.status == 404
@@ -608,12 +616,13 @@ def test_eviction_honours_pod_disruption_budget_objects(
             "kind": "PodDisruptionBudget",
             "metadata": {"name": "web", "namespace": "default"},
             "spec": {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1},
-            "status": {"disruptionsAllowed": 0},
+            "status": {"observedGeneration": 1, "disruptionsAllowed": 0, "desiredHealthy": 1},
         }
     )
     with pytest.raises(ApiException) as err:
         v1.create_namespaced_pod_eviction("web-1", "default", eviction("web-1"))
     assert err.value.status == 429
+    assert body(err.value)["details"]["causes"][0]["reason"] == "DisruptionBudget"
 
 
 # --- events and daemonsets ------------------------------------------------------------------------
@@ -648,7 +657,10 @@ def test_events_core_and_events_k8s_io(server: FakeApiServer, api: client.ApiCli
             regarding=client.V1ObjectReference(kind="Node", name="n1"),
         ),
     )
-    assert [e["metadata"]["name"] for e in server.objects("events.events.k8s.io")] == ["n1.2"]
+    # one storage upstream: both Events through both APIs
+    names = [e["metadata"]["name"] for e in server.objects("events.events.k8s.io")]
+    assert names == sorted([listed.items[0].metadata.name, "n1.2"])
+    assert [e["metadata"]["name"] for e in server.objects("events")] == names
 
 
 def test_daemonset_env_flip_with_strategic_merge(
@@ -798,9 +810,12 @@ def test_control_api_over_http(server: FakeApiServer, v1: client.CoreV1Api) -> N
     assert err.value.status == 429
     assert v1.read_node("n1").metadata.name == "n1"
     assert rule["id"] > 0
-    # With a Retry-After header, urllib3's default Retry (under the kubernetes client)
-    # transparently retries a 429/503 after that many seconds: the caller never sees it.
+    # The client is configured like production (urllib3 retries off): a 503 with a
+    # Retry-After header reaches the caller too.
     control(server, "POST", "/_fake/faults/fail", {"status": 503, "count": 1, "retryAfter": 0})
+    with pytest.raises(ApiException) as err:
+        v1.read_node("n1")
+    assert (err.value.status, err.value.headers["Retry-After"]) == (503, "0")
     assert v1.read_node("n1").metadata.name == "n1"
     assert [r.status for r in server.requests.records(verb="get")] == [429, 200, 503, 200]
 

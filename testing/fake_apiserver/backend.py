@@ -17,8 +17,13 @@ class Backend:
     faults: Faults
     requests: RequestLog
     evictions: EvictionPolicy
-    bookmark_interval: float = 1.0  # seconds between BOOKMARK events (allowWatchBookmarks)
+    #: seconds between BOOKMARK events (allowWatchBookmarks); kube-apiserver: about a minute
+    #: (cacher.go, defaultBookmarkFrequency), plus one 2 s before the watch's deadline
+    bookmark_interval: float = 60.0
     watch_timeout: float | None = 1800.0  # server-side cap when a watch gives no timeoutSeconds
+    #: how long a read or a watch with sendInitialEvents waits for a resourceVersion the
+    #: server has not reached before "Too large resource version" (watch_cache.go, 3 s)
+    too_large_wait: float = 3.0
     server_address: str = ""  # host:port, for /api discovery
     closing: threading.Event = field(default_factory=threading.Event)
     _watch_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -8,7 +8,16 @@ import sys
 import threading
 from types import FrameType
 
-from .server import FakeApiServer
+from .server import DEFAULT_COMPACTION_INTERVAL, FakeApiServer
+from .store import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_WINDOW
+
+
+def _seconds_or_none(text: str) -> float | None:
+    """A number of seconds; "none" (or a negative number) turns the feature off."""
+    if text.lower() in ("none", "off"):
+        return None
+    value = float(text)
+    return None if value < 0 else value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +26,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--kubeconfig-out", metavar="FILE", help="write a kubeconfig here")
-    parser.add_argument("--bookmark-interval", type=float, default=1.0, metavar="SECONDS")
-    parser.add_argument("--history-size", type=int, default=1000, metavar="EVENTS")
+    parser.add_argument(
+        "--bookmark-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="between watch BOOKMARKs (kube-apiserver: about a minute)",
+    )
+    parser.add_argument(
+        "--history-size",
+        type=int,
+        default=DEFAULT_HISTORY_SIZE,
+        metavar="EVENTS",
+        help="watch history kept per resource, at most",
+    )
+    parser.add_argument(
+        "--history-window",
+        type=_seconds_or_none,
+        default=DEFAULT_HISTORY_WINDOW,
+        metavar="SECONDS",
+        help="watch history kept this long (kube-apiserver: 75 s); 'none': by size only",
+    )
+    parser.add_argument(
+        "--compaction-interval",
+        type=_seconds_or_none,
+        default=DEFAULT_COMPACTION_INTERVAL,
+        metavar="SECONDS",
+        help="etcd compaction period: older continue tokens expire (410); 'none': never",
+    )
+    parser.add_argument(
+        "--grace-period-scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="real seconds per second of a pod's termination grace period",
+    )
     parser.add_argument(
         "--watch-timeout",
         type=float,
@@ -47,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         bookmark_interval=args.bookmark_interval,
         history_size=args.history_size,
+        history_window=args.history_window,
+        compaction_interval=args.compaction_interval,
+        grace_period_scale=args.grace_period_scale,
         watch_timeout=args.watch_timeout,
         request_log_size=args.request_log_size,
     )

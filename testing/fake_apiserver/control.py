@@ -22,7 +22,9 @@ POST     /_fake/requests/clear                reset the request log
 GET      /_fake/evictions                     the eviction-blocking rules
 POST     /_fake/evictions/block               {namespace, selector, disruptionsAllowed}
 POST     /_fake/evictions/clear               remove all eviction rules
-POST     /_fake/settings                      {bookmarkInterval, watchTimeout, historySize}
+POST     /_fake/terminations/finish           {namespace, name}: end pods' grace periods now
+POST     /_fake/settings                      {bookmarkInterval, watchTimeout, historySize,
+                                              historyWindow, gracePeriodScale, tooLargeWait}
 =======  ===================================  ==================================================
 
 Keys may be camelCase or snake_case. Answers are ``{"ok": true, ...}`` or a Status.
@@ -72,7 +74,14 @@ def settings(backend: Backend) -> JSON:
         "bookmarkInterval": backend.bookmark_interval,
         "watchTimeout": backend.watch_timeout,
         "historySize": backend.store.history_size,
+        "historyWindow": backend.store.history_window,
+        "gracePeriodScale": backend.store.grace_period_scale,
+        "tooLargeWait": backend.too_large_wait,
     }
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def handle(backend: Backend, req: Request) -> tuple[int, Any]:
@@ -146,14 +155,23 @@ def handle(backend: Backend, req: Request) -> tuple[int, Any]:
     if (method, path) == ("POST", "/_fake/evictions/clear"):
         backend.evictions.clear()
         return 200, ok
+    if (method, path) == ("POST", "/_fake/terminations/finish"):
+        args = _args(req, {"namespace", "name"})
+        return 200, {**ok, "finished": backend.store.reap_terminations(force=True, **args)}
     if (method, path) == ("POST", "/_fake/settings"):
-        args = _args(req, {"bookmark_interval", "watch_timeout", "history_size"})
+        allowed = {"bookmark_interval", "watch_timeout", "history_size", "history_window"}
+        args = _args(req, allowed | {"grace_period_scale", "too_large_wait"})
         if "bookmark_interval" in args:
             backend.bookmark_interval = float(args["bookmark_interval"])
         if "watch_timeout" in args:
-            value = args["watch_timeout"]
-            backend.watch_timeout = None if value is None else float(value)
+            backend.watch_timeout = _optional_float(args["watch_timeout"])
         if "history_size" in args:
             backend.store.history_size = int(args["history_size"])
+        if "history_window" in args:
+            backend.store.history_window = _optional_float(args["history_window"])
+        if "grace_period_scale" in args:
+            backend.store.grace_period_scale = float(args["grace_period_scale"])
+        if "too_large_wait" in args:
+            backend.too_large_wait = float(args["too_large_wait"])
         return 200, {**ok, "settings": settings(backend)}
     raise ApiError(404, f"unknown control endpoint: {method} {path}", "NotFound")

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import control
-from .api import Request, Route, perform, route
+from .api import Request, Route, check_acceptable, perform, route
 from .backend import Backend
 from .requestlog import RequestRecord
 from .status import ApiError
@@ -147,6 +147,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             body=body,
             content_type=self.headers.get("Content-Type", ""),
             user_agent=self.headers.get("User-Agent", ""),
+            accept=self.headers.get("Accept", ""),
         )
 
     def _handle(self) -> None:
@@ -173,6 +174,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             if rule is not None and not rule.after_commit:
                 raise rule.error()
             if rt_route.verb == "watch":
+                check_acceptable(req)
                 self._serve_watch(req, rt_route, started)
                 return
             status, body = perform(backend, req, rt_route)
@@ -247,6 +249,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 sink,
                 bookmark_interval=backend.bookmark_interval,
                 closing=backend.closing,
+                too_large_wait=backend.too_large_wait,
             )
             if outcome is Outcome.ENDED:
                 sink.end()

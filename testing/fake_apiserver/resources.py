@@ -41,10 +41,17 @@ _CORE_EVENT_FIELDS = {
     "source": "source.component",
     "type": "type",
 }
+# events.k8s.io/v1 Events live in the core Event storage (see ``conversion``), so its field
+# labels are mapped onto the core fields, as the field label conversion registered for
+# events.k8s.io/v1 does (pkg/apis/events/v1/conversion.go, AddFieldLabelConversionsForEvent).
 _NEW_EVENT_FIELDS = {
-    **{f"regarding.{f}": f"regarding.{f}" for f in ("kind", "namespace", "name", "uid")},
+    **{
+        f"regarding.{f}": f"involvedObject.{f}"
+        for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+    },
     "reason": "reason",
-    "reportingController": "reportingController",
+    "reportingController": "reportingComponent",
+    "source": "source.component",
     "type": "type",
 }
 
@@ -61,6 +68,17 @@ class ResourceType:
     # Subresources served besides the main resource ("status" keeps spec and status apart).
     subresources: tuple[str, ...] = ()
     fields: dict[str, str] = field(default_factory=dict)
+    #: the storage this type lives in ("" = its own); events.k8s.io/v1 Events share "events"
+    shares_storage_of: str = ""
+    #: PUT to a missing object creates it (the strategy's AllowCreateOnUpdate)
+    allow_create_on_update: bool = False
+    #: PUT without metadata.resourceVersion overwrites (the strategy's AllowUnconditionalUpdate)
+    allow_unconditional_update: bool = True
+    #: DELETE is graceful: the object stays, Terminating, for its grace period (pods)
+    graceful_delete: bool = False
+    #: how names are validated: "subdomain" (RFC 1123), "label" (RFC 1123, no dots), or
+    #: "segment" (any name that is a valid path segment)
+    name_rule: str = "subdomain"
 
     @property
     def api_version(self) -> str:
@@ -73,8 +91,13 @@ class ResourceType:
 
     @property
     def key(self) -> str:
-        """The storage key: one store per resource type."""
+        """The type's own key (``plural.group``), as faults and the request log name it."""
         return self.qualified
+
+    @property
+    def storage(self) -> str:
+        """The storage key: one store per resource, except where upstream shares one."""
+        return self.shares_storage_of or self.qualified
 
     @property
     def has_status(self) -> bool:
@@ -103,9 +126,32 @@ RESOURCES: tuple[ResourceType, ...] = (
         {"spec.unschedulable": "spec.unschedulable"},
     ),
     ResourceType(
-        "", "v1", "pods", "pod", "Pod", True, ("po",), ("status", "eviction"), _POD_FIELDS
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        True,
+        ("po",),
+        ("status", "eviction"),
+        _POD_FIELDS,
+        graceful_delete=True,  # pkg/registry/core/pod/strategy.go, CheckGracefulDelete
     ),
-    ResourceType("", "v1", "events", "event", "Event", True, ("ev",), (), _CORE_EVENT_FIELDS),
+    # Event strategy: AllowCreateOnUpdate and AllowUnconditionalUpdate are both true
+    # (pkg/registry/core/event/strategy.go); core/v1 Event names are only path segments.
+    ResourceType(
+        "",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        True,
+        ("ev",),
+        (),
+        _CORE_EVENT_FIELDS,
+        allow_create_on_update=True,
+        name_rule="segment",
+    ),
     ResourceType(
         "",
         "v1",
@@ -116,11 +162,35 @@ RESOURCES: tuple[ResourceType, ...] = (
         ("ns",),
         ("status",),
         {"status.phase": "status.phase"},
+        name_rule="label",  # ValidateNamespaceName: an RFC 1123 label
     ),
-    ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
-    ResourceType("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), ("status",)),
+    # Lease strategy: AllowCreateOnUpdate true, AllowUnconditionalUpdate false
+    # (pkg/registry/coordination/lease/strategy.go).
     ResourceType(
-        "events.k8s.io", "v1", "events", "event", "Event", True, ("ev",), (), _NEW_EVENT_FIELDS
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        True,
+        allow_create_on_update=True,
+        allow_unconditional_update=False,
+    ),
+    ResourceType("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), ("status",)),
+    # The events.k8s.io/v1 REST storage is the core Event storage (pkg/registry/events/rest),
+    # converted on the way in and out (pkg/apis/events/v1/conversion.go).
+    ResourceType(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        True,
+        ("ev",),
+        (),
+        _NEW_EVENT_FIELDS,
+        shares_storage_of="events",
+        allow_create_on_update=True,
     ),
     ResourceType(
         "policy",

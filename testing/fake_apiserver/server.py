@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import tempfile
 import threading
@@ -19,17 +18,17 @@ from .evictions import EvictionPolicy
 from .faults import Faults
 from .handlers import FakeHTTPServer
 from .requestlog import RequestLog
-from .store import Store
+from .store import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_WINDOW, Store
 
 if TYPE_CHECKING:  # the kubernetes client is only imported when asked for
     from kubernetes.client import ApiClient, Configuration
 
 JSON = dict[str, Any]
 
-
-def _kubernetes_client() -> Any:
-    """``kubernetes.client``, imported on first use (the server and CLI stay stdlib-only)."""
-    return importlib.import_module("kubernetes.client")
+#: how often the housekeeping thread finishes due pod terminations and compacts
+HOUSEKEEPING_PERIOD = 0.05
+#: kube-apiserver's --etcd-compaction-interval default
+DEFAULT_COMPACTION_INTERVAL = 300.0
 
 
 class FakeApiServer:
@@ -44,14 +43,35 @@ class FakeApiServer:
         port: int = 0,
         host: str = "127.0.0.1",
         *,
-        bookmark_interval: float = 1.0,
-        history_size: int = 1000,
+        bookmark_interval: float = 60.0,
+        history_size: int = DEFAULT_HISTORY_SIZE,
+        history_window: float | None = DEFAULT_HISTORY_WINDOW,
         watch_timeout: float | None = 1800.0,
         request_log_size: int = 100_000,
+        compaction_interval: float | None = DEFAULT_COMPACTION_INTERVAL,
+        grace_period_scale: float = 1.0,
+        too_large_wait: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """The defaults are kube-apiserver's: a BOOKMARK about every minute (and 2 s before
+        a watch's deadline), watch history kept 75 s (at most ``history_size`` events per
+        resource), etcd compacted every 5 minutes, pods terminating for their whole grace
+        period, 3 s waits for a resourceVersion the server has not reached.
+
+        Tests and benchmarks shorten them: ``bookmark_interval``, ``history_window`` (None:
+        only ``history_size`` counts), ``compaction_interval`` (None: never),
+        ``grace_period_scale`` (real seconds per second of a pod's grace period; see also
+        :meth:`finish_terminations`), ``too_large_wait``, and ``clock`` (the monotonic clock
+        the history window, grace periods and compactions are measured on).
+        """
         self.host = host
         self._requested_port = port
-        store = Store(history_size=history_size)
+        store = Store(
+            history_size=history_size,
+            history_window=history_window,
+            clock=clock,
+            grace_period_scale=grace_period_scale,
+        )
         self.backend = Backend(
             store=store,
             faults=Faults(on_change=store.notify),
@@ -59,9 +79,12 @@ class FakeApiServer:
             evictions=EvictionPolicy(),
             bookmark_interval=bookmark_interval,
             watch_timeout=watch_timeout,
+            too_large_wait=too_large_wait,
         )
+        self.compaction_interval = compaction_interval
         self._httpd: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._housekeeper: threading.Thread | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -79,7 +102,21 @@ class FakeApiServer:
             daemon=True,
         )
         self._thread.start()
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name=f"fake-apiserver-housekeeping:{self.port}", daemon=True
+        )
+        self._housekeeper.start()
         return self
+
+    def _housekeeping(self) -> None:
+        """Finish due pod terminations (kubelet's part) and run the etcd compactor."""
+        store, closing = self.backend.store, self.backend.closing
+        next_compaction = store.clock() + (self.compaction_interval or 0.0)
+        while not closing.wait(HOUSEKEEPING_PERIOD):
+            store.reap_terminations()
+            if self.compaction_interval and store.clock() >= next_compaction:
+                store.compaction_tick()
+                next_compaction = store.clock() + self.compaction_interval
 
     def stop(self, grace: float = 0.5) -> None:
         """Stop serving: watches end cleanly within ``grace`` s, then connections are cut."""
@@ -97,7 +134,9 @@ class FakeApiServer:
         httpd.server_close()  # joins the handler threads
         if thread is not None:
             thread.join()
-        self._httpd = self._thread = None
+        if self._housekeeper is not None:
+            self._housekeeper.join()
+        self._httpd = self._thread = self._housekeeper = None
 
     def __enter__(self) -> FakeApiServer:
         return self.start()
@@ -156,15 +195,20 @@ class FakeApiServer:
         return target
 
     def client_configuration(self) -> Configuration:
-        """A ``kubernetes.client.Configuration`` pointing at this server."""
-        config: Configuration = _kubernetes_client().Configuration()
-        config.host = self.url
-        config.verify_ssl = False
-        return config
+        """A ``kubernetes.client.Configuration`` for this server, as production builds it
+        (see :meth:`api_client`)."""
+        with self.api_client() as api:
+            configuration: Configuration = api.configuration
+        return configuration
 
     def api_client(self, user_agent: str | None = None) -> ApiClient:
-        """A new ``kubernetes.client.ApiClient`` for this server; close it when done."""
-        client: ApiClient = _kubernetes_client().ApiClient(self.client_configuration())
+        """A new ``kubernetes.client.ApiClient`` for this server, built by the agent's own
+        ``load_config`` from a kubeconfig (so configured like production, urllib3 retries
+        off: a test sees every 429/503 production would). Close it when done."""
+        from nodelocaldns_agent.kube.api import load_config
+
+        with tempfile.TemporaryDirectory(prefix="fake-apiserver-") as tmp:
+            client: ApiClient = load_config(str(self.write_kubeconfig(Path(tmp) / "kubeconfig")))
         if user_agent:
             client.user_agent = user_agent
         return client
@@ -186,6 +230,15 @@ class FakeApiServer:
     @property
     def evictions(self) -> EvictionPolicy:
         return self.backend.evictions
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.store.clock
+
+    def finish_terminations(self, namespace: str | None = None, name: str | None = None) -> int:
+        """End the grace period of terminating pods now (all, or those matching), as a
+        kubelet whose containers stopped early does; returns how many went."""
+        return self.store.reap_terminations(force=True, namespace=namespace, name=name)
 
     @property
     def bookmark_interval(self) -> float:
@@ -216,8 +269,20 @@ class FakeApiServer:
     def objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
         return self.store.list(resources.resolve(kind), namespace)[0]
 
-    def delete_object(self, kind: str, name: str, namespace: str | None = None) -> JSON:
-        return self.store.delete(resources.resolve(kind), namespace, name)
+    def delete_object(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        grace_period_seconds: int | None = 0,
+    ) -> JSON:
+        """DELETE through the store's rules; pods go at once unless a grace period is given
+        (None: the pod's own, as a plain DELETE)."""
+        options: JSON = {}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        return self.store.delete(resources.resolve(kind), namespace, name, options)
 
     def add_node(
         self,
@@ -278,7 +343,10 @@ class FakeApiServer:
         labels: Mapping[str, str] | None = None,
         phase: str = "Running",
         spec: Mapping[str, Any] | None = None,
+        ready: bool | None = None,
     ) -> JSON:
+        """A pod; ``ready`` (default: ``phase == "Running"``) sets its Ready condition, which
+        evictions look at."""
         pod_spec: JSON = (
             copy.deepcopy(dict(spec))
             if spec
@@ -292,7 +360,17 @@ class FakeApiServer:
                 "kind": "Pod",
                 "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
                 "spec": pod_spec,
-                "status": {"phase": phase},
+                "status": {
+                    "phase": phase,
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True"
+                            if (phase == "Running" if ready is None else ready)
+                            else "False",
+                        }
+                    ],
+                },
             }
         )
 

@@ -26,6 +26,7 @@ REASONS: dict[int, str] = {
     500: "InternalError",
     503: "ServiceUnavailable",
     504: "Timeout",
+    403: "Forbidden",
 }
 
 
@@ -69,9 +70,14 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        #: a Status can carry list metadata: the continue token of an expired list
+        self.list_continue = ""
 
     def to_status(self) -> JSON:
-        return status_object(self.code, self.reason, self.message, self.details)
+        status = status_object(self.code, self.reason, self.message, self.details)
+        if self.list_continue:
+            status["metadata"] = {"continue": self.list_continue}
+        return status
 
 
 def _details(rt: ResourceType, name: str, **extra: Any) -> JSON:
@@ -105,16 +111,6 @@ def conflict(rt: ResourceType, name: str, why: str | None = None) -> ApiError:
     )
 
 
-def invalid(rt: ResourceType, name: str, field: str, why: str) -> ApiError:
-    cause = {"reason": "FieldValueInvalid", "message": f"{why}", "field": field}
-    return ApiError(
-        422,
-        f'{rt.kind} "{name}" is invalid: {field}: {why}',
-        "Invalid",
-        {"name": name, "group": rt.group, "kind": rt.kind, "causes": [cause]},
-    )
-
-
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message, "BadRequest")
 
@@ -122,3 +118,48 @@ def bad_request(message: str) -> ApiError:
 def expired(message: str) -> ApiError:
     """The 410 a watch receives (as an ``ERROR`` event) when its resourceVersion is too old."""
     return ApiError(410, message, "Expired")
+
+
+def conflict_on_kind(rt: ResourceType, name: str, why: str) -> ApiError:
+    """A 409 whose "resource" is the Kind, as the checks in ``rest.BeforeDelete``
+    (``staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go``) build it."""
+    qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+    details: JSON = {"name": name, "kind": rt.kind}
+    if rt.group:
+        details["group"] = rt.group
+    return ApiError(
+        409, f'Operation cannot be fulfilled on {qualified} "{name}": {why}', "Conflict", details
+    )
+
+
+def too_many_requests(
+    message: str, retry_after: int = 0, causes: list[JSON] | None = None
+) -> ApiError:
+    """``errors.NewTooManyRequests``: 429 with ``details.retryAfterSeconds``; the HTTP layer
+    adds a ``Retry-After`` header only when that is positive (``responsewriters``)."""
+    details: JSON = {}
+    if causes:
+        details["causes"] = causes
+    headers: dict[str, str] = {}
+    if retry_after > 0:
+        details["retryAfterSeconds"] = retry_after
+        headers["Retry-After"] = str(retry_after)
+    return ApiError(429, message, "TooManyRequests", details or None, headers)
+
+
+def too_large_resource_version(requested: int, current: int) -> ApiError:
+    """``storage.NewTooLargeResourceVersionError`` with kube-apiserver's retry of 1 s
+    (``staging/src/k8s.io/apiserver/pkg/storage/errors.go``, cacher's
+    ``resourceVersionTooHighRetrySeconds``): a 504 Timeout."""
+    return ApiError(
+        504,
+        f"Timeout: Too large resource version: {requested}, current: {current}",
+        "Timeout",
+        {
+            "causes": [
+                {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+            ],
+            "retryAfterSeconds": 1,
+        },
+        {"Retry-After": "1"},
+    )

@@ -1,11 +1,18 @@
-"""In-memory object storage with etcd-like resourceVersions and a bounded watch history.
+"""In-memory object storage with etcd-like resourceVersions and a watch-cache-like history.
 
 * One global, monotonically increasing resourceVersion (like an etcd revision), rendered as a
   string in ``metadata.resourceVersion``. Every write that changes an object bumps it; a write
   that leaves the object byte-for-byte identical is a no-op (no new resourceVersion, no watch
   event), exactly like kube-apiserver.
-* Per resource type, the last ``history_size`` events are kept so a watch can resume from a
-  resourceVersion; anything older than that window is "compacted" and a watch from it gets 410.
+* Per storage, the events of the last ``history_window`` seconds (75 s by default, the watch
+  cache's ``eventFreshDuration``) are kept, at most ``history_size`` of them, so a watch can
+  resume from a resourceVersion; anything older is gone and a watch from it gets 410.
+* Like etcd under kube-apiserver's compactor, revisions older than the last compaction are
+  gone: a ``continue`` token issued before it gets 410 (see ``api``).
+* Objects are stored in one schema per storage; ``events.k8s.io/v1`` Events are stored as
+  core/v1 Events and converted on the way in and out (``conversion``).
+* Pods are deleted gracefully (``deletionTimestamp`` + grace period), then removed when the
+  grace period is over (what kubelet's final delete does), by :meth:`Store.reap_terminations`.
 * All reads return deep copies; stored dicts are never mutated in place, so watch threads can
   serialise history entries without holding the lock.
 """
@@ -21,46 +28,86 @@ import json
 import random
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import validation
+from .conversion import from_storage, to_storage
 from .resources import RESOURCES, ResourceType
 from .selectors import Predicate
-from .status import ApiError, already_exists, bad_request, conflict, expired, invalid, not_found
+from .status import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    conflict_on_kind,
+    expired,
+    not_found,
+)
 
 JSON = dict[str, Any]
 Key = tuple[str, str]  # (namespace or "", name)
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+#: the watch cache keeps events at least this long (cacher's DefaultEventFreshDuration:
+#: defaultBookmarkFrequency + 15 s; staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go)
+DEFAULT_HISTORY_WINDOW = 75.0
+#: and at most this many per resource (watch_cache.go, defaultUpperBoundCapacity)
+DEFAULT_HISTORY_SIZE = 100 * 1024
+#: pods without spec.terminationGracePeriodSeconds get this (the v1 defaulting,
+#: DefaultTerminationGracePeriodSeconds in staging/src/k8s.io/api/core/v1/types.go)
+DEFAULT_TERMINATION_GRACE_PERIOD = 30
+
+STORAGE_KEYS: tuple[str, ...] = tuple(sorted({rt.storage for rt in RESOURCES}))
+#: the type whose schema each storage keeps (the one that does not borrow another's)
+STORAGE_TYPES: dict[str, ResourceType] = {
+    rt.storage: rt for rt in RESOURCES if not rt.shares_storage_of
+}
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass(frozen=True)
 class Event:
-    """One change, as kept in the watch history (``old`` is the previous state)."""
+    """One change, as kept in the watch history (``old`` is the previous state); objects
+    are in the stored schema, ``time`` is when it happened (the store's clock)."""
 
     rv: int
     type: str  # ADDED | MODIFIED | DELETED
     obj: JSON
     old: JSON | None
-    _lines: dict[str, bytes] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    time: float = 0.0
+    _lines: dict[tuple[str, str], bytes] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def line(self, kind: str) -> bytes:
-        """The watch event ``{"type": kind, "object": obj}`` as one JSON line, encoded once
-        however many watches send it (kube-apiserver's watch cache does the same)."""
-        data = self._lines.get(kind)
+    def line(self, kind: str, rt: ResourceType | None = None) -> bytes:
+        """The watch event ``{"type": kind, "object": obj}`` (as ``rt`` serves it) as one
+        JSON line, encoded once however many watches send it (kube-apiserver's watch cache
+        does the same)."""
+        cache_key = (kind, rt.api_version if rt is not None else "")
+        data = self._lines.get(cache_key)
         if data is None:
-            data = json.dumps({"type": kind, "object": self.obj}, separators=(",", ":"))
-            data = self._lines.setdefault(kind, data.encode() + b"\n")
+            obj = from_storage(rt, self.obj) if rt is not None else self.obj
+            text = json.dumps({"type": kind, "object": obj}, separators=(",", ":"))
+            data = self._lines.setdefault(cache_key, text.encode() + b"\n")
         return data
 
 
@@ -79,16 +126,28 @@ def _meta(obj: JSON) -> JSON:
     return meta
 
 
-def _without_rv(obj: JSON) -> JSON:
-    stripped = dict(obj)
-    stripped["metadata"] = {
-        k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"
-    }
-    return stripped
+def _label_value_ok(value: str) -> bool:
+    return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
+
+
+def _should_delete_during_update(new: JSON, old: JSON) -> bool:
+    """ShouldDeleteDuringUpdate (generic registry store.go): the update removed the last
+    finalizer of an object whose deletion is pending with no grace period left."""
+    old_meta = old["metadata"]
+    if new["metadata"].get("finalizers") or not old_meta.get("deletionTimestamp"):
+        return False
+    return not old_meta.get("deletionGracePeriodSeconds")
 
 
 class Store:
-    def __init__(self, history_size: int = 1000) -> None:
+    def __init__(
+        self,
+        history_size: int = DEFAULT_HISTORY_SIZE,
+        history_window: float | None = DEFAULT_HISTORY_WINDOW,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        grace_period_scale: float = 1.0,
+    ) -> None:
         # One lock for everything; ``cond`` wakes on any change. Watches subscribe instead
         # and are woken only by changes they can see, like kube-apiserver's watch cache,
         # which filters each event for each watcher before it wakes anything (with a
@@ -96,13 +155,21 @@ class Store:
         # than the requests themselves).
         self._lock = threading.RLock()
         self.cond = threading.Condition(self._lock)
-        self._subscriptions: dict[str, set[Subscription]] = {rt.key: set() for rt in RESOURCES}
+        self._subscriptions: dict[str, set[Subscription]] = {k: set() for k in STORAGE_KEYS}
         self._named: dict[tuple[str, str], set[Subscription]] = {}
         self.history_size = history_size
+        self.history_window = history_window
+        self.clock = clock
+        #: real seconds per second of a pod's grace period (tests shorten it)
+        self.grace_period_scale = grace_period_scale
         self._rv = 0
-        self._objects: dict[str, dict[Key, JSON]] = {rt.key: {} for rt in RESOURCES}
-        self._history: dict[str, deque[Event]] = {rt.key: deque() for rt in RESOURCES}
-        self._floor: dict[str, int] = {rt.key: 0 for rt in RESOURCES}
+        self._objects: dict[str, dict[Key, JSON]] = {k: {} for k in STORAGE_KEYS}
+        self._history: dict[str, deque[Event]] = {k: deque() for k in STORAGE_KEYS}
+        self._floor: dict[str, int] = dict.fromkeys(STORAGE_KEYS, 0)
+        self._compacted = 0  # revisions before this one are compacted away (etcd)
+        self._last_compaction_mark = 0
+        # graceful deletions in progress: (storage, key) -> (due on the clock, uid)
+        self._terminating: dict[tuple[str, Key], tuple[float, str]] = {}
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -111,12 +178,17 @@ class Store:
         with self.cond:
             return self._rv
 
+    @property
+    def compacted_revision(self) -> int:
+        with self.cond:
+            return self._compacted
+
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> JSON:
         with self.cond:
-            obj = self._objects[rt.key].get(self._key(rt, namespace, name))
+            obj = self._objects[rt.storage].get(self._key(rt, namespace, name))
             if obj is None:
                 raise not_found(rt, name)
-            return copy.deepcopy(obj)
+            return self._out(rt, obj)
 
     def find(self, rt: ResourceType, namespace: str | None, name: str) -> JSON | None:
         try:
@@ -130,15 +202,29 @@ class Store:
         namespace: str | None = None,
         predicate: Predicate | None = None,
     ) -> tuple[list[JSON], int]:
-        """Matching objects sorted by (namespace, name), and the list's resourceVersion."""
+        """Matching objects sorted by (namespace, name), and the list's resourceVersion.
+
+        ``predicate`` sees objects in the stored schema (field selectors are mapped onto it).
+        """
         with self.cond:
             items = [
-                copy.deepcopy(obj)
-                for key, obj in sorted(self._objects[rt.key].items())
+                self._out(rt, obj)
+                for key, obj in sorted(self._objects[rt.storage].items())
                 if (namespace is None or key[0] == namespace)
                 and (predicate is None or predicate(obj))
             ]
             return items, self._rv
+
+    def wait_until_fresh(self, resource_version: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the store to reach ``resource_version``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self._rv < resource_version:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -161,13 +247,17 @@ class Store:
             meta["name"] = f"{meta['generateName']}{suffix}"
         name = meta.get("name") or ""
         if not name:
-            raise invalid(
-                rt, name, "metadata.name", "Required value: name or generateName is required"
+            raise validation.invalid_error(
+                *self._kind(rt),
+                name,
+                [validation.required("metadata.name", "name or generateName is required")],
             )
         if meta.get("resourceVersion"):
             # kube-apiserver answers this with a 500 too.
             raise ApiError(500, "resourceVersion should not be set on objects to be created")
-        self._validate(rt, obj)
+        stored = to_storage(rt, obj)
+        validation.check_decodable(rt, obj, stored)
+        self._validate(rt, stored, None)
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
@@ -175,9 +265,47 @@ class Store:
         meta["generation"] = 1
         with self.cond:
             key = self._key(rt, meta.get("namespace"), name)
-            if key in self._objects[rt.key]:
+            if key in self._objects[rt.storage]:
                 raise already_exists(rt, name)
-            return self._commit(rt, key, obj, None)
+            return self._out(rt, self._commit(rt, key, stored, None))
+
+    def replace(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: JSON,
+        *,
+        subresource: str | None = None,
+    ) -> tuple[JSON, bool]:
+        """PUT: update, or create when the object is missing and the type allows it
+        (AllowCreateOnUpdate; generic registry ``Store.Update``). Returns (object, created)."""
+        with self.cond:
+            missing = self._key(rt, namespace, name) not in self._objects[rt.storage]
+            if not (missing and rt.allow_create_on_update and not subresource):
+                updated = self.update(rt, namespace, name, lambda _: body, subresource=subresource)
+                return updated, False
+            obj = copy.deepcopy(body)
+            meta = _meta(obj)
+            if meta.get("name", name) != name:
+                raise bad_request(
+                    f"the name of the object ({meta['name']}) does not match the name on the "
+                    f"URL ({name})"
+                )
+            if meta.get("uid"):
+                # The storage precondition from the body's uid, checked against the empty
+                # object that stands for "missing": it cannot match.
+                raise conflict(
+                    rt,
+                    name,
+                    f"Precondition failed: UID in precondition: {meta['uid']}, UID in object "
+                    "meta: ",
+                )
+            # The create flow ignores the body's resourceVersion: a PUT carrying a stale one
+            # re-creates a deleted object.
+            meta.pop("resourceVersion", None)
+            meta["name"] = name
+            return self.create(rt, obj, namespace), True
 
     def update(
         self,
@@ -190,22 +318,23 @@ class Store:
     ) -> JSON:
         """Read-modify-write under the lock, with kube-apiserver's update rules.
 
-        ``mutate`` gets a copy of the stored object and returns the desired object; a
-        ``metadata.resourceVersion`` in it must match the stored one (409 otherwise), and an
-        absent one means an unconditional update. Without ``subresource="status"`` the
-        ``status`` of types that have a status subresource is kept as stored, and with it only
-        ``status`` changes.
+        ``mutate`` gets a copy of the stored object (as ``rt`` serves it) and returns the
+        desired object; a ``metadata.resourceVersion`` in it must match the stored one (409
+        otherwise), and an absent one means an unconditional update where the type allows
+        it (422 where not). Without ``subresource="status"`` the ``status`` of types that
+        have a status subresource is kept as stored, and with it only ``status`` changes.
         """
         with self.cond:
             key = self._key(rt, namespace, name)
-            old = self._objects[rt.key].get(key)
+            old = self._objects[rt.storage].get(key)
             if old is None:
                 raise not_found(rt, name)
-            new = mutate(copy.deepcopy(old))
-            if not isinstance(new, dict):
+            served = mutate(self._out(rt, old))
+            if not isinstance(served, dict):
                 raise bad_request("the object must be a JSON object")
-            self._check_type(rt, new)
-            meta = _meta(new)
+            served = copy.deepcopy(served)
+            self._check_type(rt, served)
+            meta = _meta(served)
             old_meta = old["metadata"]
             if meta.get("name", name) != name:
                 raise bad_request(
@@ -220,11 +349,21 @@ class Store:
                     "the namespace of the provided object does not match the namespace sent "
                     "on the request"
                 )
+            new = to_storage(rt, served)
+            validation.check_decodable(rt, served, new)
             given_rv = meta.get("resourceVersion")
-            if not given_rv and rt.plural == "leases":
-                # kube-apiserver: leases do not allow unconditional updates (422)
-                raise invalid(
-                    rt, name, "metadata.resourceVersion", "must be specified for an update"
+            if not given_rv and not rt.allow_unconditional_update:
+                raise validation.invalid_error(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    [
+                        validation.invalid_value(
+                            "metadata.resourceVersion",
+                            validation.Literal("0x0"),
+                            "must be specified for an update",
+                        )
+                    ],
                 )
             if given_rv and given_rv != old_meta["resourceVersion"]:
                 raise conflict(rt, name)
@@ -255,52 +394,50 @@ class Store:
                     new["status"] = copy.deepcopy(old["status"])
                 else:
                     new.pop("status", None)
-            self._validate(rt, new)
+            self._validate(rt, new, old)
             generation = old_meta.get("generation", 1)
             new["metadata"]["generation"] = generation + (new.get("spec") != old.get("spec"))
             if new == old:
-                return copy.deepcopy(old)  # no-op: no new resourceVersion, no watch event
-            if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-                return self._remove(rt, key, new)
-            return self._commit(rt, key, new, old)
+                return self._out(rt, old)  # no-op: no new resourceVersion, no watch event
+            if _should_delete_during_update(new, old):
+                return self._out(rt, self._remove(rt, key, new))
+            return self._out(rt, self._commit(rt, key, new, old))
 
     def delete(
         self,
         rt: ResourceType,
         namespace: str | None,
         name: str,
-        preconditions: JSON | None = None,
+        options: JSON | None = None,
     ) -> JSON:
-        """Delete (or, with finalizers, mark deleted); returns the last state of the object."""
+        """DELETE with ``DeleteOptions`` (``preconditions``, ``gracePeriodSeconds``).
+
+        Returns the last state of the object: gone, or still there with a
+        ``deletionTimestamp`` (pending finalizers, or a pod's grace period).
+        """
+        options = options or {}
+        preconditions = options.get("preconditions") or {}
+        grace = options.get("gracePeriodSeconds")
+        if grace is not None and not isinstance(grace, int):
+            raise bad_request(f"gracePeriodSeconds must be an integer, not {grace!r}")
+        if grace is not None and grace < 0:
+            grace = 1  # rest.BeforeDelete: negative values mean 1 s
         with self.cond:
             key = self._key(rt, namespace, name)
-            old = self._objects[rt.key].get(key)
+            old = self._objects[rt.storage].get(key)
             if old is None:
                 raise not_found(rt, name)
-            meta = old["metadata"]
-            pre = preconditions or {}
-            for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
-                if pre.get(field) and pre[field] != meta.get(field):
-                    raise conflict(
-                        rt,
-                        name,
-                        f"Precondition failed: {label} in precondition: {pre[field]}, "
-                        f"{label} in object meta: {meta.get(field)}",
-                    )
-            if meta.get("finalizers"):
-                if meta.get("deletionTimestamp"):
-                    return copy.deepcopy(old)
-                new = copy.deepcopy(old)
-                new["metadata"]["deletionTimestamp"] = now()
-                new["metadata"]["deletionGracePeriodSeconds"] = 0
-                return self._commit(rt, key, new, old)
-            return self._remove(rt, key, old)
+            self.check_preconditions(rt, name, old["metadata"], preconditions)
+            if rt.graceful_delete:
+                return self._out(rt, self._delete_gracefully(rt, key, old, grace))
+            return self._out(rt, self._delete_now(rt, key, old))
 
     def put(self, rt: ResourceType, body: JSON) -> JSON:
         """Create or overwrite an object as given (status included), skipping API rules.
 
         For tests and the control API: fills in the system metadata, bumps the
-        resourceVersion and emits ADDED/MODIFIED to watchers.
+        resourceVersion and emits ADDED/MODIFIED to watchers. Only the structural checks
+        (type, name, labels) apply.
         """
         obj = copy.deepcopy(body)
         self._check_type(rt, obj)
@@ -310,45 +447,176 @@ class Store:
         else:
             meta.pop("namespace", None)
         if not meta.get("name"):
-            raise invalid(rt, "", "metadata.name", "Required value: name is required")
-        self._validate(rt, obj)
+            raise validation.invalid_error(
+                *self._kind(rt), "", [validation.required("metadata.name", "name is required")]
+            )
+        stored = to_storage(rt, obj)
+        self._validate_meta(rt, stored, creating=True)
         with self.cond:
             key = self._key(rt, meta.get("namespace"), meta["name"])
-            old = self._objects[rt.key].get(key)
+            old = self._objects[rt.storage].get(key)
             old_meta = old["metadata"] if old else {}
             meta.setdefault("uid", old_meta.get("uid") or str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", old_meta.get("creationTimestamp") or now())
             meta.setdefault("generation", old_meta.get("generation", 1))
-            return self._commit(rt, key, obj, old)
+            return self._out(rt, self._commit(rt, key, stored, old))
+
+    # --- graceful deletion ---------------------------------------------------------------------
+
+    def check_preconditions(
+        self, rt: ResourceType, name: str, meta: JSON, preconditions: JSON
+    ) -> None:
+        """rest.BeforeDelete: a precondition that is present is compared, even when it is
+        the empty string (the Go field is a pointer: only JSON null or absence is "unset")."""
+        uid = preconditions.get("uid")
+        if uid is not None and uid != meta.get("uid"):
+            raise conflict_on_kind(
+                rt,
+                name,
+                f"the UID in the precondition ({uid}) does not match the UID in record "
+                f"({meta.get('uid')}). The object might have been deleted and then recreated",
+            )
+        rv = preconditions.get("resourceVersion")
+        if rv is not None and rv != meta.get("resourceVersion"):
+            raise conflict_on_kind(
+                rt,
+                name,
+                f"the ResourceVersion in the precondition ({rv}) does not match the "
+                f"ResourceVersion in record ({meta.get('resourceVersion')}). The object might "
+                "have been modified",
+            )
+
+    def _delete_now(self, rt: ResourceType, key: Key, obj: JSON) -> JSON:
+        """Remove ``obj``, or with finalizers mark it deleted (deletionTimestamp now, grace 0)
+        and keep it until they are gone (``markAsDeleting``)."""
+        self._terminating.pop((rt.storage, key), None)
+        meta = obj["metadata"]
+        if not meta.get("finalizers"):
+            return self._remove(rt, key, obj)
+        new = copy.deepcopy(obj)
+        new_meta = new["metadata"]
+        stamp = now()
+        if not new_meta.get("deletionTimestamp") or new_meta["deletionTimestamp"] > stamp:
+            if not new_meta.get("deletionTimestamp"):
+                new_meta["generation"] = new_meta.get("generation", 1) + 1
+            new_meta["deletionTimestamp"] = stamp
+        new_meta["deletionGracePeriodSeconds"] = 0
+        if new == obj:
+            return copy.deepcopy(obj)
+        return self._commit(rt, key, new, obj)
+
+    def _delete_gracefully(self, rt: ResourceType, key: Key, old: JSON, grace: int | None) -> JSON:
+        """A pod's DELETE: ``rest.BeforeDelete`` with the pod strategy's CheckGracefulDelete
+        (``pkg/registry/core/pod/strategy.go``)."""
+        meta = old["metadata"]
+        if meta.get("deletionTimestamp"):
+            pending = meta.get("deletionGracePeriodSeconds")
+            if not pending:
+                return self._delete_now(rt, key, old)
+            if grace is None or grace >= pending:
+                return copy.deepcopy(old)  # already terminating: only a shorter grace counts
+            new = copy.deepcopy(old)
+            moment = _parse_time(meta["deletionTimestamp"]) + timedelta(seconds=grace - pending)
+            new["metadata"]["deletionTimestamp"] = _format_time(moment)
+            new["metadata"]["deletionGracePeriodSeconds"] = grace
+            committed = self._commit(rt, key, new, old)
+        else:
+            spec = old.get("spec") or {}
+            phase = (old.get("status") or {}).get("phase")
+            if grace is None:
+                grace = spec.get("terminationGracePeriodSeconds")
+                if grace is None:
+                    grace = DEFAULT_TERMINATION_GRACE_PERIOD
+            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+                grace = 0  # never scheduled, or already terminated: nothing to wait for
+            new = copy.deepcopy(old)
+            new_meta = new["metadata"]
+            new_meta["deletionTimestamp"] = _format_time(
+                datetime.now(UTC) + timedelta(seconds=grace)
+            )
+            new_meta["deletionGracePeriodSeconds"] = grace
+            if new_meta.get("generation", 0) > 0:
+                new_meta["generation"] += 1
+            committed = self._commit(rt, key, new, old)
+        if grace == 0:
+            return self._delete_now(rt, key, committed)
+        due = self.clock() + grace * self.grace_period_scale
+        self._terminating[(rt.storage, key)] = (due, committed["metadata"]["uid"])
+        return committed
+
+    def reap_terminations(
+        self,
+        *,
+        force: bool = False,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> int:
+        """Finish graceful deletions whose grace period is over (all matching ones with
+        ``force``), as kubelet's final delete does; returns how many objects it touched."""
+        done = 0
+        with self.cond:
+            moment = self.clock()
+            for (storage, key), (due, uid) in list(self._terminating.items()):
+                if not force and due > moment:
+                    continue
+                if (namespace is not None and key[0] != namespace) or (
+                    name is not None and key[1] != name
+                ):
+                    continue
+                del self._terminating[(storage, key)]
+                obj = self._objects[storage].get(key)
+                if obj is None or obj["metadata"].get("uid") != uid:
+                    continue
+                self._delete_now(STORAGE_TYPES[storage], key, obj)
+                done += 1
+        return done
+
+    @property
+    def terminating(self) -> int:
+        with self.cond:
+            return len(self._terminating)
 
     # --- watch support -------------------------------------------------------------------------
 
     def events_since(self, rt: ResourceType, rv: int) -> builtins.list[Event]:
-        """History events of ``rt`` newer than ``rv``; a 410 if ``rv`` was compacted away."""
+        """History events of ``rt`` newer than ``rv``; a 410 if ``rv`` was dropped from it."""
         with self.cond:
-            floor = self._floor[rt.key]
+            self._trim(rt.storage)
+            floor = self._floor[rt.storage]
             if rv < floor:
                 raise expired(f"too old resource version: {rv} ({floor})")
-            history = self._history[rt.key]
+            history = self._history[rt.storage]
             if not history or history[-1].rv <= rv:
                 return []
             start = bisect.bisect_right(history, rv, key=lambda event: event.rv)
             return list(itertools.islice(history, start, None))
 
     def compact(self) -> int:
-        """Forget all history: every resourceVersion up to now becomes too old (410)."""
+        """Forget all history and compact all revisions: every resourceVersion up to now
+        becomes too old (410) for watches and for ``continue`` tokens."""
         with self.cond:
-            for rt in RESOURCES:
-                self._history[rt.key].clear()
-                self._floor[rt.key] = self._rv
+            for key in STORAGE_KEYS:
+                self._history[key].clear()
+                self._floor[key] = self._rv
+            self._compacted = self._rv + 1  # no revision handed out so far is readable
             self._notify_all()
             return self._rv
+
+    def compaction_tick(self) -> int:
+        """One round of kube-apiserver's etcd compactor: compact up to the revision seen at
+        the previous round (``staging/src/k8s.io/apiserver/pkg/storage/etcd3/compact.go``:
+        after a compaction only the revisions of the last interval are left)."""
+        with self.cond:
+            self._compacted = max(self._compacted, self._last_compaction_mark)
+            self._last_compaction_mark = self._rv
+            return self._compacted
 
     def reset(self) -> None:
         """Drop every object and the history; resourceVersions keep increasing."""
         with self.cond:
-            for rt in RESOURCES:
-                self._objects[rt.key].clear()
+            for key in STORAGE_KEYS:
+                self._objects[key].clear()
+            self._terminating.clear()
             self.compact()
 
     def notify(self) -> None:
@@ -364,20 +632,20 @@ class Store:
         with self.cond:
             sub = Subscription(threading.Condition(self._lock), interested)
             if name is None:
-                self._subscriptions[rt.key].add(sub)
+                self._subscriptions[rt.storage].add(sub)
             else:
-                self._named.setdefault((rt.key, name), set()).add(sub)
+                self._named.setdefault((rt.storage, name), set()).add(sub)
             return sub
 
     def unsubscribe(self, rt: ResourceType, sub: Subscription, name: str | None = None) -> None:
         with self.cond:
             if name is None:
-                self._subscriptions[rt.key].discard(sub)
+                self._subscriptions[rt.storage].discard(sub)
                 return
-            named = self._named.get((rt.key, name), set())
+            named = self._named.get((rt.storage, name), set())
             named.discard(sub)
             if not named:
-                self._named.pop((rt.key, name), None)
+                self._named.pop((rt.storage, name), None)
 
     @staticmethod
     def wait_for_change(sub: Subscription, timeout: float) -> None:
@@ -389,21 +657,33 @@ class Store:
         with self.cond:
             return {
                 "resourceVersion": str(self._rv),
+                "compactedRevision": str(self._compacted),
                 "objects": {
-                    rt.key: [copy.deepcopy(o) for _, o in sorted(self._objects[rt.key].items())]
+                    rt.key: [self._out(rt, o) for _, o in sorted(self._objects[rt.storage].items())]
                     for rt in RESOURCES
                 },
                 "history": {
-                    rt.key: {"events": len(self._history[rt.key]), "floor": self._floor[rt.key]}
-                    for rt in RESOURCES
+                    key: {"events": len(self._history[key]), "floor": self._floor[key]}
+                    for key in STORAGE_KEYS
                 },
+                "terminating": len(self._terminating),
             }
 
     # --- internals -----------------------------------------------------------------------------
 
     @staticmethod
+    def _out(rt: ResourceType, obj: JSON) -> JSON:
+        return copy.deepcopy(from_storage(rt, obj))
+
+    @staticmethod
     def _key(rt: ResourceType, namespace: str | None, name: str) -> Key:
         return ((namespace or "default") if rt.namespaced else "", name)
+
+    @staticmethod
+    def _kind(rt: ResourceType) -> tuple[str, str]:
+        """Kind and group an Invalid Status names: the stored (internal) type's."""
+        owner = STORAGE_TYPES[rt.storage]
+        return owner.kind, owner.group
 
     @staticmethod
     def _check_type(rt: ResourceType, obj: JSON) -> None:
@@ -415,19 +695,28 @@ class Store:
                 f"version ({rt.api_version}), or the kind ({kind}) is not {rt.kind}"
             )
 
-    @staticmethod
-    def _validate(rt: ResourceType, obj: JSON) -> None:
+    def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
+        """The metadata rules, then the type's own (``validation``), as one 422."""
+        self._validate_meta(rt, obj, creating=old is None)
+        errors: list[validation.FieldError] = []
+        if rt.plural == "leases":
+            errors += validation.lease_errors(obj)
+        elif rt.storage == "events":
+            if old is None:
+                errors += validation.event_create_errors(obj, rt)
+            else:
+                errors += validation.event_update_errors(obj, old, rt)
+        if errors:
+            raise validation.invalid_error(*self._kind(rt), obj["metadata"]["name"], errors)
+
+    def _validate_meta(self, rt: ResourceType, obj: JSON, *, creating: bool) -> None:
         meta = obj["metadata"]
         name = meta.get("name", "")
-        if not isinstance(name, str) or len(name) > 253 or not _NAME.match(name):
-            raise invalid(
-                rt,
-                str(name),
-                "metadata.name",
-                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower '
-                "case alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character",
-            )
+        if not isinstance(name, str):
+            raise bad_request("metadata.name must be a string")
+        owner = STORAGE_TYPES[rt.storage]
+        if creating and (errors := validation.name_errors(owner.name_rule, name)):
+            raise validation.invalid_error(*self._kind(rt), name, errors)
         for field in ("labels", "annotations"):
             values = meta.get(field)
             if values is None:
@@ -440,34 +729,54 @@ class Store:
                         f"json: cannot unmarshal {type(v).__name__} into Go struct field "
                         f"ObjectMeta.metadata.{field} of type string (key {k!r})"
                     )
-                if field == "labels" and (len(v) > 63 or not _LABEL_VALUE.match(v)):
-                    raise invalid(
-                        rt, name, "metadata.labels", f'Invalid value: "{v}": a valid label value'
+                if field == "labels" and not _label_value_ok(v):
+                    raise validation.invalid_error(
+                        *self._kind(rt),
+                        name,
+                        [
+                            validation.invalid_value(
+                                "metadata.labels",
+                                v,
+                                "a valid label must be an empty string or consist of "
+                                "alphanumeric characters, '-', '_' or '.', and must start and "
+                                "end with an alphanumeric character",
+                            )
+                        ],
                     )
 
     def _commit(self, rt: ResourceType, key: Key, obj: JSON, old: JSON | None) -> JSON:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects[rt.key][key] = obj
-        self._record(rt, Event(self._rv, "MODIFIED" if old else "ADDED", obj, old))
-        return copy.deepcopy(obj)
+        self._objects[rt.storage][key] = obj
+        kind = "MODIFIED" if old else "ADDED"
+        self._record(rt.storage, Event(self._rv, kind, obj, old, self.clock()))
+        return obj
 
     def _remove(self, rt: ResourceType, key: Key, last: JSON) -> JSON:
-        old = self._objects[rt.key].pop(key)
+        old = self._objects[rt.storage].pop(key)
+        self._terminating.pop((rt.storage, key), None)
         self._rv += 1
         deleted = copy.deepcopy(last)
         deleted["metadata"]["resourceVersion"] = str(self._rv)
-        self._record(rt, Event(self._rv, "DELETED", deleted, old))
-        return copy.deepcopy(deleted)
+        self._record(rt.storage, Event(self._rv, "DELETED", deleted, old, self.clock()))
+        return deleted
 
-    def _record(self, rt: ResourceType, event: Event) -> None:
-        history = self._history[rt.key]
-        while history and len(history) >= self.history_size:
-            self._floor[rt.key] = history.popleft().rv
+    def _trim(self, storage: str) -> None:
+        """Drop history events beyond the size cap or older than the time window."""
+        history = self._history[storage]
+        oldest = None if self.history_window is None else self.clock() - self.history_window
+        while history and (
+            len(history) > self.history_size or (oldest is not None and history[0].time < oldest)
+        ):
+            self._floor[storage] = history.popleft().rv
+
+    def _record(self, storage: str, event: Event) -> None:
+        history = self._history[storage]
         history.append(event)
+        self._trim(storage)
         self.cond.notify_all()
         name = event.obj["metadata"].get("name", "")
-        for sub in (*self._subscriptions[rt.key], *self._named.get((rt.key, name), ())):
+        for sub in (*self._subscriptions[storage], *self._named.get((storage, name), ())):
             if sub.interested(event):
                 sub.cond.notify()
 

@@ -13,10 +13,19 @@ Semantics follow kube-apiserver:
 * Any other resourceVersion: replay the history newer than it, then follow. A version older
   than the kept history (or a forced expiry) gets one ``ERROR`` event carrying a Status
   ``410 Expired`` and the stream ends; HTTP status stays 200, as on a real cluster.
+* A resourceVersion newer than the server's: the watch is accepted and stays silent until
+  the server gets there (the cache watcher only sends events newer than the watch's
+  resourceVersion, ``cache_watcher.go``; "Watch requests for an unrecognized resource
+  version may wait indefinitely (until the request timeout)", API concepts, "Unavailable
+  resource versions"). With ``sendInitialEvents=true`` the server waits up to 3 s and then
+  sends one ``ERROR`` event with the 504 "Too large resource version" Status
+  (``Cacher.Watch`` -> ``waitUntilFreshAndBlock`` -> ``newErrWatcher``).
 * With selectors, an object that starts matching arrives as ``ADDED`` and one that stops
   matching as ``DELETED``.
 * ``allowWatchBookmarks=true``: a ``BOOKMARK`` (only ``metadata.resourceVersion`` set) every
-  ``bookmark_interval`` seconds.
+  ``bookmark_interval`` seconds (a minute by default) and one 2 s before the watch's deadline,
+  never after it (``cacheWatcher.nextBookmarkTime``), and only with a resourceVersion the
+  watch has not passed (the first one may repeat the watch's own).
 """
 
 from __future__ import annotations
@@ -31,12 +40,14 @@ from typing import Any, Protocol
 from .faults import Faults
 from .resources import ResourceType
 from .selectors import Predicate, object_predicate
-from .status import ApiError, bad_request, expired
+from .status import ApiError, bad_request, expired, too_large_resource_version
 from .store import Event, Store, Subscription
 
 JSON = dict[str, Any]
 #: how often an idle watch checks for client loss (stop, drop and changes wake it at once)
 POLL_SECONDS = 1.0
+#: the deadline bookmark comes this long before the watch's end (cache_watcher.go)
+PRE_DEADLINE_BOOKMARK = 2.0
 
 
 class WatchSink(Protocol):
@@ -158,6 +169,7 @@ def run_watch(
     *,
     bookmark_interval: float,
     closing: threading.Event,
+    too_large_wait: float = 3.0,
 ) -> Outcome:
     started = time.monotonic()
     deadline = started + params.timeout if params.timeout is not None else None
@@ -167,12 +179,21 @@ def run_watch(
         sink.send(_error(expired(f"too old resource version: {params.resource_version} (forced)")))
         return Outcome.ENDED
 
+    requested = int(params.resource_version or 0) if params.is_resume else 0
+    if (
+        params.send_initial_events
+        and requested
+        and not store.wait_until_fresh(requested, too_large_wait)
+    ):
+        sink.send(_error(too_large_resource_version(requested, store.resource_version)))
+        return Outcome.ENDED
+
     with store.cond:
         initial: list[JSON] = []
         if not params.is_resume or params.send_initial_events:
             initial, last = store.list(params.rt, params.namespace, params.predicate)
         else:
-            last = int(params.resource_version or 0)
+            last = requested
             try:
                 store.events_since(params.rt, last)
             except ApiError as err:
@@ -187,10 +208,28 @@ def run_watch(
     sub = store.subscribe(params.rt, lambda event: translate(event, params) is not None, name)
     try:
         return _follow(
-            store, faults, params, sink, sub, last, drop_epoch, deadline, bookmark_interval, closing
+            store,
+            faults,
+            params,
+            sink,
+            sub,
+            last,
+            drop_epoch,
+            (started, deadline),
+            bookmark_interval,
+            closing,
         )
     finally:
         store.unsubscribe(params.rt, sub, name)
+
+
+def next_bookmark(now: float, interval: float, deadline: float | None) -> float | None:
+    """When the next BOOKMARK is due: ``interval`` from now, or 2 s before the deadline if
+    that is sooner; None once that moment has passed (``cacheWatcher.nextBookmarkTime``)."""
+    due = now + interval
+    if deadline is not None:
+        due = min(due, deadline - PRE_DEADLINE_BOOKMARK)
+    return None if due < now else due
 
 
 def _follow(
@@ -201,11 +240,14 @@ def _follow(
     sub: Subscription,
     last: int,
     drop_epoch: int,
-    deadline: float | None,
+    window: tuple[float, float | None],
     bookmark_interval: float,
     closing: threading.Event,
 ) -> Outcome:
-    next_bookmark = time.monotonic() + bookmark_interval
+    started, deadline = window
+    start_rv = last
+    sent_start_bookmark = False
+    bookmark_due = next_bookmark(started, bookmark_interval, deadline)
     while True:
         failure: ApiError | None = None
         events: list[Event] = []
@@ -216,11 +258,12 @@ def _follow(
                     waits = [POLL_SECONDS]
                     if deadline is not None:
                         waits.append(deadline - time.monotonic())
-                    if params.allow_bookmarks:
-                        waits.append(next_bookmark - time.monotonic())
+                    if params.allow_bookmarks and bookmark_due is not None:
+                        waits.append(bookmark_due - time.monotonic())
                     store.wait_for_change(sub, max(0.0, min(waits)))
                     events = store.events_since(params.rt, last)
-                last = max(last, store.resource_version)
+                current = store.resource_version
+                last = max(last, current)
             except ApiError as err:
                 failure = err
         if failure is not None:
@@ -229,7 +272,7 @@ def _follow(
         for event in events:
             kind = translate(event, params)
             if kind is not None:
-                sink.send_line(event.line(kind))
+                sink.send_line(event.line(kind, params.rt))
 
         epoch, graceful = faults.drop_state()
         if epoch != drop_epoch:
@@ -239,8 +282,13 @@ def _follow(
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             return Outcome.ENDED
-        if params.allow_bookmarks and now >= next_bookmark:
-            sink.send(_bookmark(params.rt, last))
-            next_bookmark = now + bookmark_interval
+        if params.allow_bookmarks and bookmark_due is not None and now >= bookmark_due:
+            # The bookmark carries what the server has reached; a watch still waiting for a
+            # resourceVersion it has not reached gets none.
+            mark = min(last, current)
+            if mark > start_rv or (mark == start_rv and not sent_start_bookmark):
+                sink.send(_bookmark(params.rt, mark))
+                sent_start_bookmark = sent_start_bookmark or mark == start_rv
+            bookmark_due = next_bookmark(now, bookmark_interval, deadline)
         if sink.client_gone():
             return Outcome.CLIENT_GONE
