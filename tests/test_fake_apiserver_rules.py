@@ -481,6 +481,11 @@ def test_put_to_a_missing_lease_creates_it(
     assert revived.metadata.uid != created.metadata.uid
     assert int(revived.metadata.resource_version) > int(stale_rv)
 
+    nameless = lease("slot-1")
+    del nameless["metadata"]["name"]
+    answer = send(leases.api_client, "PUT", f"{LEASES}/slot-1", nameless)
+    assert answer.status == 400  # handlers/update.go checkName: the body must name it too
+
     with_uid = lease("slot-1")
     with_uid["metadata"]["uid"] = created.metadata.uid
     with pytest.raises(ApiException) as err:

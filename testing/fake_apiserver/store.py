@@ -287,10 +287,10 @@ class Store:
                 return updated, False
             obj = copy.deepcopy(body)
             meta = _meta(obj)
-            if meta.get("name", name) != name:
+            if meta.get("name") != name:  # handlers/update.go checkName: "" is no match
                 raise bad_request(
-                    f"the name of the object ({meta['name']}) does not match the name on the "
-                    f"URL ({name})"
+                    f"the name of the object ({meta.get('name') or ''}) does not match the name "
+                    f"on the URL ({name})"
                 )
             if meta.get("uid"):
                 # The storage precondition from the body's uid, checked against the empty
@@ -336,10 +336,10 @@ class Store:
             self._check_type(rt, served)
             meta = _meta(served)
             old_meta = old["metadata"]
-            if meta.get("name", name) != name:
+            if meta.get("name") != name:  # handlers/update.go checkName: "" is no match
                 raise bad_request(
-                    f"the name of the object ({meta['name']}) does not match the name on the "
-                    f"URL ({name})"
+                    f"the name of the object ({meta.get('name') or ''}) does not match the name "
+                    f"on the URL ({name})"
                 )
             if (
                 rt.namespaced
