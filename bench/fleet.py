@@ -280,7 +280,7 @@ def build_fleet(
                 duration=rs.lease_duration,
                 tally=tally,
             ),
-            NodeStatus(api, node.name, NAMESPACE),
+            NodeStatus(api, node.name),
             Metrics(CollectorRegistry(), version="bench"),
             Health(),
             clock,

@@ -37,8 +37,17 @@ def uses_cluster_dns(pod: PodView) -> bool:
 
 
 def stale_pods(pods: list[PodView], switched_at: float) -> list[PodView]:
-    """Pods on the cluster DNS whose sandbox predates the kubelet switch."""
-    return [p for p in pods if uses_cluster_dns(p) and 0 < p.started < switched_at]
+    """Running pods on the cluster DNS whose sandbox predates the kubelet switch. Pods
+    being deleted go by themselves, and completed ones (a finished Job's) will never
+    resolve a name again: neither is counted nor evicted."""
+    return [
+        p
+        for p in pods
+        if p.phase == "Running"
+        and not p.deleting
+        and uses_cluster_dns(p)
+        and 0 < p.started < switched_at
+    ]
 
 
 def evictable(pod: PodView) -> bool:

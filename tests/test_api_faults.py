@@ -57,7 +57,7 @@ class Running:
             fake.engine(),
             self.api,
             RestartLock(self.api, NS, NODE, 1, fake.clock, duration=rs.lease_duration),
-            NodeStatus(self.api, NODE, NS),
+            NodeStatus(self.api, NODE),
             Metrics(CollectorRegistry(), version="t"),
             self.health,
             fake.clock,

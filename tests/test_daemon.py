@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from nodelocaldns_agent.daemon import Daemon
 from nodelocaldns_agent.host.probes import DnsAnswer
-from nodelocaldns_agent.kube.api import KubeApi
+from nodelocaldns_agent.kube.api import EVENT_NAMESPACE, KubeApi
 from nodelocaldns_agent.kube.lock import RestartLock
 from nodelocaldns_agent.kube.status import NodeStatus
 from nodelocaldns_agent.metrics import Health, Metrics
@@ -62,7 +62,7 @@ class Harness:
                 duration=rs.lease_duration,
                 jitter=0.0,
             ),
-            NodeStatus(self.api, name, NS),
+            NodeStatus(self.api, name),
             self.metrics,
             Health(),
             node.clock,
@@ -88,7 +88,7 @@ class Harness:
         return json.loads(self.node()["metadata"]["annotations"][DETAIL_ANNOTATION])
 
     def events(self) -> list[str]:
-        return [e["reason"] for e in self.server.objects("events", NS)]
+        return [e["reason"] for e in self.server.objects("events", EVENT_NAMESPACE)]
 
     def gauge(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(f"nodelocaldns_agent_{name}", labels)
@@ -116,7 +116,9 @@ def test_new_node_is_migrated_and_reported(harness: Harness) -> None:
     assert detail["cluster_dns"] == ["169.254.20.10"]
     assert detail["original_cluster_dns"] == ["10.96.0.10"]
     assert "Migrated" in harness.events()
-    event = next(e for e in harness.server.objects("events", NS) if e["reason"] == "Migrated")
+    event = next(
+        e for e in harness.server.objects("events", EVENT_NAMESPACE) if e["reason"] == "Migrated"
+    )
     assert event["involvedObject"]["uid"] == meta["uid"]  # what kubectl describe node uses
     assert event["involvedObject"]["kind"] == "Node" and event["type"] == "Normal"
     assert harness.server.objects("leases", NS) == []  # the slot was released
@@ -234,12 +236,17 @@ def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
     h = Harness(server, tke_node(tmp_path), restart_stale_pods=True, stale_pod_interval=30.0)
     h.tick()
     assert h.detail()["stale_pods"] == 3
-    names = {p["metadata"]["name"] for p in server.objects("pods", "apps")}
-    assert "agent-1" in names and "db-1" in names
-    assert len(names) == 2  # web-1 evicted first
+
+    def terminating() -> set[str]:
+        pods = server.objects("pods", "apps")
+        return {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
+
+    assert terminating() == {"web-1"}  # evicted first; graceful deletion keeps it listed
     h.fake.clock.sleep(31)
     h.tick(full=False)
-    assert {p["metadata"]["name"] for p in server.objects("pods", "apps")} == {"agent-1", "db-1"}
+    # web-1 is going by itself: no longer counted; db-1's budget refuses; agent-1 is a
+    # DaemonSet's pod: counted, never evicted
+    assert terminating() == {"web-1"}
     assert h.gauge("stale_pods") == 2
     h.close()
 
@@ -282,7 +289,7 @@ def test_unknown_proxy_mode_is_failed_with_a_warning_not_waiting(harness: Harnes
     harness.tick()
     assert harness.state() == "failed"
     assert "kube-proxy mode is unknown" in harness.detail()["error"]
-    event = harness.server.objects("events", NS)[-1]
+    event = harness.server.objects("events", EVENT_NAMESPACE)[-1]
     assert (event["reason"], event["type"]) == ("Blocked", "Warning")
 
 

@@ -83,11 +83,20 @@ def test_nodes_events_and_content_types(server: FakeApiServer, api: KubeApi) -> 
     removed = api.patch_node_metadata("node-a", {"a.io/x": None}, {})
     assert "a.io/x" not in removed.annotations and removed.labels["a.io/l"] == "v"
 
-    api.create_node_event(NS, patched, "Migrated", "m" * 2000, False, "agent")
-    (event,) = server.objects("events", NS)
+    name = api.create_node_event(patched, "Migrated", "m" * 2000, False, "agent")
+    (event,) = server.objects("events", "default")
+    assert event["metadata"]["name"] == name and name.startswith("node-a.")
     assert event["involvedObject"]["name"] == "node-a" and len(event["message"]) == 1024
+    assert (event["count"], event["type"], event["source"]["host"]) == (1, "Normal", "node-a")
     method, path, _, content_type = last(server, "create")
-    assert (method, path, content_type) == ("POST", f"/api/v1/namespaces/{NS}/events", JSON)
+    assert (method, path, content_type) == ("POST", "/api/v1/namespaces/default/events", JSON)
+    api.repeat_node_event(name, 2, "again")
+    (event,) = server.objects("events", "default")
+    assert (event["count"], event["message"]) == (2, "again")
+    assert last(server, "patch")[:2] == ("PATCH", f"/api/v1/namespaces/default/events/{name}")
+    with pytest.raises(ApiError) as gone:
+        api.repeat_node_event("node-a.gone", 2, "x")
+    assert gone.value.status == 404
 
 
 def test_list_nodes_follows_continue(server: FakeApiServer, api: KubeApi) -> None:
@@ -131,12 +140,30 @@ def test_leases_create_replace_watch_delete(server: FakeApiServer, api: KubeApi)
         "watch": "true",
     }
 
+    again = api.renew_lease(NS, "slot-0", "node-a", 30, renewed.resource_version)
+    assert last(server, "patch")[::3] == (
+        "PATCH",
+        MERGE_PATCH,
+    )
+    with pytest.raises(ApiError) as stale:  # the renewal's resourceVersion is a precondition
+        api.renew_lease(NS, "slot-0", "node-a", 30, renewed.resource_version)
+    assert stale.value.status == 409
+
     with pytest.raises(ApiError) as err:  # the stale resourceVersion is a precondition
         api.delete_lease(NS, "slot-0", created.resource_version)
     assert err.value.status == 409
-    api.delete_lease(NS, "slot-0", renewed.resource_version)
+    with pytest.raises(ApiError) as empty:  # so is an empty one
+        api.delete_lease(NS, "slot-0", "")
+    assert empty.value.status == 409
+    api.delete_lease(NS, "slot-0", again.resource_version)
     assert api.get_lease(NS, "slot-0") is None
     assert last(server, "delete")[3] == JSON
+    with pytest.raises(ApiError) as gone:  # a renewal never re-creates a deleted Lease
+        api.renew_lease(NS, "slot-0", "node-a", 30, again.resource_version)
+    assert gone.value.status == 404 and api.get_lease(NS, "slot-0") is None
+    api.create_lease(NS, "slot-0", "node-b", 30)
+    api.delete_lease(NS, "slot-0", None)  # unconditional
+    assert api.get_lease(NS, "slot-0") is None
 
 
 def test_watch_node_and_410(server: FakeApiServer, api: KubeApi) -> None:
@@ -158,9 +185,13 @@ def test_pods_evictions_and_daemonsets(server: FakeApiServer, api: KubeApi) -> N
     server.add_pod("elsewhere", node_name="node-b")
     assert [p.name for p in api.list_pods_on_node("node-a")] == ["web-1"]
     assert last(server, "list")[1:3] == ("/api/v1/pods", {"fieldSelector": "spec.nodeName=node-a"})
+    (web,) = api.list_pods_on_node("node-a")
+    assert (web.phase, web.deleting) == ("Running", False)
     api.evict_pod("default", "web-1")
     assert last(server, "evict")[:2] == ("POST", "/api/v1/namespaces/default/pods/web-1/eviction")
-    assert server.get("pods", "web-1", "default") is None
+    # graceful deletion: listed, terminating, for its grace period
+    (web,) = api.list_pods_on_node("node-a")
+    assert (web.name, web.deleting) == ("web-1", True)
 
     server.put_object(
         {

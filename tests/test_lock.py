@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nodelocaldns_agent.errors import TransientError
 from nodelocaldns_agent.host.probes import SystemClock
 from nodelocaldns_agent.kube.api import SLOT_LABEL, ApiError, KubeApi
 from nodelocaldns_agent.kube.lock import (
@@ -125,7 +126,7 @@ def test_a_freed_slot_is_raced_only_by_its_first_choice_waiters(
     for t in threads:
         t.start()
     server.wait_for(lambda: all(lock._watching for lock in locks), timeout=10)
-    kube.delete_lease(NS, slots[1], "")
+    kube.delete_lease(NS, slots[1], None)
     for t in threads:
         t.join(timeout=20)
     winners = [lock for lock in locks if lock.held is not None]
@@ -140,14 +141,14 @@ def test_ensure_fresh_renews_only_an_old_write(api: tuple[FakeApiServer, KubeApi
     clock = JumpClock()
     lock = RestartLock(kube, NS, "node-a", 1, clock, duration=30, jitter=0.0)
     assert lock.acquire(threading.Event(), 1.0, lambda: None)
-    puts = lambda: [r for r in server.requests.records() if r.method == "PUT"]  # noqa: E731
+    renewals = lambda: [r for r in server.requests.records() if r.method == "PATCH"]  # noqa: E731
     lock.ensure_fresh()  # written just now: no request
-    assert puts() == []
+    assert renewals() == []
     clock.sleep(11)  # more than a third of the duration
     lock.ensure_fresh()
-    assert [r.status for r in puts()] == [200]
+    assert [r.status for r in renewals()] == [200]
     lock.ensure_fresh()
-    assert len(puts()) == 1
+    assert len(renewals()) == 1
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_waiters_follow_the_level_of_the_slots_last_holder(
     for name in slots:
         kube.create_lease(NS, name, holder if name == target else f"busy-{name}", 60)
     waiter._refresh()
-    kube.delete_lease(NS, target, "")
+    kube.delete_lease(NS, target, None)
     waiter._refresh()
     before = clock.monotonic()
     assert waiter.try_acquire() is True
@@ -210,7 +211,7 @@ def test_a_lost_race_widens_the_waiters_jitter(api: tuple[FakeApiServer, KubeApi
     start = clock.monotonic()
     assert lock.try_acquire() is False and lock.lost == 1
     draws.append(clock.monotonic() - start)
-    kube.delete_lease(NS, "nodelocaldns-agent-slot-0", "")
+    kube.delete_lease(NS, "nodelocaldns-agent-slot-0", None)
     lock._refresh()
     start = clock.monotonic()
     assert lock.try_acquire() is True and lock.lost == 0
@@ -244,7 +245,7 @@ def test_a_release_after_a_renewal_with_a_lost_answer_still_frees_the_slot(
     server, kube = api
     lock = RestartLock(kube, NS, "node-a", 1, JumpClock(), duration=30, jitter=0.0)
     assert lock.acquire(threading.Event(), 1.0, lambda: None)
-    server.faults.fail(500, count=1, method="PUT", after_commit=True)
+    server.faults.fail(500, count=1, method="PATCH", after_commit=True)
     with pytest.raises(ApiError):
         lock.renew()
     assert lock.held is not None  # still ours, at a version the server no longer has
@@ -261,7 +262,7 @@ def test_a_release_during_a_slow_renewal_waits_for_it(
     server, kube = api
     lock = RestartLock(kube, NS, "node-a", 1, JumpClock(), duration=30, jitter=0.0)
     assert lock.acquire(threading.Event(), 1.0, lambda: None)
-    server.faults.delay(1.0, count=1, method="PUT")
+    server.faults.delay(1.0, count=1, method="PATCH")
     renewal = threading.Thread(target=lock.renew)
     renewal.start()
     server.wait_for(lock._renewal.locked, timeout=2)
@@ -270,8 +271,27 @@ def test_a_release_during_a_slow_renewal_waits_for_it(
     assert lock.held is None
     assert server.objects("leases", NS) == []
     writes = [(r.method, r.status) for r in server.requests.records() if r.method != "GET"]
-    # without the serialization the DELETE overtakes the stalled PUT, which then gets 404
-    assert writes[-2:] == [("PUT", 200), ("DELETE", 200)]
+    # without the serialization the DELETE overtakes the stalled renewal, which then gets 404
+    assert writes[-2:] == [("PATCH", 200), ("DELETE", 200)]
+
+
+def test_a_renewal_that_lands_after_the_delete_does_not_bring_the_slot_back(
+    api: tuple[FakeApiServer, KubeApi],
+) -> None:
+    """A PUT of a missing Lease creates it (kube-apiserver's Lease strategy allows
+    create-on-update), so a renewal sent by PUT after the Lease was deleted would leave
+    an orphan slot held for a whole lease duration. The renewal is a patch: 404, gone."""
+    server, kube = api
+    lock = RestartLock(kube, NS, "node-a", 1, JumpClock(), duration=30, jitter=0.0)
+    assert lock.acquire(threading.Event(), 1.0, lambda: None)
+    assert lock.held is not None
+    kube.delete_lease(NS, lock.held.name, None)  # e.g. released by an earlier run
+    with pytest.raises(TransientError):
+        lock.renew()
+    assert lock.held is None
+    assert server.objects("leases", NS) == []
+    (renewal,) = [r for r in server.requests.records() if r.method == "PATCH"]
+    assert renewal.status == 404
 
 
 def test_a_free_slot_the_waiter_does_not_watch_is_tried_once_after_a_list(
@@ -290,7 +310,7 @@ def test_a_free_slot_the_waiter_does_not_watch_is_tried_once_after_a_list(
     lock.release()
     kube.create_lease(NS, lock.names[-1], "busy-last", 30)
     lock._refresh()  # nothing free at all
-    kube.delete_lease(NS, lock.names[-1], "")  # freed, but this waiter does not watch it
+    kube.delete_lease(NS, lock.names[-1], None)  # freed, but this waiter does not watch it
     assert lock.try_acquire() is False  # its spare list is empty until the next list
     lock._refresh()
     assert lock.try_acquire() is True

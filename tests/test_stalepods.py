@@ -61,21 +61,28 @@ def make(api: Pods, *, evict: bool = True) -> tuple[StalePods, FakeClock, list[i
 
 
 @pytest.mark.parametrize(
-    ("dns_policy", "host_network", "started", "counted"),
+    ("dns_policy", "host_network", "started", "phase", "deleting", "counted"),
     [
-        ("ClusterFirst", False, 100.0, True),
-        ("ClusterFirst", True, 100.0, False),  # hostNetwork + ClusterFirst uses the host's
-        ("Default", False, 100.0, False),
-        ("ClusterFirstWithHostNet", True, 100.0, True),
-        ("None", False, 100.0, False),
-        ("ClusterFirst", False, 300.0, False),  # started after the switch
-        ("ClusterFirst", False, 0.0, False),  # start time unknown
+        ("ClusterFirst", False, 100.0, "Running", False, True),
+        ("ClusterFirst", True, 100.0, "Running", False, False),  # hostNetwork: the host's
+        ("Default", False, 100.0, "Running", False, False),
+        ("ClusterFirstWithHostNet", True, 100.0, "Running", False, True),
+        ("None", False, 100.0, "Running", False, False),
+        ("ClusterFirst", False, 300.0, "Running", False, False),  # started after the switch
+        ("ClusterFirst", False, 0.0, "Running", False, False),  # start time unknown
+        ("ClusterFirst", False, 100.0, "Running", True, False),  # terminating
+        ("ClusterFirst", False, 100.0, "Succeeded", False, False),  # a finished Job's pod
+        ("ClusterFirst", False, 100.0, "Failed", False, False),
+        ("ClusterFirst", False, 100.0, "Pending", False, False),
     ],
 )
 def test_which_pods_are_stale(
-    dns_policy: str, host_network: bool, started: float, counted: bool
+    dns_policy: str, host_network: bool, started: float, phase: str, deleting: bool, counted: bool
 ) -> None:
-    p = pod("p", started, dns_policy=dns_policy, host_network=host_network)
+    p = pod(
+        "p", started, dns_policy=dns_policy, host_network=host_network, phase=phase,
+        deleting=deleting,
+    )  # fmt: skip
     assert (stale_pods([p], SWITCH) == [p]) is counted
 
 

@@ -118,7 +118,7 @@ def run(inv: Invocation) -> int:
         engine,
         api,
         lock,
-        NodeStatus(api, rs.node_name, rs.namespace),
+        NodeStatus(api, rs.node_name),
         metrics,
         health,
         engine.clock,

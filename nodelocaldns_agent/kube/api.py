@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,13 @@ AUTH_SETTINGS = ["BearerToken"]
 NODES = "/api/v1/nodes"
 NODE = "/api/v1/nodes/{name}"
 EVENTS = "/api/v1/namespaces/{namespace}/events"
+EVENT = "/api/v1/namespaces/{namespace}/events/{name}"
+#: Where Events about the Node go. A Node has no namespace, and kube-apiserver accepts a
+#: core/v1 Event without ``eventTime`` about such an object only in "" or "default"
+#: (``legacyValidateEvent``, pkg/apis/core/validation/events.go). client-go's recorder
+#: (tools/record ``makeEvent``), which kubelet and node-problem-detector use, picks
+#: "default"; so do we, whatever namespace the agent runs in.
+EVENT_NAMESPACE = "default"
 PODS = "/api/v1/pods"
 EVICTION = "/api/v1/namespaces/{namespace}/pods/{name}/eviction"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -283,19 +291,17 @@ class KubeApi:
 
     # ------------------------------------------------------------ events
     def create_node_event(
-        self,
-        namespace: str,
-        node: NodeView,
-        reason: str,
-        message: str,
-        warning: bool,
-        component: str,
-    ) -> None:
+        self, node: NodeView, reason: str, message: str, warning: bool, component: str
+    ) -> str:
+        """A core/v1 Event about ``node`` (count 1), as client-go's recorder makes it;
+        returns its name, for :meth:`repeat_node_event`."""
         now = now_rfc3339()
+        # client-go names Events <object>.<creation time in hex nanoseconds>
+        name = f"{node.name}.{time.time_ns():x}"
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{node.name}.", "namespace": namespace},
+            "metadata": {"name": name, "namespace": EVENT_NAMESPACE},
             # kubectl describe node finds events by the Node's uid
             "involvedObject": {
                 "apiVersion": "v1",
@@ -313,7 +319,24 @@ class KubeApi:
             "lastTimestamp": now,
             "count": 1,
         }
-        self._call(f"create event {reason}", "POST", EVENTS, {"namespace": namespace}, body=body)
+        obj = self._call(
+            f"create event {reason}", "POST", EVENTS, {"namespace": EVENT_NAMESPACE}, body=body
+        )
+        return str((obj.get("metadata") or {}).get("name") or name)
+
+    def repeat_node_event(self, name: str, count: int, message: str) -> None:
+        """The same Event again: its count, last time and message move on (what client-go's
+        EventCorrelator patches for a repeat). ApiError 404 when it is gone (Events expire
+        after an hour by default)."""
+        body = {"count": count, "lastTimestamp": now_rfc3339(), "message": message[:1024]}
+        self._call(
+            f"update event {name}",
+            "PATCH",
+            EVENT,
+            {"namespace": EVENT_NAMESPACE, "name": name},
+            body=body,
+            content_type=MERGE_PATCH,
+        )
 
     # ------------------------------------------------------------ leases
     def get_lease(self, namespace: str, name: str) -> LeaseView | None:
@@ -371,8 +394,40 @@ class KubeApi:
         )
         return _lease(obj)
 
-    def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
-        body = {"preconditions": {"resourceVersion": resource_version}}
+    def renew_lease(
+        self, namespace: str, name: str, holder: str, duration: int, resource_version: str
+    ) -> LeaseView:
+        """Renew a Lease we hold: a merge patch whose resourceVersion is a precondition
+        (409 when it changed). Not a PUT: kube-apiserver creates a missing Lease on PUT
+        (the Lease strategy allows create-on-update), so a renewal that arrives after the
+        Lease was deleted would bring it back as an orphan slot; a patch of a missing
+        object is a 404 (a non-apply patch never creates)."""
+        body = {
+            "metadata": {"resourceVersion": resource_version},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": duration,
+                "renewTime": now_rfc3339(),
+            },
+        }
+        obj = self._call(
+            f"renew lease {name}",
+            "PATCH",
+            LEASE,
+            {"namespace": namespace, "name": name},
+            body=body,
+            content_type=MERGE_PATCH,
+        )
+        return _lease(obj)
+
+    def delete_lease(self, namespace: str, name: str, resource_version: str | None) -> None:
+        """Delete a Lease; only at ``resource_version`` when one is given (409 otherwise).
+        None deletes whatever is there (an empty string is a precondition too)."""
+        body = (
+            None
+            if resource_version is None
+            else {"preconditions": {"resourceVersion": resource_version}}
+        )
         self._call(
             f"delete lease {name}",
             "DELETE",
@@ -494,4 +549,6 @@ def _pod(obj: dict[str, Any]) -> PodView:
         started=parse_time(status.get("startTime") or meta.get("creationTimestamp")),
         controller_kind=str(owners[0].get("kind", "")) if owners else "",
         mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
+        phase=str(status.get("phase") or ""),
+        deleting=bool(meta.get("deletionTimestamp")),
     )

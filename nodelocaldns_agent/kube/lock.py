@@ -51,7 +51,10 @@ class LeaseApi(Protocol):
     def replace_lease(
         self, namespace: str, name: str, holder: str, duration: int, resource_version: str
     ) -> LeaseView: ...
-    def delete_lease(self, namespace: str, name: str, resource_version: str) -> None: ...
+    def renew_lease(
+        self, namespace: str, name: str, holder: str, duration: int, resource_version: str
+    ) -> LeaseView: ...
+    def delete_lease(self, namespace: str, name: str, resource_version: str | None) -> None: ...
     def get_lease(self, namespace: str, name: str) -> LeaseView | None: ...
 
 
@@ -370,7 +373,8 @@ class RestartLock:
                 return
             sent = self.clock.monotonic()
             try:
-                self.held = self.api.replace_lease(
+                # never a PUT: it would re-create a Lease deleted meanwhile (see renew_lease)
+                self.held = self.api.renew_lease(
                     self.namespace, held.name, self.holder, self.duration, held.resource_version
                 )
                 self.held_since = sent

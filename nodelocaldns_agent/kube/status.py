@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
+from nodelocaldns_agent.kube.api import ApiError
 from nodelocaldns_agent.kube.types import NodeView
 from nodelocaldns_agent.logs import event
 from nodelocaldns_agent.state import (
@@ -24,29 +26,33 @@ class StatusApi(Protocol):
         self, name: str, annotations: dict[str, str | None], labels: dict[str, str | None]
     ) -> NodeView: ...
     def create_node_event(
-        self,
-        namespace: str,
-        node: NodeView,
-        reason: str,
-        message: str,
-        warning: bool,
-        component: str,
-    ) -> None: ...
+        self, node: NodeView, reason: str, message: str, warning: bool, component: str
+    ) -> str: ...
+    def repeat_node_event(self, name: str, count: int, message: str) -> None: ...
+
+
+@dataclass
+class _Sent:
+    """An Event already on the API server: its name, how often it happened, last text."""
+
+    name: str
+    count: int
+    message: str
 
 
 class NodeStatus:
     """Remembers what it last wrote and patches only on a change (a steady node costs no
     requests). A failed write is kept pending and retried by :meth:`flush`."""
 
-    def __init__(self, api: StatusApi, node_name: str, namespace: str) -> None:
+    def __init__(self, api: StatusApi, node_name: str) -> None:
         self.api = api
         self.node_name = node_name
-        self.namespace = namespace
         self.written: tuple[str, str] | None = None
         self.wanted: tuple[str, str] | None = None
         #: the state last set (what the Node shows once :meth:`flush` succeeded)
         self.state: NodeState = NodeState.PENDING
-        self._last_event: tuple[str, str] | None = None
+        #: the Events sent, by (reason, warning): a repeat updates the same object
+        self._sent: dict[tuple[str, bool], _Sent] = {}
 
     def set(self, state: NodeState, detail: Detail) -> None:
         self.state = state
@@ -75,9 +81,22 @@ class NodeStatus:
         event(log, "node status written", state=state)
 
     def emit(self, node: NodeView, reason: str, message: str, warning: bool = False) -> None:
-        """An Event on the Node; the same reason+message twice in a row is sent once."""
-        if self._last_event == (reason, message):
-            return
-        self.api.create_node_event(self.namespace, node, reason, message, warning, COMPONENT)
-        self._last_event = (reason, message)
+        """An Event on the Node. A repeat of the same reason (and type) does not make a
+        new object: the first one's count goes up and its message and last time move on,
+        like client-go's EventCorrelator, so a node blocked for a day has one Event with
+        a count, not one per back-off. If the Event is gone (expired), a new one is made."""
+        key = (reason, warning)
+        sent = self._sent.get(key)
+        if sent is not None:
+            try:
+                self.api.repeat_node_event(sent.name, sent.count + 1, message)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            else:
+                self._sent[key] = _Sent(sent.name, sent.count + 1, message)
+                event(log, "event repeated", reason=reason, count=sent.count + 1, text=message)
+                return
+        name = self.api.create_node_event(node, reason, message, warning, COMPONENT)
+        self._sent[key] = _Sent(name, 1, message)
         event(log, "event", reason=reason, text=message)

@@ -52,3 +52,7 @@ class PodView:
     started: float
     controller_kind: str
     mirror: bool
+    #: status.phase: Pending, Running, Succeeded, Failed or Unknown
+    phase: str = "Running"
+    #: metadata.deletionTimestamp is set: the pod is terminating (it goes by itself)
+    deleting: bool = False
