@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from nodelocaldns_agent import policy
 from nodelocaldns_agent.engine import Facts, NodeEngine, Outcome
@@ -52,10 +52,26 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 
 
+@dataclass
+class Backoff:
+    """Jittered exponential back-off: ``MIN_BACKOFF`` doubling up to ``MAX_BACKOFF``,
+    each delay times a random factor from 0.5 to 1.5."""
+
+    rng: Callable[[], float]
+    current: float = MIN_BACKOFF
+
+    def next(self, at_least: float = 0.0) -> float:
+        delay = max(at_least, self.current) * (0.5 + self.rng())
+        self.current = min(self.current * 2, MAX_BACKOFF)
+        return delay
+
+    def reset(self) -> None:
+        self.current = MIN_BACKOFF
+
+
 class NodeApi(Protocol):
     """The API calls the daemon makes (``KubeApi`` in production); ``ApiError`` on failure."""
 
-    def get_node(self, name: str) -> tuple[NodeView, dict[str, Any]]: ...
     def list_own_node(self, name: str) -> tuple[NodeView, str]: ...
     def watch_node(self, name: str, rv: str, timeout_seconds: int) -> Iterator[WatchEvent]: ...
     def list_pods_on_node(self, node: str) -> list[PodView]: ...
@@ -93,7 +109,9 @@ class Daemon:
     _wake: threading.Event = field(default_factory=threading.Event)
     _next_full: float = 0.0
     _retry_at: float | None = None
-    _backoff: float = MIN_BACKOFF
+    _backoff: Backoff = field(init=False)
+    #: where the Node watch starts: the first list's resourceVersion
+    _watch_from: str = ""
     _since: str = ""
     stale: StalePods = field(init=False)
     _detail: Detail = field(default_factory=Detail)
@@ -105,6 +123,7 @@ class Daemon:
         self.failsafe = FailSafe(
             s.failsafe_after, s.recover_after, s.failsafe_max_flips_per_hour, enabled=s.failsafe
         )
+        self._backoff = Backoff(self.rng)
         self.stale = StalePods(
             self.api,
             s.node_name,
@@ -165,7 +184,7 @@ class Daemon:
             else:
                 self.probe_pass()
             self.status.flush()
-            self._backoff = MIN_BACKOFF
+            self._backoff.reset()
         except TransientError as exc:
             stage = Stage.API if isinstance(exc, ApiError) else Stage.REPORT
             self._retry_later(start, stage, str(exc), exc.delay)
@@ -181,8 +200,7 @@ class Daemon:
 
     def _retry_later(self, start: float, stage: Stage, error: str, delay: float) -> None:
         self.metrics.reconciled(self.clock.monotonic() - start, error_stage=stage)
-        delay = max(delay, self._backoff) * (0.5 + self.rng())
-        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        delay = self._backoff.next(at_least=delay)
         self._retry_at = self.clock.monotonic() + delay
         event(log, "pass failed; retrying", logging.WARNING, error=error, retry_in=round(delay, 1))
 
@@ -194,27 +212,26 @@ class Daemon:
         return max(min(until) - now, 0.05)
 
     def _first_node(self) -> None:
+        """Read the Node by a list, whose resourceVersion the watch starts from: the
+        object's own is usually older than the API server's watch cache window (75 s of
+        events), so a watch from it would start with a 410 and a second list."""
         while not self.stop.is_set():
             try:
-                self.node, _ = self.api.get_node(self.settings.node_name)
+                self.node, self._watch_from = self.api.list_own_node(self.settings.node_name)
                 self.status.adopt(self.node)
                 return
             except ApiError as exc:
-                delay = self._backoff * (0.5 + self.rng())
-                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-                event(
-                    log,
-                    "cannot read own Node yet",
-                    logging.WARNING,
-                    error=str(exc),
-                    retry_in=round(delay, 1),
-                )
+                self._wait_after(exc, "cannot read own Node yet", self._backoff)
                 self.health.beat()
-                self.stop.wait(delay)
+
+    def _wait_after(self, exc: ApiError, what: str, backoff: Backoff) -> None:
+        delay = backoff.next()
+        event(log, what, logging.WARNING, error=str(exc), retry_in=round(delay, 1))
+        self.stop.wait(delay)
 
     def _watch_loop(self) -> None:
-        rv = self.current.resource_version
-        backoff = MIN_BACKOFF
+        rv = self._watch_from
+        backoff = Backoff(self.rng)
         timeout = max(int(self.settings.resync_interval), 10)
         while not self.stop.is_set():
             try:
@@ -222,7 +239,7 @@ class Daemon:
                     rv = ev.node.resource_version or rv
                     if ev.type in ("ADDED", "MODIFIED"):
                         self._node_changed(ev.node)
-                backoff = MIN_BACKOFF
+                backoff.reset()
             except ApiError as exc:
                 if exc.status == 410:
                     try:
@@ -233,16 +250,7 @@ class Daemon:
                         continue
                     except ApiError as again:
                         exc = again
-                delay = backoff * (0.5 + self.rng())
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                event(
-                    log,
-                    "node watch failed; retrying",
-                    logging.WARNING,
-                    error=str(exc),
-                    retry_in=round(delay, 1),
-                )
-                self.stop.wait(delay)
+                self._wait_after(exc, "node watch failed; retrying", backoff)
 
     def _node_changed(self, node: NodeView) -> None:
         old, self.node = self.node, node

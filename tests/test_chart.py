@@ -170,8 +170,12 @@ def test_every_ci_scenario_renders_objects(scenarios: dict[str, list[Doc]]) -> N
     for name, docs in scenarios.items():
         assert agent_ds(docs), name
         for doc in docs:
-            if doc["kind"] not in {"ClusterRole", "ClusterRoleBinding", *VAP_KINDS}:
-                assert doc["metadata"]["namespace"] == NAMESPACE, (name, doc["kind"])
+            if doc["kind"] in {"ClusterRole", "ClusterRoleBinding", *VAP_KINDS}:
+                continue
+            # the Node Events' Role and binding live where the Events go
+            events = doc["metadata"]["labels"]["app.kubernetes.io/component"] == "agent-events"
+            expected_ns = "default" if events else NAMESPACE
+            assert doc["metadata"]["namespace"] == expected_ns, (name, doc["kind"])
 
 
 # ----------------------------------------------------------------------------- API schemas
@@ -871,15 +875,27 @@ def test_no_wildcards_anywhere(scenarios: dict[str, list[Doc]]) -> None:
 def test_agent_rbac_is_least_privilege(scenarios: dict[str, list[Doc]]) -> None:
     slot = ("nodelocaldns-agent-slot-0",)
     assert rules_of(scenarios["default"], "ClusterRole", "agent") == {
-        ("", "nodes", ()): {"get", "list", "watch", "patch"},
+        ("", "nodes", ()): {"list", "watch", "patch"},
     }
     assert rules_of(scenarios["default"], "Role", "agent") == {
         ("coordination.k8s.io", "leases", ()): {"create", "list", "watch"},
-        ("coordination.k8s.io", "leases", slot): {"get", "update", "delete"},
-        ("", "events", ()): {"create"},
+        ("coordination.k8s.io", "leases", slot): {"get", "update", "patch", "delete"},
     }
+    # Node Events: only in "default" (the one namespace kube-apiserver accepts for them)
+    assert rules_of(scenarios["default"], "Role", "agent-events") == {
+        ("", "events", ()): {"create", "patch"},
+    }
+    (events_role,) = component(scenarios["default"], "Role", "agent-events")
+    (events_binding,) = component(scenarios["default"], "RoleBinding", "agent-events")
+    (sa,) = component(scenarios["default"], "ServiceAccount", "agent")
+    assert events_role["metadata"]["namespace"] == events_binding["metadata"]["namespace"]
+    assert events_role["metadata"]["namespace"] == "default"
+    assert events_binding["roleRef"]["name"] == events_role["metadata"]["name"]
+    assert events_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
     assert rules_of(scenarios["stale-pods"], "ClusterRole", "agent") == {
-        ("", "nodes", ()): {"get", "list", "watch", "patch"},
+        ("", "nodes", ()): {"list", "watch", "patch"},
         ("", "pods", ()): {"list"},
         ("", "pods/eviction", ()): {"create"},
     }

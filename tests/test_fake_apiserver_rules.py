@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from testing.fake_apiserver import FakeApiServer
+from tests.tooling import ROOT, tool
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -935,19 +935,16 @@ def test_protobuf_bodies_are_415_and_protobuf_only_accept_is_406(server: FakeApi
     assert (code, json.loads(body)["reason"]) == (415, "UnsupportedMediaType")
 
 
-KUBECTL = shutil.which("kubectl") or "/work/main/.tools/bin/kubectl"
-
-
-@pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
 def test_kubectl_fails_on_protobuf_like_against_a_server_without_it(
     server: FakeApiServer, tmp_path: Path
 ) -> None:
     """kubectl 1.34's typed commands (``create namespace``) send protobuf bodies: one
     request, a 415, no JSON retry, "Error from server (UnsupportedMediaType)", exit 1 -
     what it does against any server without protobuf. Manifest commands send JSON."""
+    kubectl = tool("kubectl", ROOT / ".tools" / "bin" / "kubectl")
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     run = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "create", "namespace", "x"],
+        [kubectl, "--kubeconfig", str(kubeconfig), "create", "namespace", "x"],
         capture_output=True,
         text=True,
         timeout=20,
@@ -960,7 +957,7 @@ def test_kubectl_fails_on_protobuf_like_against_a_server_without_it(
     manifest = tmp_path / "ns.json"
     manifest.write_text('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}}')
     run = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "create", "-f", str(manifest)],
+        [kubectl, "--kubeconfig", str(kubeconfig), "create", "-f", str(manifest)],
         capture_output=True,
         text=True,
         timeout=20,

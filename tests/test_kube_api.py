@@ -66,12 +66,8 @@ def last(server: FakeApiServer, verb: str) -> tuple[str, str, dict[str, str], st
 
 
 def test_nodes_events_and_content_types(server: FakeApiServer, api: KubeApi) -> None:
-    node, obj = api.get_node("node-a")
-    assert (node.name, obj["kind"]) == ("node-a", "Node")
-    assert last(server, "get")[:2] == ("GET", "/api/v1/nodes/node-a")
-
     own, rv = api.list_own_node("node-a")
-    assert own.name == "node-a" and rv
+    assert own.name == "node-a" and own.uid and rv
     assert last(server, "list")[2] == {"fieldSelector": "metadata.name=node-a"}
     with pytest.raises(ApiError) as err:
         api.list_own_node("nobody")
@@ -108,6 +104,32 @@ def test_list_nodes_follows_continue(server: FakeApiServer, api: KubeApi) -> Non
     first, second = (parse_qs(r.query) for r in server.requests.records(verb="list"))
     assert first == {"limit": ["500"]}
     assert second["limit"] == ["500"] and second["continue"] != [""]
+
+
+def test_list_nodes_starts_over_when_its_continue_token_expired(
+    server: FakeApiServer, api: KubeApi
+) -> None:
+    """kube-apiserver answers 410 Expired to a ``continue`` token whose revision was
+    compacted (its pages are one snapshot): the list starts over instead of failing."""
+    for i in range(5):
+        server.add_node(f"n{i}")
+    pages = 0
+    real = api._call
+
+    def compact_after_first_page(*args: object, **kwargs: object) -> object:
+        nonlocal pages
+        page = real(*args, **kwargs)  # type: ignore[arg-type]
+        pages += 1
+        if pages == 1:  # the token's revision is compacted away, then a node joins
+            server.compact()
+            server.add_node("late")
+        return page
+
+    api._call = compact_after_first_page  # type: ignore[method-assign]
+    names = sorted(n["metadata"]["name"] for n in api.list_nodes(page_size=2))
+    assert names == sorted(["node-a", "late", *(f"n{i}" for i in range(5))])
+    statuses = [r.status for r in server.requests.records(verb="list")]
+    assert statuses[:2] == [200, 410] and set(statuses[2:]) == {200}
 
 
 def test_leases_create_replace_watch_delete(server: FakeApiServer, api: KubeApi) -> None:
@@ -217,27 +239,28 @@ def test_errors_carry_status_reason_and_retry_after(
     counted = KubeApi(client, on_request=statuses.append)
     server.faults.fail(429, count=1, retry_after=7)
     with pytest.raises(ApiError) as err:
-        counted.get_node("node-a")
+        counted.list_own_node("node-a")
     assert (err.value.status, err.value.reason, err.value.delay) == (429, "TooManyRequests", 7.0)
     with pytest.raises(ApiError) as err:
-        counted.get_node("missing")
+        counted.get_daemonset(NS, "missing")
     assert (err.value.status, err.value.reason) == (404, "NotFound")
-    counted.get_node("node-a")
+    counted.list_own_node("node-a")
     assert statuses == [429, 404, 200]
     server.stop()
     with pytest.raises(ApiError) as err:
-        counted.get_node("node-a")
+        counted.list_own_node("node-a")
     assert err.value.status == 0 and statuses[-1] == 0
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    """Answers every GET with a Node; keeps the request line and headers."""
+    """Answers every GET with a list of one Node; keeps the request line and headers."""
 
     seen: ClassVar[list[dict[str, str]]] = []
 
     def do_GET(self) -> None:
         self.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-        body = json.dumps({"kind": "Node", "metadata": {"name": "n"}}).encode()
+        node = {"kind": "Node", "metadata": {"name": "n"}}
+        body = json.dumps({"kind": "NodeList", "metadata": {}, "items": [node]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -277,11 +300,11 @@ def test_bearer_token_from_the_kubeconfig(tmp_path: Path) -> None:
             "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
         )
         client = load_config(str(kc))
-        node, _ = KubeApi(client).get_node("n")
+        node, _ = KubeApi(client).list_own_node("n")
         client.close()
     assert node == NodeView(name="n", resource_version="")
     (req,) = seen
-    assert req["path"] == "/api/v1/nodes/n"
+    assert req["path"] == "/api/v1/nodes?fieldSelector=metadata.name%3Dn"
     assert req["authorization"] == "Bearer s3cret"
     assert req["accept"] == "application/json"
 
@@ -314,7 +337,7 @@ def test_in_cluster_config_tls_and_service_account_token(
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(port))
         client = load_config(None)
         assert client.configuration.host == f"https://127.0.0.1:{port}"
-        KubeApi(client).get_node("n")
+        KubeApi(client).list_own_node("n")
         client.close()
     (req,) = seen
     assert req["authorization"] == "bearer sa-token"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from testing.sandbox.cluster import LEASES, SandboxCluster
 from testing.sandbox.constants import LOCAL_DNS
+from tests.tooling import ROOT, tool
 
 pytestmark = pytest.mark.netns
 
@@ -72,3 +74,46 @@ def test_restart_limit_holds_across_real_agents(cluster: SandboxCluster) -> None
     assert all(end is not None for _, end in ordered), json.dumps(spans)
     for (_, end), (start, _) in itertools.pairwise(ordered):
         assert end is not None and start >= end, json.dumps(spans)
+
+
+def test_node_events_from_real_agents_are_what_a_real_api_server_accepts(
+    cluster: SandboxCluster,
+) -> None:
+    """Agents in the chart's namespace (kube-system) record Events about their Node where
+    kube-apiserver accepts them (the fake server enforces legacyValidateEvent), and a real
+    kubectl finds them the way the docs tell operators to look."""
+    names = ["node-1", "node-2"]
+    for name in names:
+        cluster.add_node(name, layout="tke")
+        cluster.start_agent(name, "migrate")
+    cluster.wait(
+        "both nodes migrated",
+        lambda: all(cluster.states().get(n) == "migrated" for n in names),
+        90,
+    )
+    kubectl = tool("kubectl", ROOT / ".tools" / "bin" / "kubectl")
+    out = subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(cluster.workdir / "kubeconfig-host"),
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "involvedObject.kind=Node",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    events = json.loads(out.stdout)["items"]
+    migrated = {e["involvedObject"]["name"]: e for e in events if e["reason"] == "Migrated"}
+    assert sorted(migrated) == names, events
+    for event in migrated.values():
+        assert event["metadata"]["namespace"] == "default"
+        assert event["source"]["component"] == "nodelocaldns-agent"
+        assert event["count"] == 1 and event["type"] == "Normal"

@@ -46,6 +46,10 @@ Call as: include "nodelocaldns-agent.suffixed" (list . "node-cache")
 {{- include "nodelocaldns-agent.suffixed" (list . "revert") }}
 {{- end }}
 
+{{- define "nodelocaldns-agent.eventsName" -}}
+{{- include "nodelocaldns-agent.suffixed" (list . "events") }}
+{{- end }}
+
 {{- define "nodelocaldns-agent.serviceAccountName" -}}
 {{- if .Values.agent.serviceAccount.create }}
 {{- default (include "nodelocaldns-agent.agentName" .) .Values.agent.serviceAccount.name }}

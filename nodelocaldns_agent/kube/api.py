@@ -196,12 +196,8 @@ class KubeApi:
             raise ApiError(what, 0, f"{type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------ nodes
-    def get_node(self, name: str) -> tuple[NodeView, dict[str, Any]]:
-        obj = self._call(f"get node {name}", "GET", NODE, {"name": name})
-        return NodeView.from_object(obj), obj
-
     def list_own_node(self, name: str) -> tuple[NodeView, str]:
-        """The Node and the list's resourceVersion to resume a watch from after a 410."""
+        """The Node and the list's resourceVersion, to start (or resume) its watch from."""
         page = self._call(
             f"list node {name}", "GET", NODES, query=_query(fieldSelector=f"metadata.name={name}")
         )
@@ -211,12 +207,24 @@ class KubeApi:
         rv = str((page.get("metadata") or {}).get("resourceVersion", ""))
         return NodeView.from_object(items[0]), rv
 
-    def list_nodes(self) -> list[dict[str, Any]]:
+    def list_nodes(self, page_size: int = 500) -> list[dict[str, Any]]:
+        """Every Node, in pages. A ``continue`` token expires once the API server has
+        compacted past its revision (410 Expired): the list then starts over, once. The
+        pages of one list are one snapshot; mixing pages of two lists could miss nodes."""
+        try:
+            return self._all_nodes(page_size)
+        except ApiError as exc:
+            if exc.status != 410:
+                raise
+            log.info("the node list expired between two pages; listing again")
+            return self._all_nodes(page_size)
+
+    def _all_nodes(self, page_size: int) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cont: str | None = None
         while True:
             page = self._call(
-                "list nodes", "GET", NODES, query=_query(**{"continue": cont}, limit=500)
+                "list nodes", "GET", NODES, query=_query(**{"continue": cont}, limit=page_size)
             )
             items += page.get("items") or []
             cont = (page.get("metadata") or {}).get("continue")

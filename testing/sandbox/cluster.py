@@ -26,7 +26,8 @@ from testing.sandbox.node import REPO_ROOT, NodeProcess, SandboxNode
 API_PORT_IN_NODE = 6443
 #: the agents' /metrics port inside their nodes
 METRICS_PORT_IN_NODE = 9779
-NAMESPACE = "nodelocaldns"
+#: the chart installs into kube-system, as the README says
+NAMESPACE = "kube-system"
 #: the agents' restart-slot Leases
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 
