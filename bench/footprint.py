@@ -198,12 +198,10 @@ def started_at(pid: int) -> float:
 
 
 def start_server(node: SandboxNode, workdir: Path) -> ServerProcess:
-    """The fake API server inside the node's network namespace (a real kube-apiserver sends
-    watch bookmarks about once a minute: so does this one)."""
+    """The fake API server inside the node's network namespace, with its realistic watch
+    cache (bookmarks about once a minute, 75 s of history, as kube-apiserver)."""
     into = ["nsenter", f"--target={node.init_pid}", "--net", "--"]
-    server = ServerProcess(
-        workdir / "kubeconfig", bookmark_interval=60.0, prefix=into, control_prefix=into
-    )
+    server = ServerProcess(workdir / "kubeconfig", prefix=into, control_prefix=into)
     add_node(server, node.name)
     return server
 
