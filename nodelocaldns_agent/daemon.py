@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,10 @@ from nodelocaldns_agent.state import (
 )
 
 log = logging.getLogger(__name__)
+#: the ``since`` of the detail annotation, as :meth:`Daemon._report` writes it
+SINCE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+#: a stale-pod count taken over from the Node is believed up to this (a node's pods)
+MAX_STALE_PODS = 10_000
 #: seconds before a pass retries after an API error (doubles up to MAX_BACKOFF, jittered)
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 
@@ -218,11 +223,22 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 self.node, self._watch_from = self.api.list_own_node(self.settings.node_name)
-                self.status.adopt(self.node)
+                shown = self.status.adopt(self.node)
+                if shown is not None:
+                    self._resume(shown)
                 return
             except ApiError as exc:
                 self._wait_after(exc, "cannot read own Node yet", self._backoff)
                 self.health.beat()
+
+    def _resume(self, shown: Detail) -> None:
+        """Carry on from what the Node shows after an agent restart: since when its state
+        holds and the last stale-pod count (so the first report changes nothing). Values
+        that are not what this agent writes are dropped (they are then written afresh)."""
+        if SINCE.fullmatch(shown.since):
+            self._since = shown.since
+        if isinstance(shown.stale_pods, int) and 0 <= shown.stale_pods <= MAX_STALE_PODS:
+            self.stale.count = shown.stale_pods
 
     def _wait_after(self, exc: ApiError, what: str, backoff: Backoff) -> None:
         delay = backoff.next()

@@ -315,3 +315,49 @@ def test_unknown_state_in_the_journal_is_reported_not_guessed(harness: Harness) 
     assert "/var/lib/nodelocaldns-agent/state.json" in error
     assert "unknown state 'half-migrated'" in error
     assert harness.fake.runner.calls == [("restart-kubelet",)]  # nothing changed since
+
+
+def test_an_agent_restart_on_a_settled_node_writes_nothing(harness: Harness) -> None:
+    """A DaemonSet rollout restarts the agent on every node: on a node that is already
+    migrated, the new agent must not patch the Node again (the state, its ``since`` and
+    the stale-pod count are what the Node already shows)."""
+    harness.tick()
+    harness.tick()  # the stale-pod count settles (the pod list is forbidden or empty)
+    assert harness.state() == "migrated"
+    before = harness.detail()
+    harness.server.requests.clear()
+    again = Harness(harness.server, harness.fake)  # the same node, a new agent process
+    again.tick()
+    again.tick()
+    patches = harness.server.requests.records(verb="patch", path="/api/v1/nodes/")
+    assert patches == [], [r.path for r in patches]
+    assert again.detail() == before
+    again.close()
+
+
+def test_an_agent_restart_does_not_take_over_what_it_would_not_write(harness: Harness) -> None:
+    """The annotations are writable by anyone with node patch rights: a ``since`` or a
+    stale-pod count the agent would not write is replaced, not carried on."""
+    harness.tick()
+    harness.tick()
+    detail = harness.detail()
+    forged = {**detail, "since": "x" * 5000, "stale_pods": 10**9}
+    harness.server.put_object(
+        {
+            **harness.node(),
+            "metadata": {
+                **harness.node()["metadata"],
+                "annotations": {
+                    **harness.node()["metadata"]["annotations"],
+                    DETAIL_ANNOTATION: json.dumps(forged, sort_keys=True, separators=(",", ":")),
+                },
+            },
+        }
+    )
+    again = Harness(harness.server, harness.fake)
+    again.tick()
+    again.tick()
+    rewritten = again.detail()
+    assert rewritten["since"] != forged["since"] and len(rewritten["since"]) == 20
+    assert rewritten.get("stale_pods") != 10**9
+    again.close()

@@ -59,13 +59,22 @@ class NodeStatus:
         self.wanted = (state.value, detail.to_json())
         self.flush()
 
-    def adopt(self, node: NodeView) -> None:
-        """Take what the Node already shows as written (no patch after an agent restart
-        when nothing changed)."""
+    def adopt(self, node: NodeView) -> Detail | None:
+        """Take what the Node already shows as written and as the current state, so an
+        agent restart on a node where nothing changed patches nothing. Returns the detail
+        it adopted (None: the Node shows no consistent state of ours). The annotations are
+        anyone's with node patch rights: they are only compared and echoed, never acted on
+        (:meth:`Detail.from_json` keeps known fields; the caller checks what it reuses)."""
         state = node.annotations.get(STATE_ANNOTATION)
         detail = node.annotations.get(DETAIL_ANNOTATION)
-        if state is not None and detail is not None and node.labels.get(STATE_LABEL) == state:
-            self.written = (state, detail)
+        if state is None or detail is None or node.labels.get(STATE_LABEL) != state:
+            return None
+        try:
+            self.state = NodeState(state)
+        except ValueError:
+            return None
+        self.written = (state, detail)
+        return Detail.from_json(detail)
 
     def flush(self) -> None:
         """Write what is wanted if it differs from what was written; ApiError propagates."""
