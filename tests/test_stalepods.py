@@ -24,6 +24,8 @@ def pod(name: str, started: float = 100.0, kind: str = "ReplicaSet", **kw: objec
         "started": started,
         "controller_kind": kind,
         "mirror": False,
+        "phase": "Running",
+        "deleting": False,
     }
     fields.update(kw)
     return PodView(**fields)  # type: ignore[arg-type]

@@ -407,9 +407,11 @@ class KubeApi:
     ) -> LeaseView:
         """Renew a Lease we hold: a merge patch whose resourceVersion is a precondition
         (409 when it changed). Not a PUT: kube-apiserver creates a missing Lease on PUT
-        (the Lease strategy allows create-on-update), so a renewal that arrives after the
-        Lease was deleted would bring it back as an orphan slot; a patch of a missing
-        object is a 404 (a non-apply patch never creates)."""
+        (``AllowCreateOnUpdate`` is true in pkg/registry/coordination/lease/strategy.go),
+        so a renewal that arrives after the Lease was deleted would bring it back as an
+        orphan slot; a patch of a missing object is a 404 (a merge patch never creates:
+        ``createNewObject`` of the patch handler, k8s.io/apiserver endpoints/handlers/
+        patch.go, answers NotFound). The fake API server enforces both."""
         body = {
             "metadata": {"resourceVersion": resource_version},
             "spec": {

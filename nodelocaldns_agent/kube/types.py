@@ -53,6 +53,6 @@ class PodView:
     controller_kind: str
     mirror: bool
     #: status.phase: Pending, Running, Succeeded, Failed or Unknown
-    phase: str = "Running"
+    phase: str
     #: metadata.deletionTimestamp is set: the pod is terminating (it goes by itself)
-    deleting: bool = False
+    deleting: bool

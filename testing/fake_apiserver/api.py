@@ -266,6 +266,10 @@ def perform(backend: Backend, req: Request, rt_route: Route) -> tuple[int, Any]:
                 raise conflict(rt, name)
             return apply_patch(req.content_type, current, body)
 
+        # store.update never creates: a json/merge/strategic patch of a missing object is a
+        # 404 whatever the type's AllowCreateOnUpdate (createNewObject of the patch mechanisms
+        # answers NotFound, staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go);
+        # only server-side apply may create, and the fake does not support apply (README).
         return 200, store.update(rt, ns, name, mutate, subresource=rt_route.subresource or None)
     if verb == "delete":
         options = _delete_options(req)
