@@ -65,6 +65,8 @@ from testing.fakes import FakeHttp, FakeInterfaces, FakeProber, FakeProcesses, F
 NAMESPACE = "nodelocaldns"
 LOCAL = "169.254.20.10"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
+#: longest wait for every restarted daemon's first pass before the steady window
+STEADY_START_TIMEOUT = 600.0
 PROXY = "http://127.0.0.1:10249/proxyMode"
 #: the product's default resync (and node-watch timeout), seconds
 DEFAULT_RESYNC = 600.0
@@ -343,6 +345,7 @@ def worker_main(conn: Connection, names: list[str], cfg: JSON, shared: Shared) -
                     "restarts_per_node": [n.restarts for n in nodes],
                     "warnings": dict(handler.counts),
                     "samples": handler.samples,
+                    "ready": sum(agent.daemon.health.ready()[0] for agent in agents),
                 }
             )
         elif cmd == "halt":
@@ -717,12 +720,21 @@ def measure_steady(
     server.control("POST", "/_fake/watches/drop", {"graceful": True})  # phase 1's watches
     restarts_before = sum(len(r["restarts"]) for r in workers.ask("report"))
     workers.ask("start", resync)
-    warmup = max(resync / 2, 2.0) + n * 0.01
+    # The window opens only once every restarted daemon has finished its first pass (its
+    # start-up requests are a restart's cost, not the steady rate), plus half a resync.
+    started = time.monotonic()
+    while sum(r["ready"] for r in workers.ask("report")) < n:
+        if time.monotonic() - started > STEADY_START_TIMEOUT:
+            raise RuntimeError(f"not every daemon was ready {STEADY_START_TIMEOUT:g}s after start")
+        time.sleep(0.5)
+    ready_after = time.monotonic() - started
+    settle = max(resync / 2, 2.0)
     progress(
-        f"steady: restarted every daemon with resync {resync:g}s; warm-up {warmup:.0f}s, "
-        f"window {args.steady_window:g}s"
+        f"steady: restarted every daemon with resync {resync:g}s; all ready after "
+        f"{ready_after:.1f}s, then {settle:g}s settle, window {args.steady_window:g}s"
     )
-    time.sleep(warmup)
+    time.sleep(settle)
+    warmup = time.monotonic() - started
     t_a = time.monotonic()
     time.sleep(args.steady_window)
     t_b = time.monotonic()
@@ -736,6 +748,7 @@ def measure_steady(
         "resync_seconds": resync,
         "window_seconds": round(w, 1),
         "warmup_seconds": round(warmup, 1),
+        "all_ready_after_seconds": round(ready_after, 1),
         "requests": breakdown(records),
         "request_log_incomplete": lost,
         "measured_per_node_hour": round(len(records) / n / w * 3600, 2),
