@@ -23,9 +23,9 @@ from nodelocaldns_agent.detect.network import classify_network, cni_plugin_types
 from nodelocaldns_agent.detect.proxymode import ProxyMode, detect_proxy_mode
 from nodelocaldns_agent.errors import AgentError, ConfigError, HostError, VerifyError
 from nodelocaldns_agent.host.commands import CommandRunner
-from nodelocaldns_agent.host.files import FileJournal, Record, atomic_write, remove_file, sha256
+from nodelocaldns_agent.host.files import FileJournal, Record
 from nodelocaldns_agent.host.probes import Clock, DnsProber, HttpGetter, Interfaces, ProcessTable
-from nodelocaldns_agent.hostpaths import HostRoot
+from nodelocaldns_agent.hostpaths import Expected, FileId, HostRoot, sha256
 from nodelocaldns_agent.kubeletconfig import dropin
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
 from nodelocaldns_agent.logs import event
@@ -198,13 +198,17 @@ class NodeEngine:
             pending=goal.value,
             backup=record.backup or "(no file before)",
         )
+        # what the file is now: a write replaces it, a rollback puts the pre-image back,
+        # only if it is still that (the bytes read at detect, or the very file written)
+        current = Expected.of(kc.data)
         if plan.write:
             try:
-                self._write(kc.source, new)
+                written = self._write(kc.source, new, current)
             except HostError as exc:
                 # Nothing changed on disk (atomic write): record and report, no restart.
                 self._fail(record, f"writing {kc.source}: {exc}")
                 return Outcome(Result.FAILED, plan, facts, error=str(exc), stage=Stage.WRITE)
+            current = Expected.of(new, written)
             event(
                 log,
                 "kubelet configuration written",
@@ -223,7 +227,7 @@ class NodeEngine:
                 step="rollback",
                 error=str(exc),
             )
-            rolled, error = self._roll_back(kc, plan, record, goal, str(exc))
+            rolled, error = self._roll_back(kc, plan, record, goal, str(exc), current)
             return Outcome(
                 Result.FAILED,
                 plan,
@@ -301,12 +305,13 @@ class NodeEngine:
             raise ConfigError(f"{kc.source}: the edit did not produce {','.join(target)}")
         return new
 
-    def _write(self, host_path: str, data: bytes | None) -> None:
-        real = self.host.resolve(host_path)
+    def _write(self, host_path: str, data: bytes | None, expect: Expected) -> FileId | None:
+        """Replace ``host_path`` with ``data`` (remove it when None) if it is still what
+        ``expect`` says; the new file's id. Refused (UnsafeWriteError) or failed: unchanged."""
         if data is None:
-            remove_file(real)
-        else:
-            atomic_write(real, data)
+            self.host.remove_file(host_path, expect=expect)
+            return None
+        return self.host.write_file(host_path, data, expect=expect)
 
     def _restart_and_verify(self, kc: KubeletConfig, target: tuple[str, ...]) -> None:
         event(log, "restarting kubelet", step="restart", argv=list(self.settings.restart_command))
@@ -371,15 +376,23 @@ class NodeEngine:
         return False, kc.data, kc.cluster_dns
 
     def _roll_back(
-        self, kc: KubeletConfig, plan: Plan, record: Record, goal: Goal, error: str
+        self,
+        kc: KubeletConfig,
+        plan: Plan,
+        record: Record,
+        goal: Goal,
+        error: str,
+        current: Expected,
     ) -> tuple[bool, str]:
-        """Put the pre-image back, restart, and record the failure. Returns whether kubelet
-        is healthy again on the old configuration, and the full error."""
+        """Put the pre-image back over ``current`` (what this run wrote, else what it read),
+        restart, and record the failure. Returns whether kubelet is healthy again on the old
+        configuration, and the full error. A file that is no longer ``current`` (a path
+        component swapped for a symlink since) is left alone: the rollback fails."""
         healthy = False
         try:
             restore, data, values = self._pre_image(kc, plan, record, goal)
             if restore:
-                self._write(kc.source, data)
+                self._write(kc.source, data, current)
                 event(log, "pre-image restored", step="restored", source=kc.source)
             self._restart_and_verify(kc, values)
             healthy = True

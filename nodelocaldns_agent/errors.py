@@ -23,6 +23,12 @@ class HostError(AgentError):
     """A host side effect failed: a write, a command, a restart. Exit code 1."""
 
 
+class UnsafeWriteError(HostError):
+    """A write or removal of a host file was refused before anything changed: the path
+    leaves the writable directories, a directory on it is not root's alone, or the file is
+    not the one the agent read or wrote."""
+
+
 class CommandError(HostError):
     """A command exited non-zero, timed out or could not be started."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS, plain_path_problem
 from nodelocaldns_agent.logs import LogFormat, LogLevel
 from nodelocaldns_agent.plan import Goal
 from nodelocaldns_agent.state import DEFAULT_OPT_OUT_LABEL, Mode
@@ -108,6 +109,11 @@ def _command(text: str) -> tuple[str, ...]:
     return argv
 
 
+def _list(text: str) -> tuple[str, ...]:
+    """Comma-separated, blanks around the items ignored."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
 _PARSERS: dict[Any, Callable[[str], Any]] = {
     str: str,
     int: _integer,
@@ -150,6 +156,13 @@ def _dns_name(value: str) -> None:
 def _nonempty_command(value: tuple[str, ...]) -> None:
     if not value:
         raise ValueError("expected a command, got an empty string")
+
+
+def _host_dirs(value: tuple[str, ...]) -> None:
+    for path in value:
+        problem = plain_path_problem(path)
+        if problem:
+            raise ValueError(f"{path!r}: {problem}")
 
 
 # ----------------------------------------------------------------------------- specs
@@ -282,6 +295,18 @@ class NodeSettings(Settings):
     state_dir: str = field(
         default="/var/lib/nodelocaldns-agent",
         metadata=option("host directory for the journal and the copies of original files"),
+    )
+    #: compared after symlinks; the state dir is writable for the journal regardless
+    writable_dirs: tuple[str, ...] = field(
+        default=DEFAULT_WRITABLE_DIRS,
+        metadata=option(
+            "host directories the agent may write kubelet files into, comma-separated "
+            "(kubelet's pod, plugin and certificate directories and /etc/kubernetes/manifests "
+            "never are)",
+            unit="DIR,...",
+            parse=_list,
+            check=_host_dirs,
+        ),
     )
     force: bool = field(
         default=False,

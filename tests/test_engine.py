@@ -182,16 +182,16 @@ def test_failed_owed_restart_puts_the_journal_original_back(tke: FakeNode) -> No
 def test_write_failure_changes_nothing_and_restarts_nothing(
     tke: FakeNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodelocaldns_agent.host import files
+    from nodelocaldns_agent import hostpaths
 
-    real_replace = files.os.replace
+    real_rename = hostpaths.os.rename
 
-    def replace(src: str, dst: str) -> None:
-        if str(dst).endswith("/etc/kubernetes/kubelet"):
+    def rename(src: str, dst: str, **dir_fds: int) -> None:
+        if dst == "kubelet":
             raise OSError(28, "No space left on device")
-        real_replace(src, dst)
+        real_rename(src, dst, **dir_fds)
 
-    monkeypatch.setattr(files.os, "replace", replace)
+    monkeypatch.setattr(hostpaths.os, "rename", rename)
     out = tke.engine().reconcile(Goal.MIGRATE)
     assert out.state is Result.FAILED and out.stage is Stage.WRITE and not out.restarted
     assert "No space left" in out.error

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodelocaldns_agent.errors import ConfigError, HostError
-from nodelocaldns_agent.host import files
-from nodelocaldns_agent.host.files import FileJournal, Record, atomic_write
-from nodelocaldns_agent.hostpaths import MAX_FILE_BYTES, HostRoot
+from nodelocaldns_agent import hostpaths
+from nodelocaldns_agent.errors import ConfigError, HostError, UnsafeWriteError
+from nodelocaldns_agent.host.files import FileJournal, Record
+from nodelocaldns_agent.hostpaths import MAX_FILE_BYTES, Expected, HostRoot
 
 
 @pytest.fixture
@@ -64,39 +64,39 @@ def test_directory_fifo_and_huge_file_are_refused(host: HostRoot) -> None:
         host.resolve("etc/relative")
 
 
-def test_atomic_write_keeps_mode_and_owner(tmp_path: Path) -> None:
-    target = tmp_path / "kubelet"
+def test_write_keeps_mode_and_owner(host: HostRoot) -> None:
+    target = host.root / "etc/kubernetes/kubelet"
     target.write_bytes(b"old")
     os.chmod(target, 0o444)
     os.chown(target, 65534, 65534)
-    atomic_write(target, b"new")
+    host.write_file("/etc/kubernetes/kubelet", b"new", expect=Expected.of(b"old"))
     st_ = target.stat()
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(st_.st_mode) == 0o444
     assert (st_.st_uid, st_.st_gid) == (65534, 65534)
-    assert [p.name for p in tmp_path.iterdir()] == ["kubelet"]
+    assert [p.name for p in target.parent.iterdir()] == ["kubelet"]
 
 
 def test_failed_rename_leaves_the_original_and_no_temp_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    host: HostRoot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = tmp_path / "kubelet"
+    target = host.root / "etc/kubernetes/kubelet"
     target.write_bytes(b"original")
 
-    def boom(src: str, dst: str) -> None:
+    def boom(src: str, dst: str, **dir_fds: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(files.os, "replace", boom)
+    monkeypatch.setattr(hostpaths.os, "rename", boom)
     with pytest.raises(HostError, match="No space left"):
-        atomic_write(target, b"new")
+        host.write_file("/etc/kubernetes/kubelet", b"new", expect=Expected.of(b"original"))
     assert target.read_bytes() == b"original"
-    assert [p.name for p in tmp_path.iterdir()] == ["kubelet"]
+    assert [p.name for p in target.parent.iterdir()] == ["kubelet"]
 
 
-def test_atomic_write_refuses_a_directory(tmp_path: Path) -> None:
-    (tmp_path / "d").mkdir()
-    with pytest.raises(ConfigError, match="regular file"):
-        atomic_write(tmp_path / "d", b"x")
+def test_write_refuses_a_directory(host: HostRoot) -> None:
+    (host.root / "etc/kubernetes/d").mkdir()
+    with pytest.raises(UnsafeWriteError, match="regular file"):
+        host.write_file("/etc/kubernetes/d", b"x", expect=Expected.of(None))
 
 
 @settings(max_examples=50, deadline=None)
@@ -132,10 +132,10 @@ def test_journal_round_trip_and_original_copies(host: HostRoot) -> None:
     assert mode == 0o600
 
 
-def test_a_temp_file_left_by_a_killed_write_is_removed_by_the_next(tmp_path: Path) -> None:
-    target = tmp_path / "kubelet"
-    target.write_bytes(b"old")
-    (tmp_path / ".kubelet.abc123.tmp").write_bytes(b"half")
-    (tmp_path / ".other.abc123.tmp").write_bytes(b"not ours")
-    atomic_write(target, b"new")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.abc123.tmp", "kubelet"]
+def test_a_temp_file_left_by_a_killed_write_is_removed_by_the_next(host: HostRoot) -> None:
+    directory = host.root / "etc/kubernetes"
+    (directory / "kubelet").write_bytes(b"old")
+    (directory / ".kubelet.abc123.tmp").write_bytes(b"half")
+    (directory / ".other.abc123.tmp").write_bytes(b"not ours")
+    host.write_file("/etc/kubernetes/kubelet", b"new", expect=Expected.of(b"old"))
+    assert sorted(p.name for p in directory.iterdir()) == [".other.abc123.tmp", "kubelet"]

@@ -49,7 +49,7 @@ def build_engine(settings: NodeSettings) -> NodeEngine:
 
     if not settings.host_root.is_dir():
         raise ConfigError(f"--host-root {settings.host_root}: expected a directory")
-    host = HostRoot(settings.host_root.resolve())
+    host = HostRoot(settings.host_root.resolve(), settings.writable_dirs)
     return NodeEngine(
         settings=settings,
         host=host,

@@ -1,90 +1,22 @@
-"""Atomic, owner- and mode-preserving writes of host files, and the agent's journal.
+"""The agent's journal and the byte copies of originals, under ``<host root><state dir>``.
 
-A write goes to a temporary file in the target's own directory, is fsynced, renamed over
-the target and the directory is fsynced, so that a crash at any instant leaves either the
-old or the new bytes, never a mix. Symlinks are resolved by :class:`HostRoot` first, so the
-link's target is written and the link itself is kept.
+Written through :class:`HostRoot` confined to the state directory: atomic, through held
+directory descriptors, never outside that directory. The directory and every directory
+below it are the agent's alone: mode 0700 (a 0755 one left by an older version is
+tightened), files 0600.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import stat
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from nodelocaldns_agent.errors import ConfigError, HostError
-from nodelocaldns_agent.hostpaths import HostRoot
+from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.hostpaths import HostRoot, plain_path_problem, sha256
 
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(real: Path, data: bytes, *, default_mode: int = 0o644) -> None:
-    """Replace ``real`` (an already-resolved path) with ``data`` atomically.
-
-    Mode and owner of an existing file are kept; a new file gets ``default_mode``.
-    """
-    directory = real.parent
-    try:
-        st: os.stat_result | None = os.stat(real)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise HostError(f"{real}: cannot stat: {exc.strerror}") from exc
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{real}: expected a regular file")
-    # A run killed between mkstemp and the rename leaves its temporary file behind: ours
-    # only (same prefix and suffix), removed before the next write.
-    for stale in directory.glob(f".{real.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise HostError(f"{directory}: cannot create a temporary file: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if st is not None:
-                os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
-                with contextlib.suppress(PermissionError):
-                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
-            else:
-                os.fchmod(fh.fileno(), default_mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, real)
-        _fsync_dir(directory)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise HostError(f"{real}: atomic write failed: {exc.strerror or exc}") from exc
-
-
-def remove_file(real: Path) -> None:
-    """Remove ``real`` durably; a missing file is fine."""
-    try:
-        os.unlink(real)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise HostError(f"{real}: cannot remove: {exc.strerror}") from exc
-    _fsync_dir(real.parent)
+#: mode of the journal and of the byte copies
+PRIVATE_FILE_MODE = 0o600
 
 
 @dataclass
@@ -116,24 +48,16 @@ class FileJournal:
     """The journal and the byte copies of originals, under ``<host root><state dir>``."""
 
     def __init__(self, host: HostRoot, state_dir: str) -> None:
-        self._host = host
         self._state_dir = state_dir.rstrip("/")
+        #: the journal writes into its own directory and nowhere else
+        self._host = host.confined_to(self._state_dir)
 
     @property
     def path(self) -> str:
         return f"{self._state_dir}/state.json"
 
-    def _ensure_dir(self, host_dir: str) -> Path:
-        real = self._host.resolve(host_dir)
-        try:
-            real.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HostError(f"{host_dir}: cannot create state directory: {exc.strerror}") from exc
-        return real
-
     def load(self) -> Record | None:
-        real = self._host.resolve(self.path)
-        if not real.exists():
+        if not self._host.exists(self.path):
             return None
         data = self._host.read_bytes(self.path)
         try:
@@ -149,24 +73,32 @@ class FileJournal:
             ) from exc
 
     def save(self, record: Record) -> None:
-        self._ensure_dir(self._state_dir)
+        self._host.make_private_dir(self._state_dir)
         body = {"version": Record.VERSION, **asdict(record)}
         body["history"] = body["history"][-20:]
         data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
-        atomic_write(self._host.resolve(self.path), data, default_mode=0o600)
+        self._host.write_file(self.path, data, expect=None, mode=PRIVATE_FILE_MODE)
 
     def keep_original(self, source: str, data: bytes | None) -> str:
         """Keep a byte copy of ``source``'s pre-image; return its host path.
 
         Copies are named by content hash, so every distinct original is kept once and
         never overwritten (``""`` when there was no file, e.g. a drop-in the agent adds).
+        The copy's path embeds ``source``: a source that is not a plain absolute path
+        (``..``, control characters) is refused, so no copy lands outside the state
+        directory.
         """
         if data is None:
             return ""
+        problem = plain_path_problem(source)
+        if problem:
+            raise ConfigError(
+                f"kubelet configuration path {source!r}: {problem}; refusing to name the "
+                f"copy of its original under {self._state_dir}/original after it"
+            )
         host_copy = f"{self._state_dir}/original{source}.{sha256(data)[:16]}"
-        real = self._host.resolve(host_copy)
-        if real.exists():
+        if self._host.is_file(host_copy) and self._host.read_bytes(host_copy) == data:
             return host_copy
-        self._ensure_dir(host_copy.rsplit("/", 1)[0])
-        atomic_write(real, data, default_mode=0o600)
+        self._host.make_private_dir(host_copy.rsplit("/", 1)[0])
+        self._host.write_file(host_copy, data, expect=None, mode=PRIVATE_FILE_MODE)
         return host_copy
