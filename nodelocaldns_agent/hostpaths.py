@@ -95,6 +95,10 @@ def _host_path(names: tuple[str, ...]) -> str:
     return "/" + "/".join(names)
 
 
+def _names(host_path: str) -> tuple[str, ...]:
+    return PurePosixPath(host_path).parts[1:]
+
+
 def _within(names: tuple[str, ...], directory: tuple[str, ...]) -> bool:
     """``names`` is ``directory`` or inside it."""
     return names[: len(directory)] == directory
@@ -282,7 +286,7 @@ class HostRoot:
         try:
             return self.resolve(host_path).relative_to(self.root).parts
         except AgentError:
-            return PurePosixPath(host_path).parts[1:]
+            return _names(host_path)
 
     # ------------------------------------------------------------------ reading
     def read_bytes(self, host_path: str, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -402,7 +406,7 @@ class HostRoot:
         created inside the one before it), and bring every directory at or below a writable
         directory on the way to mode 0700 (the agent's own state, e.g. one made 0755 by an
         older version). Refusals as for :meth:`write_file`."""
-        writable = [self._resolved_names(d) for d in self.writable_dirs]
+        writable = [_names(d) for d in self.writable_dirs]
 
         def may_create(names: tuple[str, ...]) -> bool:
             on_the_way = any(_within(w, names) or _within(names, w) for w in writable)
@@ -436,10 +440,13 @@ class HostRoot:
             raise UnsafeWriteError(f"host path {host_path!r}: refusing to {verb}: {problem}")
         walk = self._walk(host_path, UnsafeWriteError, self._require_root_only)
         try:
-            if walk.leaf is None or walk.dangling:
-                what = "a directory" if walk.leaf is None else "no such directory"
+            if walk.dangling:
                 raise UnsafeWriteError(
-                    f"{host_path}: expected a regular file, found {what} at {walk.where()}"
+                    f"{host_path}: no such directory {walk.where(walk.dangling[0])}"
+                )
+            if walk.leaf is None:
+                raise UnsafeWriteError(
+                    f"{host_path}: expected a regular file, found a directory at {walk.where()}"
                 )
             self._require_writable(host_path, (*walk.names, walk.leaf), verb)
             yield walk, walk.leaf
@@ -483,9 +490,10 @@ class HostRoot:
         )
 
     def _never_writable(self, names: tuple[str, ...]) -> str:
-        """The never-writable directory ``names`` is in, "" when none."""
+        """The never-writable directory ``names`` is in, "" when none: by its path, or by
+        where it leads (``/var/lib/kubelet`` a symlink to ``/data/kubelet``)."""
         for directory in NEVER_WRITABLE_DIRS:
-            if _within(names, self._resolved_names(directory)):
+            if _within(names, _names(directory)) or _within(names, self._resolved_names(directory)):
                 return directory
         return ""
 
@@ -493,7 +501,8 @@ class HostRoot:
         self, host_path: str, names: tuple[str, ...], verb: str, *, inclusive: bool = False
     ) -> None:
         """``names`` (a resolved location) is inside a writable directory (or is one, when
-        ``inclusive``) and in no never-writable one."""
+        ``inclusive``) and in no never-writable one. Writable directories are taken as
+        written, not resolved: swapping one for a symlink must not move the allowance."""
         where = _host_path(names)
         never = self._never_writable(names)
         if never:
@@ -502,7 +511,7 @@ class HostRoot:
                 f"({NEVER_WRITABLE_DIRS[never]}), which the agent never writes"
             )
         for directory in self.writable_dirs:
-            allowed = self._resolved_names(directory)
+            allowed = _names(directory)
             if _within(names, allowed) and (inclusive or len(names) > len(allowed)):
                 return
         raise UnsafeWriteError(

@@ -63,6 +63,20 @@ def value(argv: list[str], env: dict[str, str], name: str) -> Any:
         # a flag whose name is not the field's; a parser of its own
         (["check", "--kube-proxy-url", "http://x/"], {}, "kube_proxy_mode_url", "http://x/"),
         (["check", "--restart-command", "a 'b c'"], {}, "restart_command", ("a", "b c")),
+        # a comma-separated list
+        (
+            ["check"],
+            {},
+            "writable_dirs",
+            ("/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig"),
+        ),
+        (["check", "--writable-dirs", "/a, /b,"], {}, "writable_dirs", ("/a", "/b")),
+        (
+            ["check"],
+            {P + "WRITABLE_DIRS": "/etc/kubernetes"},
+            "writable_dirs",
+            ("/etc/kubernetes",),
+        ),
         # a switch turns its setting away from the default; its variable says if it is on
         (["run"], RUN_ENV, "failsafe", True),
         (["run", "--no-failsafe"], RUN_ENV, "failsafe", False),
@@ -205,6 +219,14 @@ def test_variable_names(flag: str, variable: str) -> None:
             "--verify-timeout: expected seconds > 0",
         ),
         (lambda: NodeSettings(restart_command=()), "--restart-command: expected a command"),
+        (
+            lambda: NodeSettings(writable_dirs=("/etc/kubernetes", "etc")),
+            "--writable-dirs: 'etc': expected an absolute path",
+        ),
+        (
+            lambda: NodeSettings(writable_dirs=("/etc/kubernetes/../..",)),
+            "--writable-dirs: '/etc/kubernetes/../..': expected a normalized path",
+        ),
         (lambda: NodeSettings(probe_name="x" * 254), "--probe-name: "),
         (lambda: RunSettings(namespace="ns"), "--node-name: required"),
         (
