@@ -28,6 +28,7 @@ from testing.fakenode import TKE_ENV, tke_node
 from testing.sandbox.constants import DEFAULT_RESTART, STATE_DIR
 from testing.sandbox.node import SandboxNode
 from tests.conftest import NodeFactory
+from tests.test_engine import killed_after_the_write
 
 KUBELET = "/etc/kubernetes/kubelet"
 
@@ -85,6 +86,28 @@ def test_component_swapped_between_read_and_write_is_refused(
     assert tke.read(f"{decoy_dir}/kubelet") == decoy
     assert tke.read("/etc/kubernetes.moved/kubelet") == TKE_ENV
     assert tke.runner.calls == []
+
+
+def test_resumed_rollback_expects_what_this_run_read(tmp_path: Path) -> None:
+    """A run killed after its write leaves a restart owed; the next run's rollback restores
+    the journal's copy of the original only over the bytes this run read at detect."""
+    tke = tke_node(tmp_path)
+    killed_after_the_write(tke)
+    tke.kubelet_comes_back = False
+    changed = b"# changed by someone else meanwhile\n"
+    restart = tke.runner.on_run
+    assert restart is not None
+
+    def change_then_restart(argv: tuple[str, ...]) -> None:
+        tke.write(KUBELET, changed)
+        restart(argv)
+
+    tke.runner.on_run = change_then_restart
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state is Result.FAILED and not out.rolled_back, out
+    assert "rollback:" in out.error and "content is not what the agent read" in out.error
+    assert tke.read(KUBELET) == changed
+    assert len(tke.runner.calls) == 1  # no restart on a file the agent did not restore
 
 
 def test_a_file_replaced_during_the_write_is_refused(
