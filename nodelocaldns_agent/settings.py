@@ -296,7 +296,8 @@ class NodeSettings(Settings):
         default="/var/lib/nodelocaldns-agent",
         metadata=option("host directory for the journal and the copies of original files"),
     )
-    #: compared after symlinks; the state dir is writable for the journal regardless
+    #: where a write lands (symlinks followed) must be inside one of these, taken as written
+    #: (not resolved); the journal writes only into the state dir, listed here or not
     writable_dirs: tuple[str, ...] = field(
         default=DEFAULT_WRITABLE_DIRS,
         metadata=option(
