@@ -253,7 +253,7 @@ def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
 
 def test_unreadable_kubelet_config_is_reported_not_fatal(harness: Harness) -> None:
     (harness.fake.root / "etc/kubernetes/kubelet").write_bytes(b"CLUSTER_DNS='--cluster-dns=x")
-    harness.fake.processes.running = []
+    harness.fake.stop_kubelet()
     harness.tick()
     assert harness.state() == "failed"
     assert "/etc/kubernetes/kubelet" in harness.detail()["error"]
