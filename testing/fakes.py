@@ -108,6 +108,8 @@ class FakeRunner:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     on_run: Callable[[tuple[str, ...]], None] | None = None
     fail_with: str = ""
+    #: what every successful command prints
+    output: str = ""
 
     def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         args = tuple(argv)
@@ -116,7 +118,7 @@ class FakeRunner:
             raise CommandError(list(args), "exited with status 1", self.fail_with)
         if self.on_run:
             self.on_run(args)
-        return CommandResult(args, 0, "")
+        return CommandResult(args, 0, self.output)
 
 
 @dataclass
