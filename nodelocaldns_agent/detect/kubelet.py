@@ -166,9 +166,7 @@ def host_kubelet(systemd: HostSystemd, processes: ProcessTable) -> HostKubelet:
     return HostKubelet(service, proc)
 
 
-def locate_kubelet(
-    host: HostRoot, processes: ProcessTable, systemd: HostSystemd
-) -> KubeletConfig:
+def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd) -> KubeletConfig:
     """Find the file that decides the cluster DNS. Raises ConfigError naming what failed."""
     running = host_kubelet(systemd, processes)
     unit = load_kubelet_unit(host)
@@ -251,9 +249,7 @@ def _check_unit_loaded(host: HostRoot, service: UnitStatus, unit: KubeletUnit | 
     theirs = real([p for p in service.dropin_paths if f"/{UNIT_NAME}.d/" in p])
     ours = real(unit.dropins)
     if theirs.keys() != ours.keys():
-        raise _mismatch(
-            f"drop-ins [{', '.join(theirs.values())}]", f"[{', '.join(ours.values())}]"
-        )
+        raise _mismatch(f"drop-ins [{', '.join(theirs.values())}]", f"[{', '.join(ours.values())}]")
     patterns = [f.path for f in service.environment_files]
     for path in unit.environment_files:
         if not any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):

@@ -22,21 +22,20 @@ KUBELET = "kubelet"
 #: (``GetPodContainerName``, pkg/kubelet/cm/pod_container_manager_linux.go). A UID is a
 #: UUID, or 32 hex digits for a static pod (pkg/kubelet/config/common.go); the systemd
 #: driver writes its dashes as ``_`` (``escapeSystemdCgroupName``).
-_POD_UID = (
-    r"[0-9a-f]{8}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{12}"
-)
-_POD_COMPONENT = re.compile(
+_POD_UID = r"[0-9a-f]{8}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{12}"
+_POD_COMPONENTS = (
     # cgroupfs driver: /kubepods[/burstable|/besteffort]/pod<uid>/<container id>
-    # (defaultNodeAllocatableCgroupName "kubepods", pkg/kubelet/cm/node_container_manager_linux.go)
-    r"kubepods|pod" + _POD_UID
+    # ("kubepods": defaultNodeAllocatableCgroupName, pkg/kubelet/cm)
+    "kubepods",
+    "pod" + _POD_UID,
     # systemd driver: /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice
     # (CgroupName.ToSystemd, pkg/kubelet/cm/cgroup_manager_linux.go)
-    + r"|kubepods[-.].*"
-    # the runtimes' container scopes under it: cri-containerd-<id>.scope (containerd's CRI
-    # plugin), crio-<id>.scope and crio-conmon-<id>.scope (CRI-O)
-    + r"|(?:cri-containerd|crio|crio-conmon)-[0-9a-f]{64}\.scope",
-    re.IGNORECASE,
+    r"kubepods[-.].*",
+    # the runtimes' container scopes: cri-containerd-<id>.scope (containerd's CRI plugin),
+    # crio-<id>.scope and crio-conmon-<id>.scope (CRI-O)
+    r"(?:cri-containerd|crio|crio-conmon)-[0-9a-f]{64}\.scope",
 )
+_POD_COMPONENT = re.compile("|".join(_POD_COMPONENTS), re.IGNORECASE)
 
 
 def pod_cgroup(cgroup: tuple[str, ...]) -> str:

@@ -113,9 +113,7 @@ class PsutilProcessTable:
             return None
         except (psutil.Error, OSError) as exc:
             raise HostError(f"/proc/{pid}: cannot read the process: {exc}") from exc
-        return ProcessInfo(
-            pid, started, argv, name, mnt_ns, pid_ns, tuple(cgroup.splitlines())
-        )
+        return ProcessInfo(pid, started, argv, name, mnt_ns, pid_ns, tuple(cgroup.splitlines()))
 
 
 @dataclass(frozen=True)

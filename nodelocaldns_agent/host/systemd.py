@@ -38,9 +38,7 @@ _LISTS = ("EnvironmentFiles", "ExecStart")
 #: always shown (systemd prints them even when not asked with ``-p``)
 _REQUIRED = ("LoadState", "ActiveState", "MainPID")
 #: ``unit_load_state_table`` of src/basic/unit-def.c
-LOAD_STATES = frozenset(
-    {"stub", "loaded", "not-found", "bad-setting", "error", "merged", "masked"}
-)
+LOAD_STATES = frozenset({"stub", "loaded", "not-found", "bad-setting", "error", "merged", "masked"})
 #: ``unit_active_state_table`` of src/basic/unit-def.c
 ACTIVE_STATES = frozenset(
     {
