@@ -13,7 +13,10 @@ Known difference from systemd: bash, not systemd, parses the environment files, 
 unquoted value with spaces (``A=b c``) fails here although systemd accepts it.
 
 Like systemd with ``Type=simple``, ``start`` returns as soon as the process is spawned;
-whether kubelet comes up is for the caller to check (healthz).
+whether kubelet comes up is for the caller to check (healthz). ``show`` answers in
+systemd's format (``MainPID`` is the stand-in's pid in the node's pid namespace,
+``FragmentPath``, ``DropInPaths``, ``EnvironmentFiles`` and ``ExecStart`` as loaded), so the
+agent's own ``systemctl show`` reaches it through ``nsenter --target 1`` like a host's.
 """
 
 from __future__ import annotations
