@@ -63,6 +63,13 @@ def value(argv: list[str], env: dict[str, str], name: str) -> Any:
         # a flag whose name is not the field's; a parser of its own
         (["check", "--kube-proxy-url", "http://x/"], {}, "kube_proxy_mode_url", "http://x/"),
         (["check", "--restart-command", "a 'b c'"], {}, "restart_command", ("a", "b c")),
+        (
+            ["check", "--systemctl-command", "chroot /host systemctl"],
+            {},
+            "systemctl_command",
+            ("chroot", "/host", "systemctl"),
+        ),
+        (["check"], {P + "SYSTEMCTL_TIMEOUT": "3"}, "systemctl_timeout", 3.0),
         # a switch turns its setting away from the default; its variable says if it is on
         (["run"], RUN_ENV, "failsafe", True),
         (["run", "--no-failsafe"], RUN_ENV, "failsafe", False),
@@ -205,6 +212,7 @@ def test_variable_names(flag: str, variable: str) -> None:
             "--verify-timeout: expected seconds > 0",
         ),
         (lambda: NodeSettings(restart_command=()), "--restart-command: expected a command"),
+        (lambda: NodeSettings(systemctl_command=()), "--systemctl-command: expected a command"),
         (lambda: NodeSettings(probe_name="x" * 254), "--probe-name: "),
         (lambda: RunSettings(namespace="ns"), "--node-name: required"),
         (
