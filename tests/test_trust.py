@@ -392,6 +392,7 @@ K2 = EnvironmentFile("/etc/k2", False)
         (replace(TKE_STATUS, load_state="not-found", fragment_path=""), "has not loaded"),
         (replace(TKE_STATUS, load_state="masked"), "LoadState=masked"),
         (replace(TKE_STATUS, fragment_path="/etc/systemd/system/kubelet.service"), "unit file"),
+        (replace(TKE_STATUS, fragment_path=""), "unit file (none)"),
         (
             replace(TKE_STATUS, dropin_paths=("/run/systemd/system/kubelet.service.d/x.conf",)),
             "drop-ins",
@@ -403,6 +404,7 @@ K2 = EnvironmentFile("/etc/k2", False)
         "not-loaded",
         "masked",
         "other-fragment",
+        "no-fragment",
         "other-dropins",
         "env-file-not-loaded",
         "env-file-not-read",

@@ -244,8 +244,11 @@ def _check_unit_loaded(host: HostRoot, service: UnitStatus, unit: KubeletUnit | 
     def real(paths: Sequence[str]) -> dict[str, str]:
         return {str(host.resolve(p)): p for p in paths}
 
-    if real([service.fragment_path]).keys() != real([unit.unit_path]).keys():
-        raise _mismatch(f"unit file {service.fragment_path}", f"{unit.unit_path}")
+    if (
+        not service.fragment_path
+        or real([service.fragment_path]).keys() != real([unit.unit_path]).keys()
+    ):
+        raise _mismatch(f"unit file {service.fragment_path or '(none)'}", unit.unit_path)
     theirs = real([p for p in service.dropin_paths if f"/{UNIT_NAME}.d/" in p])
     ours = real(unit.dropins)
     if theirs.keys() != ours.keys():
