@@ -49,7 +49,7 @@ from bench.common import JSON, ServerProcess, add_node, emit, machine, request_k
 from nodelocaldns_agent.daemon import Daemon
 from nodelocaldns_agent.engine import NodeEngine
 from nodelocaldns_agent.host.files import FileJournal
-from nodelocaldns_agent.host.probes import HttpResult, ProcessInfo, SystemClock
+from nodelocaldns_agent.host.probes import HttpResult, SystemClock
 from nodelocaldns_agent.hostpaths import HostRoot
 from nodelocaldns_agent.kube.api import KubeApi
 from nodelocaldns_agent.kube.lock import RestartLock
@@ -59,8 +59,16 @@ from nodelocaldns_agent.kubeletconfig.envfile import find_cluster_dns
 from nodelocaldns_agent.metrics import Health, Metrics
 from nodelocaldns_agent.settings import NodeSettings, RunSettings
 from nodelocaldns_agent.state import STATE_ANNOTATION
-from testing.fakenode import TKE_ENV, TKE_UNIT
-from testing.fakes import FakeHttp, FakeInterfaces, FakeProber, FakeProcesses, FakeRunner
+from testing.fakenode import TKE_ENV, TKE_STATUS, TKE_UNIT
+from testing.fakes import (
+    FakeHttp,
+    FakeInterfaces,
+    FakeProber,
+    FakeProcesses,
+    FakeRunner,
+    FakeSystemd,
+    host_process,
+)
 
 NAMESPACE = "nodelocaldns"
 LOCAL = "169.254.20.10"
@@ -205,6 +213,7 @@ class SimNode:
             real.parent.mkdir(parents=True, exist_ok=True)
             real.write_bytes(data)
         self.processes = FakeProcesses()
+        self.systemd = FakeSystemd(TKE_STATUS)
         self.pid = 100
         self.start_kubelet()
         http = FakeHttp({HEALTHZ: HttpResult(200, "ok"), PROXY: HttpResult(200, "ipvs")})
@@ -222,6 +231,7 @@ class SimNode:
             http,
             FakeProber(),
             self.processes,
+            self.systemd,
             FakeRunner(on_run=self._restart),
             SystemClock(),
             FileJournal(host, settings.state_dir),
@@ -234,7 +244,8 @@ class SimNode:
         if occ is not None:
             argv.append("--cluster-dns=" + ",".join(occ.values))
         self.pid += 1
-        self.processes.running = [ProcessInfo(self.pid, time.time(), tuple(argv))]
+        self.processes.running = [host_process(self.pid, time.time(), tuple(argv))]
+        self.systemd.started(self.pid)
 
     def _restart(self, argv: tuple[str, ...]) -> None:
         with self.tally.restart(self.name):

@@ -15,8 +15,8 @@ from typing import Any
 from nodelocaldns_agent.detect.kubelet import (
     KubeletConfig,
     format_named,
+    host_kubelet,
     locate_kubelet,
-    newest_kubelet,
 )
 from nodelocaldns_agent.detect.localdns import LocalDns, detect_local_dns
 from nodelocaldns_agent.detect.network import classify_network, cni_plugin_types
@@ -25,9 +25,11 @@ from nodelocaldns_agent.errors import AgentError, ConfigError, HostError, Verify
 from nodelocaldns_agent.host.commands import CommandRunner
 from nodelocaldns_agent.host.files import FileJournal, Record
 from nodelocaldns_agent.host.probes import Clock, DnsProber, HttpGetter, Interfaces, ProcessTable
+from nodelocaldns_agent.host.systemd import HostSystemd
 from nodelocaldns_agent.hostpaths import Expected, FileId, HostRoot, sha256
 from nodelocaldns_agent.kubeletconfig import dropin
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
+from nodelocaldns_agent.kubeletconfig.unitfile import UNIT_NAME
 from nodelocaldns_agent.logs import event
 from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, Plan, decide
 from nodelocaldns_agent.settings import NodeSettings
@@ -78,6 +80,7 @@ class NodeEngine:
     http: HttpGetter
     prober: DnsProber
     processes: ProcessTable
+    systemd: HostSystemd
     runner: CommandRunner
     clock: Clock
     journal: FileJournal
@@ -102,7 +105,7 @@ class NodeEngine:
         kubelet: KubeletConfig | None = None
         error = ""
         try:
-            kubelet = locate_kubelet(self.host, self.processes)
+            kubelet = locate_kubelet(self.host, self.processes, self.systemd)
         except ConfigError as exc:
             error = str(exc)
         record = self.journal.load()
@@ -335,19 +338,25 @@ class NodeEngine:
             self.clock.sleep(VERIFY_POLL_SECONDS)
 
     def _kubelet_problem(self, before: KubeletConfig, target: tuple[str, ...]) -> str:
-        """Why kubelet is not (yet) back, or "" when it is."""
-        if before.kubelet_pid is not None:
-            now = newest_kubelet(self.processes)
-            if now is None:
-                return "no kubelet process is running"
-            if now.pid == before.kubelet_pid and now.create_time <= (before.kubelet_started or 0):
-                return f"kubelet process {now.pid} is still the one from before the restart"
-            flagged = parse_kubelet_flags(list(now.argv)).cluster_dns
-            if flagged is not None and tuple(flagged) != target:
-                return (
-                    f"kubelet {now.pid} runs with --cluster-dns={','.join(flagged)}, "
-                    f"expected {','.join(target)}"
-                )
+        """Why kubelet is not (yet) back, or "" when it is: the main process of the host's
+        kubelet.service is a new one, passes the trust test, and runs with ``target``."""
+        try:
+            running = host_kubelet(self.systemd, self.processes)
+        except ConfigError as exc:
+            return str(exc)
+        now = running.process
+        if running.service is None:
+            return running.systemd_error
+        if now is None:
+            return f"{UNIT_NAME} has no main process (ActiveState={running.service.active_state})"
+        if now.pid == before.kubelet_pid and now.create_time <= (before.kubelet_started or 0):
+            return f"kubelet process {now.pid} is still the one from before the restart"
+        flagged = parse_kubelet_flags(list(now.argv)).cluster_dns
+        if flagged is not None and tuple(flagged) != target:
+            return (
+                f"kubelet {now.pid} runs with --cluster-dns={','.join(flagged)}, "
+                f"expected {','.join(target)}"
+            )
         url = self.settings.kubelet_healthz_url
         try:
             result = self.http.get(url, timeout=2.0)
@@ -452,6 +461,7 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
             "found_by": kc.found_by if kc else "",
             "variable": kc.variable if kc else "",
             "pid": kc.kubelet_pid if kc else None,
+            "systemd_error": kc.systemd_error if kc else "",
             "error": facts.kubelet_error,
         },
         "journal": {

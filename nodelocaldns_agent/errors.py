@@ -39,6 +39,10 @@ class CommandError(HostError):
         super().__init__(f"command {argv!r} {message}{detail}")
 
 
+class SystemdError(HostError):
+    """The host's systemd could not be asked, or answered something the agent cannot read."""
+
+
 class VerifyError(HostError):
     """kubelet did not come back healthy after a restart."""
 

@@ -249,6 +249,12 @@ class Settings:
             object.__setattr__(self, spec.name, value)
 
 
+#: ``systemctl`` of the host: PID 1's namespaces (the agent runs with hostPID), so the
+#: host's systemd answers and acts; the default of ``--systemctl-command`` and the prefix
+#: of the default ``--restart-command``
+HOST_SYSTEMCTL = _command("nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl")
+
+
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class NodeSettings(Settings):
@@ -266,10 +272,21 @@ class NodeSettings(Settings):
     )
     #: one DNS probe longer than this: the local DNS counts as not answering
     probe_timeout: float = field(default=2.0, metadata=duration("seconds per DNS probe"))
-    restart_command: tuple[str, ...] = field(
-        default=_command(
-            "nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart kubelet"
+    systemctl_command: tuple[str, ...] = field(
+        default=HOST_SYSTEMCTL,
+        metadata=option(
+            "the host's systemctl, asked which process is kubelet "
+            "(split like a shell, run without one)",
+            parse=_command,
+            check=_nonempty_command,
         ),
+    )
+    systemctl_timeout: float = field(
+        default=10.0,
+        metadata=duration("seconds 'systemctl show' may run before it is killed"),
+    )
+    restart_command: tuple[str, ...] = field(
+        default=(*HOST_SYSTEMCTL, "restart", "kubelet"),
         metadata=option(
             "command that restarts kubelet (split like a shell, run without one)",
             parse=_command,

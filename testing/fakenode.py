@@ -15,10 +15,19 @@ from typing import Any
 from nodelocaldns_agent.engine import NodeEngine
 from nodelocaldns_agent.host.files import FileJournal
 from nodelocaldns_agent.host.probes import HttpResult, ProcessInfo
+from nodelocaldns_agent.host.systemd import EnvironmentFile, UnitStatus
 from nodelocaldns_agent.hostpaths import HostRoot
 from nodelocaldns_agent.kubeletconfig.envfile import find_cluster_dns
 from nodelocaldns_agent.settings import NodeSettings
-from testing.fakes import FakeHttp, FakeInterfaces, FakeProber, FakeProcesses, FakeRunner
+from testing.fakes import (
+    FakeHttp,
+    FakeInterfaces,
+    FakeProber,
+    FakeProcesses,
+    FakeRunner,
+    FakeSystemd,
+    host_process,
+)
 from testing.sandbox import layouts
 from testing.sandbox.constants import (
     CLUSTER_DNS,
@@ -37,6 +46,15 @@ TKE_ENV = layouts.apply_quirks(
     layouts.tke_env().encode(), "env", layouts.Quirks(non_utf8=True, no_trailing_newline=True)
 )
 TKE_UNIT = layouts.tke_unit()
+#: what the host's systemd shows of a TKE node's kubelet.service (before it starts)
+TKE_STATUS = UnitStatus(
+    "kubelet.service",
+    "loaded",
+    "inactive",
+    0,
+    fragment_path=layouts.TKE_UNIT_FILE,
+    environment_files=(EnvironmentFile(layouts.TKE_ENV_FILE, optional=True),),
+)
 
 
 class FakeNode:
@@ -55,6 +73,8 @@ class FakeNode:
         )
         self.prober = FakeProber()
         self.processes = FakeProcesses()
+        #: kubelet.service without a unit file under the root (set ``status`` for one)
+        self.systemd = FakeSystemd(UnitStatus("kubelet.service", "loaded", "inactive", 0))
         self.clock = JumpClock()
         self.runner = FakeRunner(on_run=self._restart)
         self.kubelet_comes_back = True
@@ -75,8 +95,19 @@ class FakeNode:
         argv = ["/usr/bin/kubelet", "--node-ip=10.0.0.5"]
         if occ is not None:
             argv.append("--cluster-dns=" + ",".join(occ.values))
+        self.run_kubelet(*argv)
+
+    def run_kubelet(self, *argv: str) -> ProcessInfo:
+        """A new kubelet process with ``argv``, kubelet.service's main process."""
         self.pid += 1
-        self.processes.running = [ProcessInfo(self.pid, self.clock.now, tuple(argv))]
+        proc = host_process(self.pid, self.clock.now, argv)
+        self.processes.running = [proc]
+        self.systemd.started(self.pid)
+        return proc
+
+    def stop_kubelet(self) -> None:
+        self.processes.running = []
+        self.systemd.stopped()
 
     def _restart(self, argv: tuple[str, ...]) -> None:
         self.clock.now += 1
@@ -84,7 +115,7 @@ class FakeNode:
             self.start_kubelet()
             self.http.routes[HEALTHZ] = HttpResult(200, "ok")
         else:
-            self.processes.running = []
+            self.stop_kubelet()
             self.http.routes[HEALTHZ] = OSError("connection refused")
             self.kubelet_comes_back = True  # the rollback's restart works
 
@@ -103,6 +134,7 @@ class FakeNode:
             self.http,
             self.prober,
             self.processes,
+            self.systemd,
             self.runner,
             self.clock,
             FileJournal(host, s.state_dir),
@@ -137,5 +169,6 @@ def tke_node(root: Path) -> FakeNode:
     node = FakeNode(root)
     node.write(layouts.TKE_ENV_FILE, TKE_ENV)
     node.write(layouts.TKE_UNIT_FILE, TKE_UNIT)
+    node.systemd.status = TKE_STATUS
     node.start_kubelet()
     return node

@@ -7,11 +7,18 @@ engine did. The real objects are exercised through the sandbox integration tests
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from nodelocaldns_agent.errors import CommandError
+from nodelocaldns_agent.errors import CommandError, SystemdError
 from nodelocaldns_agent.host.commands import CommandResult
 from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
+from nodelocaldns_agent.host.systemd import UnitStatus
+
+#: PID 1's namespaces on the fake host
+HOST_MNT_NS = "mnt:[4026531841]"
+HOST_PID_NS = "pid:[4026531836]"
+#: kubelet.service's cgroup (cgroup v2, systemd)
+KUBELET_CGROUP = ("0::/system.slice/kubelet.service",)
 
 
 @dataclass
@@ -47,12 +54,51 @@ class FakeProber:
         return self.answer
 
 
+def host_process(
+    pid: int, create_time: float, argv: tuple[str, ...], cgroup: tuple[str, ...] = KUBELET_CGROUP
+) -> ProcessInfo:
+    """A process of the host itself: PID 1's namespaces, outside any pod."""
+    name = argv[0].rsplit("/", 1)[-1][:15] if argv else ""
+    return ProcessInfo(pid, create_time, argv, name, HOST_MNT_NS, HOST_PID_NS, cgroup)
+
+
 @dataclass
 class FakeProcesses:
-    running: list[ProcessInfo] = field(default_factory=list)
+    """The process table: ``running`` plus the host's PID 1."""
 
-    def find(self, name: str) -> list[ProcessInfo]:
-        return [p for p in self.running if p.argv and p.argv[0].rsplit("/", 1)[-1] == name]
+    running: list[ProcessInfo] = field(default_factory=list)
+    init: ProcessInfo = field(
+        default_factory=lambda: host_process(1, 0.0, ("/sbin/init",), ("0::/init.scope",))
+    )
+
+    def get(self, pid: int) -> ProcessInfo | None:
+        if pid == 1:
+            return self.init
+        return next((p for p in self.running if p.pid == pid), None)
+
+
+@dataclass
+class FakeSystemd:
+    """The host's systemd: ``status`` is what ``show`` answers; ``error`` makes it
+    unreachable (raised as a :class:`SystemdError`)."""
+
+    status: UnitStatus = field(
+        default_factory=lambda: UnitStatus("kubelet.service", "not-found", "inactive", 0)
+    )
+    error: str = ""
+    calls: list[str] = field(default_factory=list)
+
+    def show(self, unit: str) -> UnitStatus:
+        self.calls.append(unit)
+        if self.error:
+            raise SystemdError(self.error)
+        return replace(self.status, unit=unit)
+
+    def started(self, pid: int) -> None:
+        self.status = replace(self.status, active_state="active", main_pid=pid)
+
+    def stopped(self) -> None:
+        self.status = replace(self.status, active_state="failed", main_pid=0)
 
 
 @dataclass
@@ -62,6 +108,8 @@ class FakeRunner:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     on_run: Callable[[tuple[str, ...]], None] | None = None
     fail_with: str = ""
+    #: what every successful command prints
+    output: str = ""
 
     def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         args = tuple(argv)
@@ -70,7 +118,7 @@ class FakeRunner:
             raise CommandError(list(args), "exited with status 1", self.fail_with)
         if self.on_run:
             self.on_run(args)
-        return CommandResult(args, 0, "")
+        return CommandResult(args, 0, self.output)
 
 
 @dataclass

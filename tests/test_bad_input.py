@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodelocaldns_agent.errors import ConfigError
-from nodelocaldns_agent.host.probes import ProcessInfo
 from nodelocaldns_agent.plan import Goal
 from nodelocaldns_agent.state import Result
 from testing.fakenode import TKE_ENV, FakeNode, tke_node
@@ -78,18 +77,16 @@ def layout(root: Path, kind: str, data: bytes) -> FakeNode:
     if kind == "env":
         node = tke_node(root)
         node.write("/etc/kubernetes/kubelet", data)
-        node.processes.running = []  # found through the unit and its EnvironmentFile
+        node.stop_kubelet()  # found through the unit and its EnvironmentFile
         return node
     node = FakeNode(root)
     path = "/var/lib/kubelet/config.yaml" if kind == "yaml" else "/etc/kubernetes/k.json"
     node.write(path, data)
-    node.processes.running = [ProcessInfo(7, 1.0, ("/usr/bin/kubelet", f"--config={path}"))]
+    node.run_kubelet("/usr/bin/kubelet", f"--config={path}")
 
     def restart(argv: tuple[str, ...]) -> None:
-        node.pid += 1
-        node.processes.running = [
-            ProcessInfo(node.pid, node.clock.now + 1, ("/usr/bin/kubelet", f"--config={path}"))
-        ]
+        node.clock.now += 1
+        node.run_kubelet("/usr/bin/kubelet", f"--config={path}")
 
     node.runner.on_run = restart
     return node

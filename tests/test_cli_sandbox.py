@@ -1,11 +1,16 @@
 """The real CLI on sandboxed nodes: real namespaces, interfaces, dnsmasq, a kubelet
-stand-in found through psutil, and the restart through real ``nsenter --target 1`` into a
-mount namespace where ``systemctl`` is a recording stand-in (see ``testing.sandbox``)."""
+stand-in found as kubelet.service's MainPID (``systemctl show``), and the restart through
+real ``nsenter --target 1`` into a mount namespace where ``systemctl`` is a recording
+stand-in (see ``testing.sandbox``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import time
 
+import psutil
 import pytest
 
 from testing.sandbox.constants import LOCAL_DNS as LOCAL
@@ -136,3 +141,129 @@ def test_bad_flags_and_env_exit_2(sandbox_node: NodeFactory) -> None:
         ["check", "--host-root", str(node.root)], env={"NODELOCALDNS_AGENT_PROBE_TIMEOUT": "soon"}
     )
     assert env.returncode == 2 and "NODELOCALDNS_AGENT_PROBE_TIMEOUT" in env.stderr
+
+
+# ----------------------------------------------------------- decoys (issue 13, finding 1)
+#: a pod's emptyDir on the node (kubelet's getPodVolumeDir: pods/<uid>/volumes/<plugin>/<name>)
+POD_VOLUME = (
+    "/var/lib/kubelet/pods/0c6d2f5e-8d3b-4c1e-9a57-3f0e2b1c4d5a/volumes/kubernetes.io~empty-dir/x"
+)
+DECOY_CONFIG = f"{POD_VOLUME}/config.yaml"
+#: what a tenant puts in its emptyDir for the agent to "migrate"
+DECOY_BYTES = b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n" + (
+    b"clusterDNS:\n- 10.96.0.10\nauthentication:\n  anonymous:\n    enabled: true\n"
+)
+
+
+def decoy(node: SandboxNode, *flags: str) -> psutil.Process:
+    """A pod's process called kubelet: started after the node's kubelet (so it is the
+    newest), in a mount namespace of its own, as a container's process is."""
+    kubelet = str(node.files.bin / "kubelet")  # a link to Python: comm "kubelet"
+    proc = node.spawn(
+        "decoy", ["unshare", "--mount", "--", kubelet, "-c", "import time; time.sleep(600)", *flags]
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        inner = proc.inner_pid()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if inner is not None and psutil.Process(inner).name() == "kubelet":
+                found = psutil.Process(inner)
+                real = node.host_pid(node.kubelet_pid() or 0)
+                assert (
+                    real is not None and found.create_time() >= psutil.Process(real).create_time()
+                )
+                assert os.readlink(f"/proc/{inner}/ns/mnt") != os.readlink(f"/proc/{real}/ns/mnt")
+                return found
+        time.sleep(0.01)
+    raise AssertionError("the decoy kubelet did not start")
+
+
+def write(node: SandboxNode, host_path: str, data: bytes) -> None:
+    path = node.path(host_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_a_decoy_kubelet_with_a_config_in_a_pod_volume_is_ignored(
+    sandbox_node: NodeFactory,
+) -> None:
+    node = sandbox_node(layout="tke")
+    write(node, DECOY_CONFIG, DECOY_BYTES)
+    decoy(node, f"--config={DECOY_CONFIG}")
+    check = agent(node, "check", "--json")
+    assert check.returncode == 0, check
+    kubelet = check.json()["kubelet"]
+    assert (kubelet["source"], kubelet["pid"]) == ("/etc/kubernetes/kubelet", node.kubelet_pid())
+    migrate = agent(node, "migrate", "--once", "--json")
+    assert migrate.returncode == 0, migrate
+    assert migrate.json()["state"] == "migrated"
+    assert node.kubelet_dns() == [LOCAL]
+    assert node.read_bytes(DECOY_CONFIG) == DECOY_BYTES
+    assert restarts(node) == 1
+
+
+def test_the_newest_decoy_with_cluster_dns_is_ignored(sandbox_node: NodeFactory) -> None:
+    node = sandbox_node(layout="tke")
+    decoy(node, "--cluster-dns=10.0.0.53")
+    rep = agent(node, "check", "--json").json()
+    kubelet = rep["kubelet"]
+    assert kubelet["pid"] == node.kubelet_pid()
+    assert kubelet["running_cluster_dns"] == kubelet["cluster_dns"] == ["10.96.0.10"]
+    assert rep["action"] == "migrate"
+
+
+def test_a_config_path_with_dotdot_is_refused(sandbox_node: NodeFactory) -> None:
+    node = sandbox_node(layout="kubeadm", kubelet=False)
+    dropin = node.path("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf")
+    dropin.write_text(
+        dropin.read_text().replace(
+            "--config=/var/lib/kubelet/config.yaml",
+            "--config=/etc/kubernetes/../../var/lib/kubelet/config.yaml",
+        )
+    )
+    node.systemctl("start", "kubelet", quiet=True, check=True)
+    node.wait_kubelet()
+    before = node.dns_file.read_bytes()
+    result = agent(node, "migrate", "--once")
+    assert result.returncode == 2, result
+    assert "kubelet --config '/etc/kubernetes/../../var/lib/kubelet/config.yaml'" in result.stderr
+    assert "'..' component" in result.stderr
+    assert node.dns_file.read_bytes() == before
+    assert restarts(node) == 0 and node.journal() is None
+
+
+def test_a_flooded_config_dir_is_refused(sandbox_node: NodeFactory) -> None:
+    node = sandbox_node(layout="config_dir")
+    padding = b"# padding\n" * 6_500  # 65 KB, a valid (empty) drop-in
+    for i in range(200):
+        write(node, f"/etc/kubernetes/kubelet.conf.d/{i:03d}-flood.conf", padding)
+    result = agent(node, "migrate", "--once")
+    assert result.returncode == 2, result
+    assert "holds 201 *.conf files; expected at most 64" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert restarts(node) == 0 and node.journal() is None
+
+
+def test_systemd_unreachable_the_unit_files_decide(sandbox_node: NodeFactory) -> None:
+    node = sandbox_node(layout="tke")
+    write(node, DECOY_CONFIG, DECOY_BYTES)
+    decoy(node, f"--config={DECOY_CONFIG}")
+    unreachable = ("--systemctl-command", "false")
+    check = agent(node, "check", "--json", *unreachable)
+    assert check.returncode == 0, check
+    kubelet = check.json()["kubelet"]
+    assert kubelet["source"] == "/etc/kubernetes/kubelet"
+    assert kubelet["found_by"] == (
+        "unit /usr/lib/systemd/system/kubelet.service -> EnvironmentFile"
+    )
+    assert kubelet["pid"] is None
+    assert "could not be asked" in kubelet["systemd_error"]
+    # and without a unit, nothing trustworthy says how kubelet runs: failed, not edited
+    node.path("/usr/lib/systemd/system/kubelet.service").unlink()
+    result = agent(node, "migrate", "--once", *unreachable)
+    assert result.returncode == 2, result
+    assert "could not be asked" in result.stderr
+    assert "no kubelet.service was found" in result.stderr
+    assert node.read_bytes(DECOY_CONFIG) == DECOY_BYTES
+    assert node.dns_file.read_bytes() == node.original
+    assert restarts(node) == 0

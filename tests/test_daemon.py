@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -253,12 +254,30 @@ def test_stale_pods_are_evicted_one_by_one_respecting_budgets(
 
 def test_unreadable_kubelet_config_is_reported_not_fatal(harness: Harness) -> None:
     (harness.fake.root / "etc/kubernetes/kubelet").write_bytes(b"CLUSTER_DNS='--cluster-dns=x")
-    harness.fake.processes.running = []
+    harness.fake.stop_kubelet()
     harness.tick()
     assert harness.state() == "failed"
     assert "/etc/kubernetes/kubelet" in harness.detail()["error"]
     assert harness.fake.runner.calls == []
     assert harness.daemon._retry_at is not None or "Blocked" in harness.events()
+
+
+@pytest.mark.parametrize("mode", ["migrate", "revert"])
+def test_an_untrusted_kubelet_fails_the_node_with_the_reason(
+    server: FakeApiServer, tmp_path: Path, mode: str
+) -> None:
+    """kubelet.service's main process in a container's mount namespace: nothing trustworthy
+    says how kubelet runs, so the node is failed (never migrated or reverted), not edited."""
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    node.processes.running = [replace(node.processes.running[0], mnt_ns="mnt:[4026532500]")]
+    h = Harness(server, node, mode=mode)
+    h.tick()
+    assert h.state() == "failed"
+    assert "MainPID 101 is not the host's kubelet" in h.detail()["error"]
+    assert node.runner.calls == []
+    assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
+    h.close()
 
 
 def test_opted_out_node_the_agent_migrated_is_still_reverted_before_uninstall(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nodelocaldns_agent.errors import ConfigError
-from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
+from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult
 from nodelocaldns_agent.plan import Action, Goal
 from nodelocaldns_agent.state import Result, Stage
 from testing.fakenode import TKE_ENV, FakeNode, tke_node
@@ -125,23 +125,15 @@ def test_config_dir_gets_our_own_dropin_and_revert_removes_it(tmp_path: Path) ->
         "clusterDNS:\n- 10.96.0.10\n",
     )
     node.write("/etc/kubernetes/kubelet.conf.d/10-base.conf", "maxPods: 110\n")
-    node.processes.running = [
-        ProcessInfo(
-            7,
-            1.0,
-            (
-                "/usr/bin/kubelet",
-                "--config=/var/lib/kubelet/config.yaml",
-                "--config-dir=/etc/kubernetes/kubelet.conf.d",
-            ),
-        )
-    ]
+    kubelet = node.run_kubelet(
+        "/usr/bin/kubelet",
+        "--config=/var/lib/kubelet/config.yaml",
+        "--config-dir=/etc/kubernetes/kubelet.conf.d",
+    )
 
     def restart(argv: tuple[str, ...]) -> None:
-        node.pid += 1
-        node.processes.running = [
-            ProcessInfo(node.pid, node.clock.now + 1, node.processes.running[0].argv)
-        ]
+        node.clock.now += 1
+        node.run_kubelet(*kubelet.argv)
 
     node.runner.on_run = restart
     out = node.engine().reconcile(Goal.MIGRATE)

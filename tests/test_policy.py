@@ -39,6 +39,13 @@ REVERT = Plan(Action.REVERT, "cluster DNS 169.254.20.10 -> original", ("10.96.0.
 NOTHING = Plan(Action.NONE, "kubelet already uses the local DNS 169.254.20.10")
 WAITING = Plan(Action.BLOCKED, "local DNS does not answer: timeout", blocker=Blocker.LOCAL_DNS)
 UNKNOWN_PROXY = Plan(Action.BLOCKED, "kube-proxy mode is unknown", blocker=Blocker.PROXY_MODE)
+#: nothing trustworthy says how kubelet runs (issue 13): failed with the reason, never edited
+UNTRUSTED = Plan(
+    Action.BLOCKED,
+    "kubelet configuration: kubelet.service's MainPID 4242 is not the host's kubelet: it "
+    "runs in mount namespace mnt:[4026532500], not in PID 1's mnt:[4026531841]",
+    blocker=Blocker.CONFIG,
+)
 
 BLOCKED_WAITING = Verdict(
     NodeState.WAITING_FOR_LOCAL_DNS,
@@ -50,6 +57,12 @@ BLOCKED_FAILED = Verdict(
     UNKNOWN_PROXY.reason,
     error=UNKNOWN_PROXY.reason,
     notice=Notice(EventReason.BLOCKED, UNKNOWN_PROXY.reason, warning=True),
+)
+UNTRUSTED_FAILED = Verdict(
+    NodeState.FAILED,
+    UNTRUSTED.reason,
+    error=UNTRUSTED.reason,
+    notice=Notice(EventReason.BLOCKED, UNTRUSTED.reason, warning=True),
 )
 
 
@@ -157,6 +170,13 @@ PLAN_ROWS = [
     ),
     ("blocked-by-local-dns-waits", {"plan": WAITING}, BLOCKED_WAITING),
     ("blocked-otherwise-fails-with-a-warning", {"plan": UNKNOWN_PROXY}, BLOCKED_FAILED),
+    ("untrusted-kubelet-fails-with-the-reason", {"plan": UNTRUSTED}, UNTRUSTED_FAILED),
+    (
+        # never "reverted" (uninstall would then delete node-cache under the node)
+        "untrusted-kubelet-fails-a-revert-too",
+        {"mode": Mode.REVERT, "goal": Goal.REVERT, "plan": UNTRUSTED},
+        UNTRUSTED_FAILED,
+    ),
     (
         "failed-recently-waits-for-the-retry",
         {"journal": entry(NodeState.FAILED, age=600, error=ERROR)},

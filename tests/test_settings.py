@@ -77,6 +77,13 @@ def value(argv: list[str], env: dict[str, str], name: str) -> Any:
             "writable_dirs",
             ("/etc/kubernetes",),
         ),
+        (
+            ["check", "--systemctl-command", "chroot /host systemctl"],
+            {},
+            "systemctl_command",
+            ("chroot", "/host", "systemctl"),
+        ),
+        (["check"], {P + "SYSTEMCTL_TIMEOUT": "3"}, "systemctl_timeout", 3.0),
         # a switch turns its setting away from the default; its variable says if it is on
         (["run"], RUN_ENV, "failsafe", True),
         (["run", "--no-failsafe"], RUN_ENV, "failsafe", False),
@@ -227,6 +234,7 @@ def test_variable_names(flag: str, variable: str) -> None:
             lambda: NodeSettings(writable_dirs=("/etc/kubernetes/../..",)),
             "--writable-dirs: '/etc/kubernetes/../..': expected a normalized path",
         ),
+        (lambda: NodeSettings(systemctl_command=()), "--systemctl-command: expected a command"),
         (lambda: NodeSettings(probe_name="x" * 254), "--probe-name: "),
         (lambda: RunSettings(namespace="ns"), "--node-name: required"),
         (

@@ -14,11 +14,14 @@ overlay of the cache in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from testing.sandbox.constants import BAD_DNS, CLUSTER_DNS, LOCAL_DNS
@@ -215,3 +218,45 @@ def test_kubelet_that_does_not_come_back_is_rolled_back(node: NspawnNode) -> Non
     state = journal(node)
     assert state["state"] == "failed"
     assert state["pending"] is None
+
+
+def _named(pid: int | None, name: str) -> bool:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return pid is not None and psutil.Process(pid).name() == name
+    return False
+
+
+def test_only_the_main_pid_systemd_names_is_trusted(node: NspawnNode) -> None:
+    """A pod's process called kubelet (its own mount namespace, newer, its --config in a
+    pod volume) next to the node's real kubelet: the agent asks the node's systemd through
+    its default route, trusts only kubelet.service's MainPID and never reads the decoy's
+    file (issue 13)."""
+    volume = "/var/lib/kubelet/pods/0c6d2f5e-8d3b-4c1e-9a57-3f0e2b1c4d5a/volumes/x"
+    decoy_bytes = b"clusterDNS:\n- 10.96.0.10\n"
+    node.path(volume).mkdir(parents=True)
+    node.path(f"{volume}/config.yaml").write_bytes(decoy_bytes)
+    node.path("/opt/decoy").mkdir()
+    node.path("/opt/decoy/kubelet").symlink_to("/usr/bin/python3")  # comm "kubelet"
+    sleep = "import time; time.sleep(600)"
+    flags = [f"--config={volume}/config.yaml", "--cluster-dns=10.0.0.53"]
+    proc = node.spawn(
+        "decoy", ["unshare", "--mount", "--", "/opt/decoy/kubelet", "-c", sleep, *flags]
+    )
+    deadline = time.monotonic() + 10
+    while not _named(proc.inner_pid(), "kubelet"):
+        assert time.monotonic() < deadline, "the decoy did not start"
+        time.sleep(0.05)
+    before = kubelet(node)
+
+    check = node.agent("check", "--json")
+
+    assert check.returncode == 0, check
+    kc = check.json()["kubelet"]
+    assert (kc["pid"], kc["source"]) == (int(before["MainPID"]), ENV_FILE)
+    assert kc["running_cluster_dns"] == [CLUSTER_DNS]
+    assert kc["systemd_error"] == ""
+    run = migrate(node)
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    assert run.json()["state"] == "migrated"
+    assert NEW_FLAG in running_argv(node, kubelet(node))
+    assert node.read_bytes(f"{volume}/config.yaml") == decoy_bytes

@@ -45,11 +45,13 @@ def build_engine(settings: NodeSettings) -> NodeEngine:
         SystemClock,
         UrllibGetter,
     )
+    from nodelocaldns_agent.host.systemd import Systemctl
     from nodelocaldns_agent.hostpaths import HostRoot
 
     if not settings.host_root.is_dir():
         raise ConfigError(f"--host-root {settings.host_root}: expected a directory")
     host = HostRoot(settings.host_root.resolve(), settings.writable_dirs)
+    runner = SubprocessRunner()
     return NodeEngine(
         settings=settings,
         host=host,
@@ -57,7 +59,8 @@ def build_engine(settings: NodeSettings) -> NodeEngine:
         http=UrllibGetter(),
         prober=DnspythonProber(),
         processes=PsutilProcessTable(),
-        runner=SubprocessRunner(),
+        systemd=Systemctl(runner, settings.systemctl_command, settings.systemctl_timeout),
+        runner=runner,
         clock=SystemClock(),
         journal=FileJournal(host, settings.state_dir),
     )

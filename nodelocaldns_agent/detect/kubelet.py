@@ -1,24 +1,70 @@
 """Which file really decides kubelet's ``--cluster-dns`` on this host, and what it holds.
 
-Found the way systemd and kubelet do it: the running kubelet's command line first (psutil),
-then the kubelet unit with its drop-ins and environment files, then well-known paths. A
-``--cluster-dns`` flag beats the config file; ``--config-dir`` drop-ins beat ``--config``.
+Found the way systemd and kubelet do it: the command line of the host's kubelet first (the
+main process of ``kubelet.service`` as the host's systemd names it, when it passes the
+trust test of :mod:`nodelocaldns_agent.detect.trust`), then the kubelet unit with its
+drop-ins and environment files, then well-known paths. A ``--cluster-dns`` flag beats the
+config file; ``--config-dir`` drop-ins beat ``--config``.
+
+No other process is ever trusted: when the host's systemd cannot be asked, the unit files
+under the host root decide (and without them nothing does). The unit files must be the
+ones systemd loaded, and no configuration path may lie where pods can write.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.detect.trust import untrusted
+from nodelocaldns_agent.errors import ConfigError, HostError, SystemdError
 from nodelocaldns_agent.host.probes import ProcessInfo, ProcessTable
+from nodelocaldns_agent.host.systemd import HostSystemd, UnitStatus
 from nodelocaldns_agent.hostpaths import HostRoot
 from nodelocaldns_agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
-from nodelocaldns_agent.kubeletconfig.unitfile import UNIT_DIRS, KubeletUnit, load_kubelet_unit
+from nodelocaldns_agent.kubeletconfig.unitfile import (
+    UNIT_DIRS,
+    UNIT_NAME,
+    KubeletUnit,
+    load_kubelet_unit,
+)
+
+log = logging.getLogger(__name__)
 
 CLUSTER_DNS_FLAG = "--cluster-dns"
+#: Host directories where pods can write: a kubelet configuration path in one of them is
+#: refused, whatever names it. Under kubelet's root directory (``/var/lib/kubelet``,
+#: pkg/kubelet/config/defaults.go): ``pods`` holds every pod's volumes (emptyDir,
+#: hostPath-free projections, ...), ``plugins`` and ``plugins_registry`` are written by CSI
+#: driver pods, ``device-plugins`` by device plugin pods (``DevicePluginPath``,
+#: k8s.io/kubelet/pkg/apis/deviceplugin), ``pod-resources`` is mounted into monitoring
+#: pods. Elsewhere: container logs (lines a pod prints) and the runtimes' container root
+#: file systems (a container's writable layer is a host directory).
+POD_WRITABLE_DIRS = (
+    "/var/lib/kubelet/pods",
+    "/var/lib/kubelet/plugins",
+    "/var/lib/kubelet/plugins_registry",
+    "/var/lib/kubelet/device-plugins",
+    "/var/lib/kubelet/pod-resources",
+    "/var/log/pods",
+    "/var/log/containers",
+    "/var/lib/containerd",
+    "/run/containerd",
+    "/var/lib/docker",
+    "/var/lib/containers",
+    "/run/containers",
+)
+#: ``*.conf`` files the agent reads from a ``--config-dir``: real drop-in directories hold
+#: a handful (kubeadm none, EKS's nodeadm one or two); a few dozen is already unusual.
+MAX_CONFIG_DIR_FILES = 64
+#: bytes of those files in all: as much as one configuration file may have
+#: (:data:`nodelocaldns_agent.hostpaths.MAX_FILE_BYTES`), so a flooded directory costs the
+#: agent no more memory than one large file (its limit is 128 MiB).
+MAX_CONFIG_DIR_BYTES = 1024 * 1024
 
 #: Env files that hold kubelet flags on common distributions, in the order they are tried
 #: when neither a running kubelet nor its unit says where the flags come from.
@@ -53,6 +99,21 @@ class KubeletConfig:
     running_cluster_dns: tuple[str, ...] | None = None
     kubelet_pid: int | None = None
     kubelet_started: float | None = None
+    #: why the host's systemd could not be asked ("" when it answered)
+    systemd_error: str = ""
+
+
+@dataclass(frozen=True)
+class HostKubelet:
+    """kubelet as the host shows it."""
+
+    #: the host's systemd's view of kubelet.service; None when it could not be asked
+    service: UnitStatus | None
+    #: the trusted main process of kubelet.service; None when it has none or systemd was
+    #: not asked
+    process: ProcessInfo | None
+    #: why the host's systemd could not be asked ("" when it answered)
+    systemd_error: str = ""
 
 
 def format_named(name: str) -> Format:
@@ -72,15 +133,60 @@ def config_file_format(path: str, data: bytes) -> str:
     return "yaml"
 
 
-def newest_kubelet(processes: ProcessTable) -> ProcessInfo | None:
-    found = processes.find("kubelet")
-    return max(found, key=lambda p: p.create_time) if found else None
+def host_kubelet(systemd: HostSystemd, processes: ProcessTable) -> HostKubelet:
+    """The main process of the host's kubelet.service, when the host's systemd answers.
+
+    Raises :class:`ConfigError` when that process fails the trust test (it is never used,
+    and nothing else is): kubelet.service runs something that is not the host's kubelet.
+    """
+    try:
+        service = systemd.show(UNIT_NAME)
+    except SystemdError as exc:
+        return HostKubelet(None, None, str(exc))
+    if service.main_pid == 0:
+        return HostKubelet(service, None)
+    what = f"{UNIT_NAME}'s MainPID {service.main_pid}"
+    try:
+        proc = processes.get(service.main_pid)
+        init = processes.get(1)
+    except HostError as exc:
+        raise ConfigError(f"{what}: {exc}; expected to read it and PID 1") from exc
+    if proc is None or init is None:
+        gone = "PID 1" if proc is not None else f"process {service.main_pid}"
+        raise ConfigError(
+            f"{what}: {gone} is not running or not visible; expected the agent to see the "
+            "host's processes (hostPID) and kubelet to stay up while it looks"
+        )
+    why = untrusted(proc, init)
+    if why:
+        raise ConfigError(
+            f"{what} is not the host's kubelet: {why}; expected kubelet itself, in PID 1's "
+            "mount and pid namespaces and outside any pod's cgroup"
+        )
+    return HostKubelet(service, proc)
 
 
-def locate_kubelet(host: HostRoot, processes: ProcessTable) -> KubeletConfig:
+def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd) -> KubeletConfig:
     """Find the file that decides the cluster DNS. Raises ConfigError naming what failed."""
-    proc = newest_kubelet(processes)
+    running = host_kubelet(systemd, processes)
     unit = load_kubelet_unit(host)
+    if running.service is None:
+        log.warning("%s; the unit files under the host root decide", running.systemd_error)
+        if unit is None:
+            raise ConfigError(
+                f"{running.systemd_error}, and no {UNIT_NAME} was found under "
+                f"{', '.join(UNIT_DIRS)}; expected one of them to say how kubelet runs"
+            )
+    else:
+        _check_unit_loaded(host, running.service, unit)
+    if unit is not None:
+        for path, what in (
+            (unit.unit_path, UNIT_NAME),
+            *((p, f"drop-in of {UNIT_NAME}") for p in unit.dropins),
+            *((p, f"EnvironmentFile= of {UNIT_NAME}") for p in unit.environment_files),
+        ):
+            check_config_path(host, path, what)
+    proc = running.process
     if proc is not None:
         argv: Sequence[str] = proc.argv
         found_by = f"kubelet process {proc.pid}"
@@ -91,22 +197,16 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable) -> KubeletConfig:
         argv = ()
         found_by = "well-known path"
     flags = parse_kubelet_flags(list(argv))
-    running = tuple(flags.cluster_dns) if flags.cluster_dns is not None and proc else None
-    pid = proc.pid if proc else None
-    started = proc.create_time if proc else None
+    running_dns = tuple(flags.cluster_dns) if flags.cluster_dns is not None and proc else None
 
     def done(found: KubeletConfig) -> KubeletConfig:
         _require_addresses(found.cluster_dns, found.source)
-        return KubeletConfig(
-            found.source,
-            found.format,
-            found.cluster_dns,
-            found.data,
-            found.found_by,
-            found.variable,
-            running,
-            pid,
-            started,
+        return replace(
+            found,
+            running_cluster_dns=running_dns,
+            kubelet_pid=proc.pid if proc else None,
+            kubelet_started=proc.create_time if proc else None,
+            systemd_error=running.systemd_error,
         )
 
     if flags.cluster_dns is not None:
@@ -124,6 +224,72 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable) -> KubeletConfig:
             "line; expected one of them to set the cluster DNS"
         )
     return done(_from_well_known(host))
+
+
+def _check_unit_loaded(host: HostRoot, service: UnitStatus, unit: KubeletUnit | None) -> None:
+    """The unit files under the host root are the ones the host's systemd loaded."""
+    if service.load_state not in ("loaded", "not-found"):
+        raise ConfigError(
+            f"the host's systemd shows {UNIT_NAME} with LoadState={service.load_state}; "
+            "expected loaded (or not-found when kubelet runs without a unit)"
+        )
+    if unit is None:
+        return  # nothing of a unit is read; the main process (or a well-known path) decides
+    if service.load_state == "not-found":
+        raise ConfigError(
+            f"{unit.unit_path} exists but the host's systemd has not loaded {UNIT_NAME}; "
+            "expected 'systemctl daemon-reload' after installing it"
+        )
+
+    def real(paths: Sequence[str]) -> dict[str, str]:
+        return {str(host.resolve(p)): p for p in paths}
+
+    if (
+        not service.fragment_path
+        or real([service.fragment_path]).keys() != real([unit.unit_path]).keys()
+    ):
+        raise _mismatch(f"unit file {service.fragment_path or '(none)'}", unit.unit_path)
+    theirs = real([p for p in service.dropin_paths if f"/{UNIT_NAME}.d/" in p])
+    ours = real(unit.dropins)
+    if theirs.keys() != ours.keys():
+        raise _mismatch(f"drop-ins [{', '.join(theirs.values())}]", f"[{', '.join(ours.values())}]")
+    patterns = [f.path for f in service.environment_files]
+    for path in unit.environment_files:
+        if not any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
+            raise _mismatch(f"EnvironmentFiles [{', '.join(patterns)}]", f"{path}")
+    for pattern in patterns:
+        plain = not any(c in pattern for c in "*?[")
+        if plain and host.exists(pattern) and pattern not in unit.environment_files:
+            raise _mismatch(f"EnvironmentFile {pattern}", "no such EnvironmentFile=")
+
+
+def _mismatch(theirs: str, ours: str) -> ConfigError:
+    return ConfigError(
+        f"the host's systemd loaded {UNIT_NAME} with {theirs}, but the unit files under the "
+        f"host root give {ours}; expected the same (run 'systemctl daemon-reload' if the "
+        "files changed, or check --host-root)"
+    )
+
+
+def check_config_path(host: HostRoot, path: str, what: str) -> None:
+    """``path`` (and where its symlinks lead) is absolute, has no ``..`` and is outside
+    :data:`POD_WRITABLE_DIRS`; :class:`ConfigError` naming ``what`` otherwise."""
+    if not path.startswith("/"):
+        raise ConfigError(f"{what} {path!r}: expected an absolute path")
+    parts = path.split("/")
+    if ".." in parts:
+        raise ConfigError(f"{what} {path!r}: has a '..' component; expected a path without")
+    plain = "/" + "/".join(p for p in parts if p not in ("", "."))
+    inside = host.resolve(path).relative_to(host.root).as_posix()
+    real = "/" if inside == "." else "/" + inside
+    for candidate in dict.fromkeys((plain, real)):
+        for directory in POD_WRITABLE_DIRS:
+            if candidate == directory or candidate.startswith(directory + "/"):
+                via = "" if candidate == plain else f" (a symlink to {candidate})"
+                raise ConfigError(
+                    f"{what} {path!r}{via} is under {directory}, where pods can write; "
+                    "expected kubelet's configuration where only the host's root writes"
+                )
 
 
 def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -> KubeletConfig:
@@ -156,6 +322,7 @@ def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -
             "expected exactly one"
         )
     name, var = carriers[0]
+    check_config_path(host, var.source_path, f"EnvironmentFile= of {UNIT_NAME}")
     if var.source_kind != "EnvironmentFile":
         raise ConfigError(
             f"{CLUSTER_DNS_FLAG} is set by Environment={name}=... in {var.source_path}; "
@@ -184,7 +351,7 @@ def _referenced(exec_start: str, name: str) -> bool:
 
 
 def _from_config_file(host: HostRoot, path: str, found_by: str) -> KubeletConfig:
-    _require_absolute(path, "--config")
+    check_config_path(host, path, "kubelet --config")
     data = host.read_bytes(path)
     fmt = config_file_format(path, data)
     values = format_named(fmt).read(data, path)
@@ -194,14 +361,27 @@ def _from_config_file(host: HostRoot, path: str, found_by: str) -> KubeletConfig
 def _from_config_dir(
     host: HostRoot, directory: str, config: str | None, found_by: str
 ) -> KubeletConfig:
-    _require_absolute(directory, "--config-dir")
+    check_config_path(host, directory, "kubelet --config-dir")
     if not host.is_dir(directory):
         raise ConfigError(f"{directory}: kubelet's --config-dir is not a directory")
-    files = [
-        (name, host.read_bytes(f"{directory}/{name}"))
-        for name in host.listdir(directory)
-        if name.endswith(".conf")
-    ]
+    names = [name for name in host.listdir(directory) if name.endswith(".conf")]
+    if len(names) > MAX_CONFIG_DIR_FILES:
+        raise ConfigError(
+            f"{directory}: kubelet's --config-dir holds {len(names)} *.conf files; expected "
+            f"at most {MAX_CONFIG_DIR_FILES}"
+        )
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    for name in names:
+        try:
+            data = host.read_bytes(f"{directory}/{name}", limit=MAX_CONFIG_DIR_BYTES - total)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc} (kubelet's --config-dir {directory}: its *.conf files may hold "
+                f"{MAX_CONFIG_DIR_BYTES} bytes in all, {total} read before {name})"
+            ) from exc
+        total += len(data)
+        files.append((name, data))
     values, winner = dropin.effective(files, directory)
     ours = f"{directory}/{dropin.OUR_DROPIN}"
     if winner is not None and winner > dropin.OUR_DROPIN:
@@ -245,8 +425,3 @@ def _require_addresses(values: tuple[str, ...], source: str) -> None:
                 f"{source}: cluster DNS {value!r} is not an IP address; expected a "
                 "comma-separated list of IPs"
             ) from exc
-
-
-def _require_absolute(path: str, flag: str) -> None:
-    if not path.startswith("/"):
-        raise ConfigError(f"kubelet {flag}={path!r}: expected an absolute path")

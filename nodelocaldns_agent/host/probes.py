@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.error
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import psutil
+
+from nodelocaldns_agent.errors import HostError
 
 
 class Interfaces(Protocol):
@@ -68,24 +71,49 @@ class ProcessInfo:
     pid: int
     create_time: float
     argv: tuple[str, ...]
+    #: the kernel's name of the process (``comm``)
+    name: str = ""
+    #: ``/proc/<pid>/ns/mnt`` and ``ns/pid`` link targets (``mnt:[4026531841]``); "" when
+    #: unreadable
+    mnt_ns: str = ""
+    pid_ns: str = ""
+    #: lines of ``/proc/<pid>/cgroup`` (``hierarchy-ID:controllers:path``)
+    cgroup: tuple[str, ...] = ()
 
 
 class ProcessTable(Protocol):
-    def find(self, name: str) -> list[ProcessInfo]:
-        """Running processes whose name (comm) or argv[0] basename is ``name``."""
+    def get(self, pid: int) -> ProcessInfo | None:
+        """Process ``pid`` as this process sees it (namespaces and cgroup included); None
+        when no such process runs (a zombie does not count). :class:`HostError` when it
+        runs but cannot be read."""
         ...
 
 
+#: bytes of /proc/<pid>/cgroup read (a line per hierarchy: a few hundred bytes)
+_MAX_CGROUP = 16 * 1024
+
+
 class PsutilProcessTable:
-    def find(self, name: str) -> list[ProcessInfo]:
-        found: list[ProcessInfo] = []
-        for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
-            info = proc.info
-            argv = tuple(info.get("cmdline") or ())
-            argv0 = argv[0].rsplit("/", 1)[-1] if argv else ""
-            if info.get("name") == name or argv0 == name:
-                found.append(ProcessInfo(proc.pid, float(info.get("create_time") or 0), argv))
-        return found
+    """Processes from ``/proc`` (psutil for name, argv and start time)."""
+
+    def get(self, pid: int) -> ProcessInfo | None:
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    return None
+                name, argv, started = proc.name(), tuple(proc.cmdline()), proc.create_time()
+            mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            pid_ns = os.readlink(f"/proc/{pid}/ns/pid")
+            with open(f"/proc/{pid}/cgroup", "rb") as fh:
+                cgroup = fh.read(_MAX_CGROUP).decode("utf-8", "replace")
+            if not proc.is_running():  # the pid was reused while reading
+                return None
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+            return None
+        except (psutil.Error, OSError) as exc:
+            raise HostError(f"/proc/{pid}: cannot read the process: {exc}") from exc
+        return ProcessInfo(pid, started, argv, name, mnt_ns, pid_ns, tuple(cgroup.splitlines()))
 
 
 @dataclass(frozen=True)

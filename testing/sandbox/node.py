@@ -782,6 +782,11 @@ class SandboxNode:
             "agent", ["-m", "nodelocaldns_agent", *args], env=env, stdout=stdout
         )
 
+    def spawn(self, log: str, argv: Sequence[str]) -> NodeProcess:
+        """Start ``argv`` in the node without waiting (output to ``<workdir>/<log>.log``);
+        it is killed by :meth:`close`. E.g. a pod's process: ``unshare --mount ...``."""
+        return self._spawn(log, argv)
+
     def spawn_python(
         self,
         log: str,

@@ -13,7 +13,10 @@ Known difference from systemd: bash, not systemd, parses the environment files, 
 unquoted value with spaces (``A=b c``) fails here although systemd accepts it.
 
 Like systemd with ``Type=simple``, ``start`` returns as soon as the process is spawned;
-whether kubelet comes up is for the caller to check (healthz).
+whether kubelet comes up is for the caller to check (healthz). ``show`` answers in
+systemd's format (``MainPID`` is the stand-in's pid in the node's pid namespace,
+``FragmentPath``, ``DropInPaths``, ``EnvironmentFiles`` and ``ExecStart`` as loaded), so the
+agent's own ``systemctl show`` reaches it through ``nsenter --target 1`` like a host's.
 """
 
 from __future__ import annotations
@@ -265,19 +268,53 @@ def _terminate(pid: int) -> None:
 
 
 def _show(systemd: Systemd, properties: list[str], value_only: bool) -> str:
+    """What ``systemctl show kubelet`` prints, in systemd's format (src/systemctl/
+    systemctl-show.c, src/shared/bus-print-properties.c): an asked-for empty string as
+    ``Name=``, a string array on one line (items shell-quoted when needed), a list of
+    structures (``EnvironmentFiles``, ``ExecStart``) as one line per item."""
     state = systemd.state()
     active = systemd.active_state()
-    values = {
-        "Id": UNIT,
-        "MainPID": str(systemd.main_pid()),
-        "ActiveState": active,
-        "SubState": {"active": "running", "failed": "failed"}.get(active, "dead"),
-        "ExecMainStartTimestamp": str(state["since"]),
+    main_pid = systemd.main_pid()
+    try:
+        unit: ServiceUnit | None = systemd.unit()
+    except StubError:  # no kubelet.service: systemd still answers
+        unit = None
+    sources = unit.sources if unit else []
+    since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(str(state["since"]))))
+    values: dict[str, list[str]] = {
+        "Id": [UNIT],
+        "LoadState": ["loaded" if unit else "not-found"],
+        "MainPID": [str(main_pid)],
+        "ActiveState": [active],
+        "SubState": [{"active": "running", "failed": "failed"}.get(active, "dead")],
+        "ExecMainStartTimestamp": [str(state["since"])],
+        "FragmentPath": [sources[0] if sources else ""],
+        "DropInPaths": [" ".join(_shell_maybe_quote(p) for p in sources[1:])],
+        "EnvironmentFiles": [
+            f"{path} (ignore_errors={'yes' if optional else 'no'})"
+            for path, optional in (unit.environment_files if unit else [])
+        ],
+        "ExecStart": [
+            f"{{ path={unit.exec_start[0]} ; argv[]={' '.join(unit.exec_start)} ; "
+            f"ignore_errors=no ; start_time=[{since if main_pid else 'n/a'}] ; "
+            f"stop_time=[n/a] ; pid={main_pid} ; code=(null) ; status=0/0 }}"
+        ]
+        if unit and unit.exec_start
+        else [],
     }
     names = properties or list(values)
     return "".join(
-        f"{values.get(n, '')}\n" if value_only else f"{n}={values.get(n, '')}\n" for n in names
+        f"{value}\n" if value_only else f"{name}={value}\n"
+        for name in names
+        for value in values.get(name, [""])
     )
+
+
+def _shell_maybe_quote(text: str) -> str:
+    """systemd's ``shell_maybe_quote`` (src/basic/escape.c) without flags."""
+    if text and not any(c.isspace() or c in "\"\\`$*?[]'()<>|&;!" for c in text):
+        return text
+    return '"' + "".join("\\" + c if c in '"\\`$' else c for c in text) + '"'
 
 
 def parse_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:

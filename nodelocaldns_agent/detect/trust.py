@@ -1,0 +1,74 @@
+"""Which running process is the host's kubelet: pure decisions over what the host showed.
+
+The agent runs with ``hostPID``, so it sees every pod's processes too, and any of them may
+be called ``kubelet``. A process is trusted as the host's kubelet only when all of these
+hold:
+
+* it is the ``MainPID`` of the host's ``kubelet.service`` (asked from the host's systemd,
+  see :mod:`nodelocaldns_agent.host.systemd`);
+* it is named ``kubelet`` (a wrapper script as main process is not kubelet);
+* it has PID 1's mount and pid namespaces (a container's process has its own);
+* none of its cgroups is a pod's (see :func:`pod_cgroup`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from nodelocaldns_agent.host.probes import ProcessInfo
+
+KUBELET = "kubelet"
+#: A pod's pid in kubelet's cgroup names: ``"pod" + pod UID``
+#: (``GetPodContainerName``, pkg/kubelet/cm/pod_container_manager_linux.go). A UID is a
+#: UUID, or 32 hex digits for a static pod (pkg/kubelet/config/common.go); the systemd
+#: driver writes its dashes as ``_`` (``escapeSystemdCgroupName``).
+_POD_UID = r"[0-9a-f]{8}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{12}"
+_POD_COMPONENTS = (
+    # cgroupfs driver: /kubepods[/burstable|/besteffort]/pod<uid>/<container id>
+    # ("kubepods": defaultNodeAllocatableCgroupName, pkg/kubelet/cm)
+    "kubepods",
+    "pod" + _POD_UID,
+    # systemd driver: /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice
+    # (CgroupName.ToSystemd, pkg/kubelet/cm/cgroup_manager_linux.go)
+    r"kubepods[-.].*",
+    # the runtimes' container scopes: cri-containerd-<id>.scope (containerd's CRI plugin),
+    # crio-<id>.scope and crio-conmon-<id>.scope (CRI-O)
+    r"(?:cri-containerd|crio|crio-conmon)-[0-9a-f]{64}\.scope",
+)
+_POD_COMPONENT = re.compile("|".join(_POD_COMPONENTS), re.IGNORECASE)
+
+
+def pod_cgroup(cgroup: tuple[str, ...]) -> str:
+    """The first cgroup path of ``/proc/<pid>/cgroup`` lines that is a pod's ("" when none).
+
+    Every hierarchy counts (cgroup v1 has one line per hierarchy, v2 the ``0::`` line).
+    Seen from a cgroup namespace, paths outside it start with ``/..``: only the components
+    are looked at, wherever they are.
+    """
+    for line in cgroup:
+        path = line.split(":", 2)[-1]
+        if any(_POD_COMPONENT.fullmatch(part) for part in path.split("/")):
+            return path
+    return ""
+
+
+def untrusted(proc: ProcessInfo, init: ProcessInfo) -> str:
+    """Why ``proc`` (systemd's main process of kubelet.service) is not the host's kubelet,
+    or "" when it is. ``init`` is PID 1 as the agent sees it."""
+    argv0 = proc.argv[0].rsplit("/", 1)[-1] if proc.argv else ""
+    if KUBELET not in (proc.name, argv0):
+        return f"it is {proc.name or argv0 or 'unnamed'!r}, not {KUBELET}"
+    for kind, mine, init_ns in (
+        ("mount", proc.mnt_ns, init.mnt_ns),
+        ("pid", proc.pid_ns, init.pid_ns),
+    ):
+        if not mine or not init_ns:
+            return f"its {kind} namespace or PID 1's could not be read"
+        if mine != init_ns:
+            return f"it runs in {kind} namespace {mine}, not in PID 1's {init_ns}"
+    pod = pod_cgroup(proc.cgroup)
+    if pod:
+        return f"it runs in a pod's cgroup {pod}"
+    if not proc.cgroup:
+        return "its cgroup could not be read"
+    return ""
