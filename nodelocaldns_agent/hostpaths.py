@@ -47,18 +47,35 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_SYMLINK_HOPS = 40
 #: Where the kubelet files of the supported layouts live (``--writable-dirs``).
 DEFAULT_WRITABLE_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig")
-#: Never written, whatever ``--writable-dirs`` says: directory -> why.
-NEVER_WRITABLE_DIRS = {
-    # kubelet's root directory (pkg/kubelet/config/defaults.go of kubernetes/kubernetes):
-    # pod volumes, CSI and registration sockets, pod-resources, checkpoints; plus the
-    # device-plugin sockets (k8s.io/kubelet deviceplugin/v1beta1 DevicePluginPath) and
-    # kubelet's --cert-dir default. Pods and node plugins write there.
+#: Host directories where pods can write, directory -> what writes there: a kubelet
+#: configuration path in one of them is never trusted (:mod:`nodelocaldns_agent.detect.
+#: kubelet`) and never written. Under kubelet's root directory (``/var/lib/kubelet``,
+#: pkg/kubelet/config/defaults.go of kubernetes/kubernetes): ``pods`` holds every pod's
+#: volumes, ``plugins``, ``plugins_registry`` and ``plugin-containers`` are written by CSI
+#: driver pods, ``device-plugins`` by device plugin pods (``DevicePluginPath``,
+#: k8s.io/kubelet/pkg/apis/deviceplugin), ``pod-resources`` is mounted into monitoring
+#: pods. Elsewhere: container logs (lines a pod prints) and the runtimes' container root
+#: file systems (a container's writable layer is a host directory).
+POD_WRITABLE_DIRS = {
     "/var/lib/kubelet/pods": "pod volumes",
     "/var/lib/kubelet/plugins": "node plugins' files",
     "/var/lib/kubelet/plugins_registry": "node plugins' registration sockets",
     "/var/lib/kubelet/plugin-containers": "node plugins' files",
     "/var/lib/kubelet/device-plugins": "device plugins' sockets",
     "/var/lib/kubelet/pod-resources": "the pod-resources API socket",
+    "/var/log/pods": "container logs",
+    "/var/log/containers": "container logs",
+    "/var/lib/containerd": "containers' file systems",
+    "/run/containerd": "containers' file systems",
+    "/var/lib/docker": "containers' file systems",
+    "/var/lib/containers": "containers' file systems",
+    "/run/containers": "containers' file systems",
+}
+#: Never written, whatever ``--writable-dirs`` says: directory -> why. Pod-writable
+#: directories, plus kubelet's checkpoints and its ``--cert-dir`` default, and the
+#: control plane's certificates and static pods.
+NEVER_WRITABLE_DIRS = {
+    **POD_WRITABLE_DIRS,
     "/var/lib/kubelet/checkpoints": "container checkpoints",
     "/var/lib/kubelet/pki": "kubelet's certificates",
     "/etc/kubernetes/pki": "the cluster's certificates",

@@ -23,7 +23,7 @@ from nodelocaldns_agent.detect.trust import untrusted
 from nodelocaldns_agent.errors import ConfigError, HostError, SystemdError
 from nodelocaldns_agent.host.probes import ProcessInfo, ProcessTable
 from nodelocaldns_agent.host.systemd import HostSystemd, UnitStatus
-from nodelocaldns_agent.hostpaths import HostRoot
+from nodelocaldns_agent.hostpaths import POD_WRITABLE_DIRS, HostRoot
 from nodelocaldns_agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
 from nodelocaldns_agent.kubeletconfig.unitfile import (
@@ -36,28 +36,6 @@ from nodelocaldns_agent.kubeletconfig.unitfile import (
 log = logging.getLogger(__name__)
 
 CLUSTER_DNS_FLAG = "--cluster-dns"
-#: Host directories where pods can write: a kubelet configuration path in one of them is
-#: refused, whatever names it. Under kubelet's root directory (``/var/lib/kubelet``,
-#: pkg/kubelet/config/defaults.go): ``pods`` holds every pod's volumes (emptyDir,
-#: hostPath-free projections, ...), ``plugins`` and ``plugins_registry`` are written by CSI
-#: driver pods, ``device-plugins`` by device plugin pods (``DevicePluginPath``,
-#: k8s.io/kubelet/pkg/apis/deviceplugin), ``pod-resources`` is mounted into monitoring
-#: pods. Elsewhere: container logs (lines a pod prints) and the runtimes' container root
-#: file systems (a container's writable layer is a host directory).
-POD_WRITABLE_DIRS = (
-    "/var/lib/kubelet/pods",
-    "/var/lib/kubelet/plugins",
-    "/var/lib/kubelet/plugins_registry",
-    "/var/lib/kubelet/device-plugins",
-    "/var/lib/kubelet/pod-resources",
-    "/var/log/pods",
-    "/var/log/containers",
-    "/var/lib/containerd",
-    "/run/containerd",
-    "/var/lib/docker",
-    "/var/lib/containers",
-    "/run/containers",
-)
 #: ``*.conf`` files the agent reads from a ``--config-dir``: real drop-in directories hold
 #: a handful (kubeadm none, EKS's nodeadm one or two); a few dozen is already unusual.
 MAX_CONFIG_DIR_FILES = 64
