@@ -32,6 +32,7 @@ LAYOUTS = [
     ("tke", {}, "env"),
     ("kubeadm", {}, "yaml"),
     ("kubeadm_flag", {}, "env"),
+    ("kubeadm_flag_underscore", {}, "env"),
     ("eks", {}, "json"),
     ("config_dir", {}, "config-dir"),
     ("sysconfig", {}, "env"),

@@ -37,6 +37,26 @@ def test_default_kubelet_extra_args():
     )
 
 
+@pytest.mark.parametrize(
+    ("line", "edited"),
+    [
+        # kubelet normalizes "_" to "-" in flag names (cliflag.WordSepNormalizeFunc): the
+        # edit keeps how the file spells the flag and changes only the value
+        (b"A=--cluster_dns=10.96.0.10 --v=2\n", b"A=--cluster_dns=169.254.20.10 --v=2\n"),
+        (b'A="--v=2 --cluster_dns 10.96.0.10"\n', b'A="--v=2 --cluster_dns 169.254.20.10"\n'),
+    ],
+)
+def test_every_spelling_of_the_flag_is_found_and_kept(line: bytes, edited: bytes):
+    assert FORMAT.read(line, "/etc/default/kubelet") == ("10.96.0.10",)
+    assert FORMAT.edit(line, NEW, "/etc/default/kubelet") == edited
+
+
+def test_two_spellings_are_one_flag_set_twice():
+    data = b"A=--cluster-dns=10.96.0.10\nB=--cluster_dns=10.96.0.11\n"
+    with pytest.raises(ConfigError, match="appears 2 times"):
+        FORMAT.read(data, "/etc/default/kubelet")
+
+
 def test_kubeadm_flags_env_has_no_cluster_dns():
     data = (DATA / "kubeadm-flags.env").read_bytes()
     path = "/var/lib/kubelet/kubeadm-flags.env"

@@ -567,3 +567,13 @@ def test_verification_without_systemd_fails(tmp_path: Path) -> None:
     out = node.engine().reconcile(Goal.MIGRATE)
     assert out.state is Result.FAILED
     assert f"after the restart: {error}" in out.error
+
+
+def test_cluster_dns_given_twice_in_any_spelling_is_refused(tmp_path: Path) -> None:
+    """``--cluster-dns`` is a list flag: kubelet adds every occurrence's addresses (pflag
+    StringSliceVar in cmd/kubelet/app/options/options.go), so editing one occurrence would
+    leave the other's addresses in every pod's resolv.conf."""
+    node = tke_node(tmp_path)
+    node.run_kubelet("/usr/bin/kubelet", "--cluster-dns=10.96.0.10", "--cluster_dns", "10.0.0.9")
+    with pytest.raises(ConfigError, match=r"--cluster-dns 2 times \(10\.96\.0\.10,10\.0\.0\.9"):
+        locate_kubelet(HostRoot(tmp_path), node.processes, node.systemd)

@@ -304,6 +304,15 @@ def test_split_and_expand_words():
         (["kubelet", "--cluster-dnsx=1", "--", "--cluster-dns=1.1.1.1"],
          KubeletFlags(None, None, None, 0)),
         (["--config=/ignored-argv0", "--v=2"], KubeletFlags(None, None, None, 0)),
+        # kubelet's flag set normalizes "_" to "-" (cliflag.WordSepNormalizeFunc, set in
+        # cmd/kubelet/app/server.go): every spelling is the same flag, in either form
+        (["kubelet", "--cluster_dns=1.1.1.1", "--config_dir", "/d", "--config_dir=/e"],
+         KubeletFlags(None, "/e", ("1.1.1.1",), 1)),
+        (["kubelet", "--cluster-dns", "1.1.1.1", "--cluster_dns", "2.2.2.2", "--config=/c"],
+         KubeletFlags("/c", None, ("1.1.1.1", "2.2.2.2"), 2)),
+        # a single dash is not a long flag to pflag; "--cluster-dns-x" is another flag
+        (["kubelet", "-cluster-dns=1.1.1.1", "--cluster-dns-x=1", "--cluster_dnsx", "v"],
+         KubeletFlags(None, None, None, 0)),
     ],
 )  # fmt: skip
 def test_parse_kubelet_flags(argv: list[str], expected: KubeletFlags):

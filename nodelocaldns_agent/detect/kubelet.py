@@ -25,7 +25,7 @@ from nodelocaldns_agent.host.probes import ProcessInfo, ProcessTable
 from nodelocaldns_agent.host.systemd import HostSystemd, UnitStatus
 from nodelocaldns_agent.hostpaths import POD_WRITABLE_DIRS, HostRoot
 from nodelocaldns_agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
-from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
+from nodelocaldns_agent.kubeletconfig.flags import CLUSTER_DNS_FLAG, mentions, parse_kubelet_flags
 from nodelocaldns_agent.kubeletconfig.unitfile import (
     UNIT_DIRS,
     UNIT_NAME,
@@ -35,7 +35,6 @@ from nodelocaldns_agent.kubeletconfig.unitfile import (
 
 log = logging.getLogger(__name__)
 
-CLUSTER_DNS_FLAG = "--cluster-dns"
 #: ``*.conf`` files the agent reads from a ``--config-dir``: real drop-in directories hold
 #: a handful (kubeadm none, EKS's nodeadm one or two); a few dozen is already unusual.
 MAX_CONFIG_DIR_FILES = 64
@@ -187,6 +186,15 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd
             systemd_error=running.systemd_error,
         )
 
+    if flags.cluster_dns_count > 1:
+        # a list flag: kubelet appends every occurrence's addresses (pflag StringSlice,
+        # kubelet's --cluster-dns in cmd/kubelet/app/options); editing one would leave
+        # the others' addresses in every pod's resolv.conf
+        raise ConfigError(
+            f"kubelet ({found_by}) has {CLUSTER_DNS_FLAG} {flags.cluster_dns_count} times "
+            f"({','.join(flags.cluster_dns or ())} in all: kubelet adds them up); expected "
+            "exactly one"
+        )
     if flags.cluster_dns is not None:
         return done(_from_flag_source(host, unit, found_by))
     if flags.config_dir:
@@ -280,10 +288,10 @@ def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -
     carriers = [
         (name, var)
         for name, var in unit.environment.items()
-        if CLUSTER_DNS_FLAG in var.value and _referenced(unit.exec_start, name)
+        if mentions(var.value, CLUSTER_DNS_FLAG) and _referenced(unit.exec_start, name)
     ]
     if not carriers:
-        where = unit.unit_path if CLUSTER_DNS_FLAG in unit.exec_start else None
+        where = unit.unit_path if mentions(unit.exec_start, CLUSTER_DNS_FLAG) else None
         detail = (
             f"it is written literally in ExecStart= of {where}"
             if where

@@ -8,7 +8,8 @@ what follows, trailing blanks of unquoted values dropped, ``\\`` + newline conti
 is not a valid variable name are skipped, as systemd drops them.
 
 The cluster DNS is a ``--cluster-dns=V`` or ``--cluster-dns V`` word inside any value
-(words split on blanks); ``V`` is comma-separated.
+(words split on blanks; ``--cluster_dns`` is the same flag to kubelet); ``V`` is
+comma-separated.
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ def parse_env(data: bytes, where: str) -> list[Assignment]:
 def _occurrences(data: bytes, where: str) -> list[Occurrence]:
     found: list[Occurrence] = []
     for assignment in parse_env(data, where):
-        if CLUSTER_DNS_FLAG.encode() not in assignment.raw_value:
+        if b"--cluster" not in assignment.raw_value:  # cheap pre-check: both spellings
             continue
         # latin-1 maps each byte to one character, so offsets stay byte offsets
         text = assignment.raw_value.decode("latin-1")

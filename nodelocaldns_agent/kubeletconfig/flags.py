@@ -31,28 +31,47 @@ class FlagValue:
     start: int
 
 
-def find_flag(words: Sequence[str], flag: str) -> list[FlagValue]:
-    """Every occurrence of ``flag`` (``--name``) in ``words``, as pflag would parse it.
+def normalized(name: str) -> str:
+    """A flag name as kubelet's flag set sees it: ``_`` is ``-``.
 
-    Both ``--name=v`` and ``--name v`` count; a bare ``--`` ends the flags.
+    kubelet sets ``cliflag.WordSepNormalizeFunc`` on its flag set (cmd/kubelet/app/server.go,
+    k8s.io/component-base/cli/flag/flags.go), so ``--cluster_dns`` and ``--cluster-dns``
+    are one flag, and so are ``--config_dir`` and ``--config-dir``.
+    """
+    return name.replace("_", "-")
+
+
+def find_flag(words: Sequence[str], flag: str) -> list[FlagValue]:
+    """Every occurrence of ``flag`` (``--name``) in ``words``, as kubelet's pflag set would
+    parse it.
+
+    Both ``--name=v`` and ``--name v`` count, in any ``_``/``-`` spelling of the name
+    (:func:`normalized`); a bare ``--`` ends the flags.
     """
     found: list[FlagValue] = []
-    prefix = flag + "="
     i = 0
     while i < len(words):
         word = words[i]
         if word == "--":
             break
-        if word.startswith(prefix):
-            found.append(FlagValue(i, i, len(prefix)))
-        elif word == flag:
-            if i + 1 < len(words):
-                found.append(FlagValue(i, i + 1, 0))
-                i += 1
-            else:
-                found.append(FlagValue(i, None, 0))
+        name, eq, _ = word.partition("=")
+        if not word.startswith("--") or normalized(name) != flag:
+            i += 1
+            continue
+        if eq:
+            found.append(FlagValue(i, i, len(name) + 1))
+        elif i + 1 < len(words):
+            found.append(FlagValue(i, i + 1, 0))
+            i += 1
+        else:
+            found.append(FlagValue(i, None, 0))
         i += 1
     return found
+
+
+def mentions(text: str, flag: str) -> bool:
+    """``text`` (a command line or a variable's value, split at blanks) sets ``flag``."""
+    return bool(find_flag(text.split(), flag))
 
 
 def split_addresses(value: str) -> tuple[str, ...]:

@@ -357,6 +357,8 @@ class _Kubeadm:
     extra_args_file: str = "/etc/default/kubelet"
     extra_args: str = ""
     kubeadm_flags: str = KUBEADM_FLAGS
+    #: how the extra args file spells the flag and its value's separator
+    cluster_dns_flag: str = "--cluster-dns="
 
 
 def _kubeadm(tree: _Tree, cluster_dns: str, files: _Kubeadm, quirks: Quirks | None) -> str:
@@ -398,7 +400,7 @@ def _kubeadm_with_flag(
 ) -> Layout:
     tree = _Tree(root)
     unit = _kubeadm(tree, cluster_dns, files, None)
-    env = f'KUBELET_EXTRA_ARGS="--cluster-dns={cluster_dns} {files.extra_args}"\n'
+    env = f'KUBELET_EXTRA_ARGS="{files.cluster_dns_flag}{cluster_dns} {files.extra_args}"\n'
     tree.write_deciding(files.extra_args_file, env, "env", quirks)
     return tree.layout(
         name,
@@ -417,6 +419,18 @@ def kubeadm_flag(
     ``KUBELET_EXTRA_ARGS``: the flag overrides ``clusterDNS`` of config.yaml."""
     files = _Kubeadm(extra_args="--node-ip=10.0.0.3 --max-pods=110")
     return _kubeadm_with_flag("kubeadm_flag", root, cluster_dns, quirks, files)
+
+
+def kubeadm_flag_underscore(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """:func:`kubeadm_flag` with the flag spelt ``--cluster_dns <ip>``: kubelet's flag set
+    normalizes ``_`` to ``-`` (``cliflag.WordSepNormalizeFunc``, set in
+    cmd/kubelet/app/server.go) and pflag takes the next word as the value, so this too
+    overrides ``clusterDNS`` of config.yaml (an old spelling still found in hand-written
+    ``/etc/default/kubelet`` files)."""
+    files = _Kubeadm(extra_args="--node-ip=10.0.0.3", cluster_dns_flag="--cluster_dns ")
+    return _kubeadm_with_flag("kubeadm_flag_underscore", root, cluster_dns, quirks, files)
 
 
 def sysconfig(
@@ -548,6 +562,7 @@ LAYOUTS: dict[str, LayoutFunction] = {
     "tke": tke,
     "kubeadm": kubeadm,
     "kubeadm_flag": kubeadm_flag,
+    "kubeadm_flag_underscore": kubeadm_flag_underscore,
     "eks": eks,
     "config_dir": config_dir,
     "sysconfig": sysconfig,
