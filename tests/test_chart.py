@@ -1749,6 +1749,110 @@ def test_agent_image_by_tag_or_digest(helm_bin: str, repository: str) -> None:
     assert container(one(pinned, "Job"))["image"] == f"{repository}@{digest}"
 
 
+# ----------------------------------------------------------------------------- Pod Security
+#: Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards):
+#: the capabilities baseline allows to add, and the volume types restricted allows
+BASELINE_CAPS = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+
+
+def pod_security_level(pod: Doc) -> str:
+    """The least privileged Pod Security level that admits ``pod`` (the controls this
+    chart's pods can touch: host namespaces, privileged, capabilities, host paths and
+    ports; for restricted also volume types, privilege escalation, non-root, seccomp)."""
+    containers = pod["containers"] + pod.get("initContainers", [])
+    contexts = [c.get("securityContext", {}) for c in containers]
+    volumes = pod.get("volumes", [])
+    if (
+        any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+        or any(sc.get("privileged") for sc in contexts)
+        or any(set(sc.get("capabilities", {}).get("add", [])) - BASELINE_CAPS for sc in contexts)
+        or any("hostPath" in v for v in volumes)
+        or any(port.get("hostPort") for c in containers for port in c.get("ports", []))
+    ):
+        return "privileged"
+    pod_sc = pod.get("securityContext", {})
+    seccomp = pod_sc.get("seccompProfile", {}).get("type")
+    restricted = (
+        all(set(v) - {"name"} <= RESTRICTED_VOLUMES for v in volumes)
+        and all(sc.get("allowPrivilegeEscalation") is False for sc in contexts)
+        and all(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True for sc in contexts)
+        and all(sc.get("runAsUser", pod_sc.get("runAsUser")) != 0 for sc in contexts)
+        and all(
+            sc.get("seccompProfile", {}).get("type", seccomp) in {"RuntimeDefault", "Localhost"}
+            for sc in contexts
+        )
+        and all(sc.get("capabilities", {}).get("drop") == ["ALL"] for sc in contexts)
+        and all(
+            set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
+            for sc in contexts
+        )
+    )
+    return "restricted" if restricted else "baseline"
+
+
+def test_pod_security_levels_in_the_readme(default: list[Doc]) -> None:
+    """The levels chart/README.md ("Pod Security") gives, from the rendered pods."""
+    levels = {
+        "agent": pod_security_level(agent_ds(default)["spec"]["template"]["spec"]),
+        "node-cache": pod_security_level(node_cache_ds(default)["spec"]["template"]["spec"]),
+        "uninstall hook": pod_security_level(one(default, "Job")["spec"]["template"]["spec"]),
+    }
+    assert levels == {
+        "agent": "privileged",
+        "node-cache": "privileged",
+        "uninstall hook": "restricted",
+    }
+    readme = (CHART / "README.md").read_text()
+    for name, level in levels.items():
+        assert f"| {name} | {level} |" in readme, name
+
+
+# ----------------------------------------------------------------------------- README
+def test_readme_values_table_matches_values_yaml() -> None:
+    """Every row of chart/README.md's values table is a key of values.yaml with that
+    default, and every value is in the table (itself or a map above it)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    table = readme.split("\n## Values\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \| ([^|]+) \|", table, re.M))
+    missing = object()
+
+    def lookup(path: str) -> Any:
+        node: Any = values
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return missing
+            node = node[part]
+        return node
+
+    for key, default in rows.items():
+        value = lookup(key)
+        assert value is not missing, f"README documents {key}, values.yaml has no such key"
+        shown = re.fullmatch(r"`([^`]*)`(?: \(required\))?", default.strip())
+        if shown:
+            assert json.loads(shown[1]) == value, (key, shown[1], value)
+
+    def leaves(node: Any, path: str) -> Iterable[str]:
+        if isinstance(node, dict) and node:
+            for key, sub in node.items():
+                yield from leaves(sub, f"{path}.{key}" if path else key)
+        else:
+            yield path
+
+    for leaf in leaves(values, ""):
+        parts = leaf.split(".")
+        assert any(".".join(parts[:i]) in rows for i in range(1, len(parts) + 1)), (
+            f"{leaf} is not in the README's values table"
+        )
+
+
 # ----------------------------------------------------------------------------- names
 def test_names_fit_in_63_characters(helm_bin: str) -> None:
     release = "a-very-long-release-name-for-testing-name-truncation"  # 52: Helm allows 53
