@@ -1352,7 +1352,7 @@ def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
         "readOnly": False,
     } in container(agent_ds(docs))["volumeMounts"]
     assert agent_config(docs)["NODELOCALDNS_AGENT_WRITABLE_DIRS"] == (
-        "/etc/kubernetes,/opt/kubelet,/var/lib/kubelet"
+        "/etc/kubernetes,/var/lib/kubelet,/opt/kubelet"
     )
 
 
@@ -1466,7 +1466,10 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
         "NODELOCALDNS_AGENT_RESYNC_INTERVAL": "600",
         "NODELOCALDNS_AGENT_VERIFY_TIMEOUT": "120",
         "NODELOCALDNS_AGENT_METRICS_ADDRESS": "0.0.0.0:9779",
-        "NODELOCALDNS_AGENT_WRITABLE_DIRS": ",".join(sorted(LAYOUT_WRITES["all"])),
+        # the agent's own default (nodelocaldns_agent/hostpaths.py DEFAULT_WRITABLE_DIRS)
+        "NODELOCALDNS_AGENT_WRITABLE_DIRS": (
+            "/etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig"
+        ),
         "NODELOCALDNS_AGENT_LOG_FORMAT": "json",
         "NODELOCALDNS_AGENT_LOG_LEVEL": "info",
     }

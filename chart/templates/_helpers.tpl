@@ -280,11 +280,20 @@ state directory (always writable for its journal, never for kubelet files). Deri
 the same mounts as the volumes, so the two cannot disagree.
 */}}
 {{- define "nodelocaldns-agent.writableDirs" -}}
+{{- $paths := include "nodelocaldns-agent.hostPaths" . | fromYaml }}
+{{- /* the layouts' directories in the agent's order (its default for `all` is
+       /etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig), then your own */}}
+{{- $known := list "etc-kubernetes" "etc-kubernetes-kubelet" "var-lib-kubelet" "etc-default" "etc-sysconfig" "agent-state" }}
+{{- $names := $known }}
+{{- range $name := keys $paths | sortAlpha }}
+{{- if not (has $name $known) }}{{ $names = append $names $name }}{{ end }}
+{{- end }}
 {{- $dirs := list }}
-{{- range $name, $hp := include "nodelocaldns-agent.hostPaths" . | fromYaml }}
-{{- if and $hp.enabled (not $hp.readOnly) (ne $hp.path "/var/lib/nodelocaldns-agent") }}
+{{- range $name := $names }}
+{{- $hp := get $paths $name }}
+{{- if and $hp $hp.enabled (not $hp.readOnly) (ne $hp.path "/var/lib/nodelocaldns-agent") }}
 {{- $dirs = append $dirs $hp.path }}
 {{- end }}
 {{- end }}
-{{- $dirs | sortAlpha | join "," }}
+{{- $dirs | join "," }}
 {{- end }}
