@@ -3,10 +3,14 @@
 # Two stages: the builder turns this repository into a wheel and installs it, with the
 # exact runtime pins of requirements.lock, into a venv; the final stage gets only that
 # venv on the same base image (no compiler, no pip cache, no source tree).
-# The base is pinned to an exact Python patch release and Debian release; pin it by
-# digest too where your registry policy requires it (python:3.11.14-slim-bookworm@sha256:...).
+# One base for both stages, named with its registry, pinned to an exact Python patch release
+# and Debian release. Pin its digest too where your registry policy requires it, or use a
+# mirror:
+#   docker build --build-arg BASE_IMAGE=docker.io/library/python:3.11.14-slim-bookworm@sha256:<digest> .
+# checkov:skip=CKV_DOCKER_7:checkov does not read ARG defaults; BASE_IMAGE is an exact tag (tests/test_dockerfile.py)
+ARG BASE_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
 
-FROM python:3.11.14-slim-bookworm AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -24,8 +28,9 @@ RUN python -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python check \
  && rm -rf /tmp/wheels
 
-FROM python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
 
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="nodelocaldns-agent" \
@@ -33,7 +38,7 @@ LABEL org.opencontainers.image.title="nodelocaldns-agent" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.11.14-slim-bookworm"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 COPY --from=builder /opt/venv /opt/venv
 

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from nodelocaldns_agent.fleet import mode_patch
+from nodelocaldns_agent.kube.api import _lease_body
 from tests.tooling import checkov, tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +82,17 @@ def sets(values: dict[str, Any]) -> list[str]:
     return out
 
 
-DEFAULT_ARGS = ("--set", f"nodeLocalDNS.kubeDNSServiceIP={KUBE_DNS}")
+#: the image every render needs (agent.image.repository has no default: issue 13, finding 8)
+IMAGE = "registry.example.com/platform/nodelocaldns-agent"
+#: what `helm template` cannot know: the kube-dns IP and the image, but not the cluster's APIs
+NO_CLUSTER_ARGS = (
+    "--set",
+    f"nodeLocalDNS.kubeDNSServiceIP={KUBE_DNS}",
+    "--set",
+    f"agent.image.repository={IMAGE}",
+)
+#: ... and a cluster >= 1.30 that serves ValidatingAdmissionPolicy (as Argo CD passes it)
+DEFAULT_ARGS = (*NO_CLUSTER_ARGS, "--api-versions", VAP_CAPABILITY)
 
 
 # ----------------------------------------------------------------------------- renders
@@ -221,24 +233,99 @@ def test_rendered_objects_match_the_kubernetes_schemas(
     assert checked > 100
 
 
-def test_admission_policy_needs_the_api_or_an_explicit_always(helm_bin: str) -> None:
-    assert not {d["kind"] for d in render(helm_bin, *DEFAULT_ARGS)} & VAP_KINDS
-    with_api = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY)
-    assert {d["kind"] for d in with_api} >= VAP_KINDS
-    never = render(
-        helm_bin,
-        *DEFAULT_ARGS,
-        "--api-versions",
-        VAP_CAPABILITY,
-        *sets({"agent.nodeAdmissionPolicy": "never"}),
+#: What Helm puts in .Capabilities without a cluster (helm template, --dry-run=client, lint):
+#: its default KubeVersion (v1.35.0 for Helm 4.1: helm pkg/chart/common/capabilities.go,
+#: from its client-go) and group/versions without Kinds; --kube-version and
+#: --api-versions change them. With a cluster, discovery lists group/version/Kind entries
+#: (pkg/action/action.go GetVersionSet): "apps/v1/DaemonSet" stands for that here.
+#: The node-name claim: ServiceAccountTokenPodNodeInfo alpha (off) 1.29, beta (on) 1.30,
+#: GA 1.32 (kubernetes/kubernetes pkg/features/versioned_kube_features.go).
+DISCOVERED = ("--api-versions", "apps/v1/DaemonSet")
+ADMISSION_CASES = [
+    # (mode, extra helm args, policies rendered, or the error text)
+    ("auto", (), "cannot tell whether the cluster serves"),
+    ("auto", ("--api-versions", VAP_CAPABILITY), True),
+    ("auto", ("--kube-version", "1.30.0", "--api-versions", VAP_CAPABILITY), True),
+    (
+        "auto",
+        ("--kube-version", "v1.31.2-eks-7f9249a", *DISCOVERED, "--api-versions", VAP_CAPABILITY),
+        True,
+    ),
+    ("auto", ("--kube-version", "1.29.4"), False),
+    ("auto", ("--kube-version", "1.29.4", *DISCOVERED), False),
+    ("auto", DISCOVERED, False),  # a cluster >= 1.30 with the API switched off
+    ("auto", ("--kube-version", "1.29.4", "--api-versions", VAP_CAPABILITY), "is listed but"),
+    ("always", (), True),
+    ("always", ("--kube-version", "1.30.0"), True),
+    ("always", ("--kube-version", "1.29.9"), "Kubernetes version is v1.29.9"),
+    ("always", ("--kube-version", "1.25.0", *DISCOVERED), "Kubernetes version is v1.25.0"),
+    ("never", ("--api-versions", VAP_CAPABILITY), False),
+    ("never", (), False),
+]
+
+
+@pytest.mark.parametrize(("mode", "args", "want"), ADMISSION_CASES)
+def test_admission_policy_decision(
+    helm_bin: str, mode: str, args: tuple[str, ...], want: Any
+) -> None:
+    """auto never renders nothing silently: it decides from what Helm was told about the
+    cluster and fails when a render without a cluster says nothing (issue 13, finding 3)."""
+    result = template(
+        helm_bin, *NO_CLUSTER_ARGS, "--set", f"agent.nodeAdmissionPolicy={mode}", *args
     )
-    assert not {d["kind"] for d in never} & VAP_KINDS
+    if isinstance(want, str):
+        assert result.returncode != 0, f"{mode} {args} rendered"
+        assert want in result.stderr, result.stderr
+        assert "agent.nodeAdmissionPolicy" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout) if d]
+    # own Node, restart slots, uninstall hook: a policy and a binding each
+    assert kinds.count("ValidatingAdmissionPolicy") == (3 if want else 0), (mode, args)
+    assert kinds.count("ValidatingAdmissionPolicyBinding") == (3 if want else 0), (mode, args)
+
+
+def test_the_cannot_tell_message_says_what_to_do(helm_bin: str) -> None:
+    result = template(helm_bin, *NO_CLUSTER_ARGS)
+    assert result.returncode != 0
+    for advice in (
+        f"--api-versions {VAP_CAPABILITY}",
+        "agent.nodeAdmissionPolicy=always",
+        "agent.nodeAdmissionPolicy=never",
+        "v1.35.0 is only Helm's assumption",
+    ):
+        assert advice in result.stderr, advice
+
+
+def notes(helm_bin: str, *args: str) -> str:
+    """NOTES.txt as `helm install --dry-run=client` prints it (helm template omits it)."""
+    result = run_helm(
+        helm_bin,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        *args,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_warn_whenever_the_policies_are_absent(helm_bin: str) -> None:
+    warning = "WARNING: no admission policies"
+    never = notes(helm_bin, *NO_CLUSTER_ARGS, "--set", "agent.nodeAdmissionPolicy=never")
+    assert warning in never
+    assert "patch EVERY Node" in " ".join(never.split())
+    always = notes(helm_bin, *NO_CLUSTER_ARGS, "--set", "agent.nodeAdmissionPolicy=always")
+    assert warning not in always
 
 
 def test_admission_policy_limits_the_agent_to_its_own_node(helm_bin: str) -> None:
-    docs = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY)
-    policy = one(docs, "ValidatingAdmissionPolicy")
-    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    docs = render(helm_bin, *DEFAULT_ARGS)
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{RELEASE}-nodelocaldns-agent-own-node")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", policy["metadata"]["name"])
     sa = container_sa(docs)
     assert binding["spec"] == {
         "policyName": policy["metadata"]["name"],
@@ -266,10 +353,12 @@ def test_admission_policy_limits_the_agent_to_its_own_node(helm_bin: str) -> Non
     assert all(v["reason"] == "Forbidden" and v["message"] for v in spec["validations"])
 
 
-#: Evaluates the policy's CEL (matchConditions, validations) for each case with cel-python,
-#: a CEL interpreter (not the API server's, which also type-checks): stdin
+#: Evaluates the policy's CEL (matchConditions, variables, validations) for each case with
+#: cel-python, a CEL interpreter (not the API server's, which also type-checks): stdin
 #: {"policy": spec, "cases": [{"object", "oldObject", "request"}]}, stdout a list per case:
 #: null when the policy does not match, else one true/false/"error: ..." per validation.
+#: Variables are evaluated in order into `variables` (the API server evaluates them lazily,
+#: with the same results). An error denies the request (failurePolicy: Fail).
 CEL_EVAL = """
 import json, sys
 import celpy
@@ -279,13 +368,18 @@ def run(expr, activation):
     return env.program(env.compile(expr)).evaluate(celpy.json_to_cel(activation))
 out = []
 for case in data["cases"]:
-    if not all(run(c["expression"], case) for c in data["policy"]["matchConditions"]):
+    if not all(run(c["expression"], case) for c in data["policy"].get("matchConditions", [])):
         out.append(None)
         continue
+    variables = {}
+    for var in data["policy"].get("variables", []):
+        variables[var["name"]] = json.loads(json.dumps(
+            run(var["expression"], {**case, "variables": variables}), default=lambda v: v
+        ))
     results = []
     for v in data["policy"]["validations"]:
         try:
-            results.append(bool(run(v["expression"], case)))
+            results.append(bool(run(v["expression"], {**case, "variables": variables})))
         except Exception as exc:
             results.append(f"error: {exc}")
     out.append(results)
@@ -293,13 +387,35 @@ print(json.dumps(out))
 """
 
 
+def evaluate_policy(policy: Doc, cases: list[Doc]) -> list[Any]:
+    """CEL_EVAL's answer for ``cases`` ({"object", "oldObject", "request"} each)."""
+    cel = tool("cel-python", ROOT / ".tools" / "cel" / "bin" / "python")
+    proc = subprocess.run(
+        [cel, "-c", CEL_EVAL],
+        input=json.dumps({"policy": policy, "cases": cases}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results: list[Any] = json.loads(proc.stdout)
+    return results
+
+
+def admitted(result: Any) -> bool:
+    """The API server's verdict: no matching policy, or every validation true."""
+    return result is None or all(r is True for r in result)
+
+
 def test_admission_policy_semantics(helm_bin: str, tmp_path: Path) -> None:
     """Own node, own keys: allowed. Another node, no node claim, a foreign label or
     annotation, the opt-out or mode label, any other key under our prefix, the spec:
     denied by the matching validation."""
-    cel = tool("cel-python", ROOT / ".tools" / "cel" / "bin" / "python")
-    docs = render(helm_bin, *DEFAULT_ARGS, "--api-versions", VAP_CAPABILITY)
-    policy = one(docs, "ValidatingAdmissionPolicy")["spec"]
+    docs = render(helm_bin, *DEFAULT_ARGS)
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{RELEASE}-nodelocaldns-agent-own-node")[
+        "spec"
+    ]
     agent = f"system:serviceaccount:{NAMESPACE}:{container_sa(docs)}"
     old = {
         "metadata": {
@@ -377,24 +493,435 @@ def test_admission_policy_semantics(helm_bin: str, tmp_path: Path) -> None:
         },
         "spec": {},
     }
-    payload = {
-        "policy": policy,
-        "cases": [{"object": new, "oldObject": old, "request": req} for _, new, req, _ in cases]
+    results = evaluate_policy(
+        policy,
+        [{"object": new, "oldObject": old, "request": req} for _, new, req, _ in cases]
         + [{"object": first, "oldObject": bare, "request": request()}],
-    }
-    proc = subprocess.run(
-        [cel, "-c", CEL_EVAL],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)
     for (name, *_, want), got in zip(cases, results, strict=False):
         assert got == want, name
     assert results[-1] == ok, "first write to a node without labels or annotations"
+
+
+def user(name: str, node: str | None) -> Doc:
+    info: Doc = {"username": name}
+    if node is not None:
+        info["extra"] = {"authentication.kubernetes.io/node-name": [node]}
+    return info
+
+
+def test_lease_policy_admits_exactly_what_the_lock_sends(helm_bin: str) -> None:
+    """The restart-slot Leases (issue 13, finding 5). The requests are those of
+    nodelocaldns_agent/kube/lock.py through kube/api.py: create (POST, holder = own node),
+    take over an expired slot (PUT with the seen resourceVersion; CEL has no clock, so the
+    policy cannot tell expired from live), renew (merge patch, UPDATE in admission), release
+    (DELETE with a resourceVersion precondition: object null, oldObject the stored Lease)."""
+    docs = render(helm_bin, *DEFAULT_ARGS, "--set", "agent.maxConcurrentRestarts=2")
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{RELEASE}-nodelocaldns-agent-slots")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", policy["metadata"]["name"])
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+            "resources": ["leases"],
+        }
+    ]
+    agent = f"system:serviceaccount:{NAMESPACE}:{container_sa(docs)}"
+
+    def stored(name: str, holder: str, rv: str = "41") -> Doc:
+        body = _lease_body(name, holder, 60, None)
+        body["metadata"].update(namespace=NAMESPACE, resourceVersion=rv, uid="u-1")
+        return body
+
+    def sent(name: str, holder: str, rv: str | None = None) -> Doc:
+        body = _lease_body(name, holder, 60, rv)
+        body["metadata"]["namespace"] = NAMESPACE
+        return body
+
+    def renewed(lease: Doc, holder: str) -> Doc:
+        merged = json.loads(json.dumps(lease))
+        merged["spec"].update(holderIdentity=holder, renewTime="2026-01-01T00:00:01.000000Z")
+        return merged
+
+    def req(
+        op: str, name: str, node: str | None = "node-a", who: str = agent, ns: str = NAMESPACE
+    ) -> Doc:
+        return {"operation": op, "namespace": ns, "name": name, "userInfo": user(who, node)}
+
+    slot, other = "nodelocaldns-agent-slot-0", "nodelocaldns-agent-slot-1"
+    cases: list[tuple[str, Doc | None, Doc | None, Doc, bool]] = [
+        # (what, object, oldObject, request, admitted)
+        ("create a free slot", sent(slot, "node-a"), None, req("CREATE", slot), True),
+        ("create the second slot", sent(other, "node-a"), None, req("CREATE", other), True),
+        (
+            "take over an expired slot",
+            sent(slot, "node-a", "41"),
+            stored(slot, "node-b"),
+            req("UPDATE", slot),
+            True,
+        ),
+        (
+            "re-take its own slot",
+            sent(slot, "node-a", "41"),
+            stored(slot, "node-a"),
+            req("UPDATE", slot),
+            True,
+        ),
+        (
+            "renew",
+            renewed(stored(slot, "node-a"), "node-a"),
+            stored(slot, "node-a"),
+            req("UPDATE", slot),
+            True,
+        ),
+        ("release", None, stored(slot, "node-a"), req("DELETE", slot), True),
+        (
+            "someone else",
+            sent("kube-scheduler", "x"),
+            None,
+            req("CREATE", "kube-scheduler", who="admin"),
+            True,
+        ),
+        # refused
+        ("create in another node's name", sent(slot, "node-b"), None, req("CREATE", slot), False),
+        (
+            "create a slot beyond the limit",
+            sent("nodelocaldns-agent-slot-2", "node-a"),
+            None,
+            req("CREATE", "nodelocaldns-agent-slot-2"),
+            False,
+        ),
+        (
+            "create another component's Lease",
+            sent("kube-scheduler", "node-a"),
+            None,
+            req("CREATE", "kube-scheduler"),
+            False,
+        ),
+        (
+            "create in another namespace",
+            sent(slot, "node-a"),
+            None,
+            req("CREATE", slot, ns="kube-system"),
+            False,
+        ),
+        (
+            "take over for another node",
+            sent(slot, "node-c", "41"),
+            stored(slot, "node-b"),
+            req("UPDATE", slot),
+            False,
+        ),
+        (
+            "renew another node's slot",
+            renewed(stored(slot, "node-b"), "node-b"),
+            stored(slot, "node-b"),
+            req("UPDATE", slot),
+            False,
+        ),
+        ("release another node's slot", None, stored(slot, "node-b"), req("DELETE", slot), False),
+        (
+            "a holder-less slot",
+            {"metadata": {"name": slot}, "spec": {}},
+            None,
+            req("CREATE", slot),
+            False,
+        ),
+        (
+            "no node claim (< 1.30)",
+            sent(slot, "node-a"),
+            None,
+            req("CREATE", slot, node=None),
+            False,
+        ),
+        (
+            "no node claim, release",
+            None,
+            stored(slot, "node-a"),
+            req("DELETE", slot, node=None),
+            False,
+        ),
+    ]
+    results = evaluate_policy(
+        spec, [{"object": o, "oldObject": old, "request": r} for _, o, old, r, _ in cases]
+    )
+    for (what, *_, want), got in zip(cases, results, strict=True):
+        assert admitted(got) is want, (what, got)
+        assert all(not isinstance(r, str) for r in got or []), (what, got)
+
+
+def agent_daemonset_as_stored(docs: list[Doc]) -> Doc:
+    """The agent DaemonSet as the API server holds it: with the template generation
+    annotation of apps/v1 and a status."""
+    ds = json.loads(json.dumps(agent_ds(docs)))
+    ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"] = "1"
+    ds["metadata"].update(generation=1, resourceVersion="100", uid="u-ds")
+    ds["status"] = {"desiredNumberScheduled": 3, "numberReady": 3}
+    return ds
+
+
+def apply_json_patch(doc: Doc, ops: list[Doc]) -> Doc:
+    """RFC 6902 test/replace/add (what fleet.mode_patch produces), on a copy."""
+    out = json.loads(json.dumps(doc))
+    for op in ops:
+        *parents, last = [part for part in op["path"].split("/")[1:]]
+        node: Any = out
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if op["op"] == "test":
+            assert node[int(last) if isinstance(node, list) else last] == op["value"]
+        elif isinstance(node, list):
+            if last == "-":
+                node.append(op["value"])
+            elif op["op"] == "add":
+                node.insert(int(last), op["value"])
+            else:
+                node[int(last)] = op["value"]
+        else:
+            node[last] = op["value"]
+    return out
+
+
+def test_uninstall_hook_may_only_set_revert(helm_bin: str) -> None:
+    """The hook's patch right on the agent DaemonSet (issue 13, finding 6): the policy admits
+    the JSON patch `revert-fleet` sends (nodelocaldns_agent/fleet.py mode_patch) as the API
+    server hands it to admission (the template generation annotation bumped: kubernetes
+    pkg/registry/apps/daemonset/strategy.go, pkg/apis/apps/v1/conversion.go), and refuses
+    any other change."""
+    docs = render(helm_bin, *DEFAULT_ARGS)
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{RELEASE}-nodelocaldns-agent-revert-guard")
+    one(docs, "ValidatingAdmissionPolicyBinding", policy["metadata"]["name"])
+    spec = policy["spec"]
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["apps"],
+            "apiVersions": ["v1"],
+            "operations": ["UPDATE"],
+            "resources": ["daemonsets"],
+        }
+    ]
+    (hook_sa,) = component(docs, "ServiceAccount", "revert")
+    hook = f"system:serviceaccount:{NAMESPACE}:{hook_sa['metadata']['name']}"
+    old = agent_daemonset_as_stored(docs)
+    name = old["metadata"]["name"]
+
+    def changed(edit: Any = None, mode: str = "revert") -> Doc:
+        new = apply_json_patch(old, mode_patch(old, mode))
+        new["metadata"]["annotations"]["deprecated.daemonset.template.generation"] = "2"
+        new["metadata"]["generation"] = 2
+        if edit is not None:
+            edit(new)
+        return new
+
+    def pod(d: Doc) -> Doc:
+        return d["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+    def agent_c(d: Doc) -> Doc:
+        return pod(d)["containers"][0]  # type: ignore[no-any-return]
+
+    def env_var(d: Doc, var: str) -> Doc:
+        return next(e for e in agent_c(d)["env"] if e["name"] == var)
+
+    cases: list[tuple[str, Doc, str, str, bool]] = [
+        # (what, new object, user, DaemonSet name, admitted)
+        ("revert-fleet's patch", changed(), hook, name, True),
+        (
+            "the same patch again",
+            apply_json_patch(changed(), mode_patch(changed(), "revert")),
+            hook,
+            name,
+            True,
+        ),
+        (
+            "helm upgrade by its user",
+            changed(lambda d: agent_c(d).update(image="x")),
+            "admin",
+            name,
+            True,
+        ),
+        ("mode migrate", changed(mode="migrate"), hook, name, False),
+        (
+            "mode from a ConfigMap",
+            changed(
+                lambda d: env_var(d, "NODELOCALDNS_AGENT_MODE").update(
+                    valueFrom={"configMapKeyRef": {"name": "x", "key": "y"}}
+                )
+            ),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "image",
+            changed(lambda d: agent_c(d).update(image="evil.example.com/x:1")),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "command",
+            changed(lambda d: agent_c(d).update(command=["sh", "-c", "id"])),
+            hook,
+            name,
+            False,
+        ),
+        ("args", changed(lambda d: agent_c(d).update(args=["observe"])), hook, name, False),
+        (
+            "another variable",
+            changed(lambda d: env_var(d, "NODE_NAME").update(value="x")),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "a new variable",
+            changed(lambda d: agent_c(d)["env"].append({"name": "LD_PRELOAD", "value": "/x"})),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "privileged",
+            changed(lambda d: agent_c(d)["securityContext"].update(privileged=True)),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "a volume mount",
+            changed(
+                lambda d: agent_c(d)["volumeMounts"].append({"name": "tmp", "mountPath": "/x"})
+            ),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "a hostPath volume",
+            changed(
+                lambda d: pod(d)["volumes"].append({"name": "root", "hostPath": {"path": "/"}})
+            ),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "a second container",
+            changed(
+                lambda d: pod(d)["containers"].append({"name": "x", "image": "evil.example.com/x"})
+            ),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "an init container",
+            changed(
+                lambda d: pod(d).update(
+                    initContainers=[{"name": "x", "image": "evil.example.com/x"}]
+                )
+            ),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "the service account",
+            changed(lambda d: pod(d).update(serviceAccountName="default")),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "the node selector",
+            changed(lambda d: pod(d).update(nodeSelector={"a": "b"})),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "the pod's labels",
+            changed(lambda d: d["spec"]["template"]["metadata"]["labels"].update(x="y")),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "the update strategy",
+            changed(lambda d: d["spec"].update(updateStrategy={"type": "OnDelete"})),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "the DaemonSet's labels",
+            changed(lambda d: d["metadata"]["labels"].update(x="y")),
+            hook,
+            name,
+            False,
+        ),
+        (
+            "an annotation",
+            changed(lambda d: d["metadata"]["annotations"].update(x="y")),
+            hook,
+            name,
+            False,
+        ),
+        ("another DaemonSet", changed(), hook, "kube-proxy", False),
+    ]
+    results = evaluate_policy(
+        spec,
+        [
+            {
+                "object": new,
+                "oldObject": old,
+                "request": {
+                    "operation": "UPDATE",
+                    "namespace": NAMESPACE,
+                    "name": ds_name,
+                    "userInfo": {"username": who},
+                },
+            }
+            for _, new, who, ds_name, _ in cases
+        ],
+    )
+    for (what, *_, want), got in zip(cases, results, strict=True):
+        assert admitted(got) is want, (what, got)
+        assert all(not isinstance(r, str) for r in got or []), (what, got)
+
+
+def test_revert_guard_compares_every_field_kubernetes_knows(helm_bin: str) -> None:
+    """CEL compares by field name: every field of the newest DaemonSetSpec, PodSpec and
+    Container in kubernetes-validate's schemas is compared (but the template, the
+    containers and env, which the policy checks element by element)."""
+    import kubernetes_validate
+    from kubernetes_validate.utils import latest_version
+
+    schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    defs = json.loads(
+        (schemas / f"v{latest_version()}-local-strict" / "_definitions.json").read_text()
+    )["$defs"]
+    spec = one(
+        render(helm_bin, *DEFAULT_ARGS),
+        "ValidatingAdmissionPolicy",
+        f"{RELEASE}-nodelocaldns-agent-revert-guard",
+    )["spec"]
+    text = " ".join(v["expression"] for v in spec["validations"])
+
+    def compared(prefix: str) -> set[str]:
+        return set(re.findall(rf"has\({re.escape(prefix)}\.(\w+)\) ==", text))
+
+    def fields(kind: str) -> set[str]:
+        return set(defs[f"io.k8s.api.{kind}"]["properties"])
+
+    assert compared("object.spec") == fields("apps.v1.DaemonSetSpec") - {"template"}
+    assert compared("object.spec.template") == {"metadata"}
+    assert compared("variables.new") == fields("core.v1.PodSpec") - {"containers"}
+    assert compared("c") == fields("core.v1.Container") - {"env"}
 
 
 def container_sa(docs: list[Doc]) -> str:
@@ -665,12 +1192,12 @@ def test_china_mirror_switches_only_the_image(scenarios: dict[str, list[Doc]]) -
 
 
 def test_ipvs_form_needs_no_kube_dns_ip(helm_bin: str) -> None:
-    docs = render(helm_bin)
+    docs = render(helm_bin, *DEFAULT_ARGS[2:])
     assert bind_lines(corefile(docs)) == [[LOCAL_IP]] * 4
 
 
 def test_missing_kube_dns_ip_fails_with_a_clear_message(helm_bin: str) -> None:
-    result = template(helm_bin, "--set", "nodeLocalDNS.proxyMode=iptables")
+    result = template(helm_bin, *DEFAULT_ARGS[2:], "--set", "nodeLocalDNS.proxyMode=iptables")
     assert result.returncode != 0
     assert "nodeLocalDNS.kubeDNSServiceIP is required" in result.stderr
     assert (
@@ -722,32 +1249,82 @@ def test_agent_daemonset(default: list[Doc]) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/config"])
 
 
+#: host directories every layout mounts read-only (the agent reads them: kubeletconfig/
+#: unitfile.py UNIT_DIRS, detect/network.py CNI_DIR) and its state directory (read-write)
+READ_ONLY_DIRS = {
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/etc/cni/net.d",
+}
+STATE_DIR = "/var/lib/nodelocaldns-agent"
+#: what each layout writes (README "Compatibility", detect/kubelet.py WELL_KNOWN_*)
+LAYOUT_WRITES = {
+    "kubeadm": {"/var/lib/kubelet", "/etc/default", "/etc/sysconfig"},
+    "eks": {"/etc/kubernetes/kubelet"},
+    "tke": {"/etc/kubernetes"},
+    "all": {"/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig"},
+}
+
+
+def host_mounts(docs: list[Doc]) -> dict[str, bool]:
+    """host path -> read-only, of the agent's hostPath volumes."""
+    ds = agent_ds(docs)
+    volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    out = {}
+    for mount in container(ds)["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "hostPath" in volume:
+            assert mount["mountPath"] == "/host" + volume["hostPath"]["path"]
+            out[volume["hostPath"]["path"]] = bool(mount["readOnly"])
+    return out
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_WRITES))
+def test_agent_writes_only_where_its_layout_needs(helm_bin: str, layout: str) -> None:
+    """issue 13, finding 7: read-write only the layout's directories (and the state dir),
+    everything else the agent reads read-only; NODELOCALDNS_AGENT_WRITABLE_DIRS says the
+    same as the mounts (the state dir is the agent's own, never a kubelet file's)."""
+    docs = render(helm_bin, *DEFAULT_ARGS, "--set", f"agent.layout={layout}")
+    mounts = host_mounts(docs)
+    writable = {path for path, read_only in mounts.items() if not read_only}
+    assert writable == LAYOUT_WRITES[layout] | {STATE_DIR}
+    assert set(mounts) >= READ_ONLY_DIRS
+    # the other layouts' directories stay visible, read-only: the agent reports them
+    assert {"/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig"} <= set(mounts)
+    config = agent_config(docs)
+    assert set(config["NODELOCALDNS_AGENT_WRITABLE_DIRS"].split(",")) == LAYOUT_WRITES[layout]
+    if layout != "tke":
+        # manifests/ and pki/ under /etc/kubernetes: never writable but with tke (whose
+        # env file lives directly in /etc/kubernetes) or all
+        assert mounts["/etc/kubernetes"] is (layout != "all")
+
+
 def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
     ds = agent_ds(default)
     pod = ds["spec"]["template"]["spec"]
-    values = yaml.safe_load((CHART / "values.yaml").read_text())["agent"]["hostPaths"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["name"]: m for m in container(ds)["volumeMounts"]}
     assert volumes["tmp"]["emptyDir"]["medium"] == "Memory"
-    assert set(volumes) - {"tmp"} == set(values)
-    for name, want in values.items():
-        assert volumes[name]["hostPath"] == {"path": want["path"], "type": want["type"]}
-        assert mounts[name]["mountPath"] == "/host" + want["path"]
-        assert mounts[name]["readOnly"] is want["readOnly"]
-    writable = {m["mountPath"] for m in mounts.values() if not m.get("readOnly")}
-    assert writable == {
-        "/tmp",
-        "/host/etc/kubernetes",
-        "/host/var/lib/kubelet",
-        "/host/etc/default",
-        "/host/etc/sysconfig",
-        "/host/var/lib/nodelocaldns-agent",
-    }
     assert mounts["var-lib-kubelet"]["mountPropagation"] == "None"
     # its existence tells programs that systemd is running: never create it
     assert volumes["run-systemd-system"]["hostPath"]["type"] == "Directory"
+    # the default layout is every supported one
+    assert {p for p, ro in host_mounts(default).items() if not ro} == LAYOUT_WRITES["all"] | {
+        STATE_DIR
+    }
+    eks = agent_ds(render(helm_bin, *DEFAULT_ARGS, "--set", "agent.layout=eks"))
+    eks_volumes = {v["name"]: v for v in eks["spec"]["template"]["spec"]["volumes"]}
+    # never created: where it is missing (or TKE's file of that name) it is no EKS node
+    assert eks_volumes["etc-kubernetes-kubelet"]["hostPath"] == {
+        "path": "/etc/kubernetes/kubelet",
+        "type": "Directory",
+    }
 
-    # a kubelet configuration elsewhere: one more entry; an entry can be switched off
+    # a kubelet configuration elsewhere: one more entry; an entry can be switched off,
+    # made read-only or dropped
     docs = render(
         helm_bin,
         *DEFAULT_ARGS,
@@ -757,9 +1334,10 @@ def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
                     "path": "/opt/kubelet",
                     "readOnly": False,
                     "type": "Directory",
-                    "enabled": True,
                 },
                 "agent.hostPaths.etc-sysconfig.enabled": False,
+                "agent.hostPaths.etc-default.readOnly": True,
+                "agent.hostPaths.etc-cni-net-d": None,
             }
         ),
     )
@@ -767,11 +1345,49 @@ def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["opt-kubelet"]["hostPath"] == {"path": "/opt/kubelet", "type": "Directory"}
     assert "etc-sysconfig" not in volumes
+    assert "etc-cni-net-d" not in volumes
     assert {
         "name": "opt-kubelet",
         "mountPath": "/host/opt/kubelet",
         "readOnly": False,
     } in container(agent_ds(docs))["volumeMounts"]
+    assert agent_config(docs)["NODELOCALDNS_AGENT_WRITABLE_DIRS"] == (
+        "/etc/kubernetes,/var/lib/kubelet,/opt/kubelet"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"agent.hostPaths.opt-kubelet": {"readOnly": False}}, "needs path and type"),
+        ({"agent.hostPaths.opt-kubelet": {"path": "/opt/../etc", "type": "Directory"}}, "path"),
+        ({"agent.hostPaths.opt-kubelet": {"path": "/opt/kubelet/", "type": "Directory"}}, "path"),
+        ({"agent.layout": "k3s"}, "layout"),
+    ],
+)
+def test_bad_host_paths_fail(helm_bin: str, values: dict[str, Any], message: str) -> None:
+    result = template(helm_bin, *DEFAULT_ARGS, *sets(values))
+    assert result.returncode != 0, values
+    assert message in result.stderr, result.stderr
+
+
+def test_agent_stays_off_control_plane_nodes(default: list[Doc], helm_bin: str) -> None:
+    """Their /etc/kubernetes holds the static pod manifests and the cluster's keys; the
+    agent tolerates every taint (tainted worker pools too), so a node affinity keeps it
+    off kubeadm's control-plane nodes unless agent.affinity is replaced."""
+    pod = agent_ds(default)["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == {
+        "matchExpressions": [
+            {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}
+        ]
+    }
+    # `{}` would merge with the default (Helm coalesces maps): null drops it
+    everywhere = agent_ds(render(helm_bin, *DEFAULT_ARGS, *sets({"agent.affinity": None})))
+    assert "affinity" not in everywhere["spec"]["template"]["spec"]
 
 
 def test_agent_privileged_only_when_asked(scenarios: dict[str, list[Doc]]) -> None:
@@ -796,6 +1412,45 @@ def run_flag_env_names() -> set[str]:
     return set(re.findall(r"\$(NODELOCALDNS_AGENT_[A-Z0-9_]+)", proc.stdout))
 
 
+#: settings the agent gains on another branch of issue 13 (--writable-dirs, finding 2);
+#: drop from here once `run --help` lists them
+PENDING_SETTINGS = {"NODELOCALDNS_AGENT_WRITABLE_DIRS"}
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        ("any", "0.0.0.0:9779"),
+        ("anyIPv6", "[::]:9779"),
+        ("hostIP", "$(HOST_IP):9779"),
+        ("hostIPv6", "[$(HOST_IP)]:9779"),
+    ],
+)
+def test_metrics_bind_address(helm_bin: str, bind: str, address: str) -> None:
+    """issue 13, finding 4 (chart half): the node's own address from the downward API,
+    expanded by the kubelet in the pod's env (not from a ConfigMap, where $(VAR) stays as
+    is); IPv6 in brackets (metrics/server.py parse_address). The probes keep reaching it:
+    a host-network pod's IP is the node's."""
+    docs = render(helm_bin, *DEFAULT_ARGS, "--set", f"metrics.bindAddress={bind}")
+    c = container(agent_ds(docs))
+    env = [e["name"] for e in c["env"]]
+    config = agent_config(docs)
+    if bind.startswith("host"):
+        assert "NODELOCALDNS_AGENT_METRICS_ADDRESS" not in config
+        host_ip = next(e for e in c["env"] if e["name"] == "HOST_IP")
+        assert host_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+        (metrics,) = [e for e in c["env"] if e["name"] == "NODELOCALDNS_AGENT_METRICS_ADDRESS"]
+        assert metrics["value"] == address
+        # $(HOST_IP) expands only when HOST_IP is defined earlier in the list
+        assert env.index("HOST_IP") < env.index("NODELOCALDNS_AGENT_METRICS_ADDRESS")
+    else:
+        assert "HOST_IP" not in env
+        assert config["NODELOCALDNS_AGENT_METRICS_ADDRESS"] == address
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert agent_ds(docs)["spec"]["template"]["spec"]["hostNetwork"] is True
+
+
 def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> None:
     known = run_flag_env_names()
     default = agent_config(scenarios["default"])
@@ -811,6 +1466,10 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
         "NODELOCALDNS_AGENT_RESYNC_INTERVAL": "600",
         "NODELOCALDNS_AGENT_VERIFY_TIMEOUT": "120",
         "NODELOCALDNS_AGENT_METRICS_ADDRESS": "0.0.0.0:9779",
+        # the agent's own default (nodelocaldns_agent/hostpaths.py DEFAULT_WRITABLE_DIRS)
+        "NODELOCALDNS_AGENT_WRITABLE_DIRS": (
+            "/etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig"
+        ),
         "NODELOCALDNS_AGENT_LOG_FORMAT": "json",
         "NODELOCALDNS_AGENT_LOG_LEVEL": "info",
     }
@@ -825,8 +1484,10 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
     )
     for name, docs in scenarios.items():
         env = {e["name"] for e in container(agent_ds(docs))["env"]}
-        names = set(agent_config(docs)) | (env - {"NODE_NAME", "POD_NAMESPACE"})
-        assert names <= known, f"{name}: the agent reads no {sorted(names - known)}"
+        names = set(agent_config(docs)) | (env - {"NODE_NAME", "POD_NAMESPACE", "HOST_IP"})
+        assert names <= known | PENDING_SETTINGS, (
+            f"{name}: the agent reads no {sorted(names - known)}"
+        )
 
 
 def test_checksum_rolls_the_agent_only_on_agent_settings(helm_bin: str) -> None:
@@ -930,6 +1591,13 @@ def test_bindings_point_at_the_right_service_accounts(default: list[Doc]) -> Non
 # ----------------------------------------------------------------------------- uninstall
 HOOK = {
     "helm.sh/hook": "pre-delete",
+    "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded,hook-failed",
+}
+#: a failed Job stays for `kubectl logs`; its ServiceAccount and RBAC do not (issue 13,
+#: finding 6): hook-failed on them, and Helm >= 3.19 deletes the earlier hooks of a failed
+#: one by their hook-succeeded policy (helm pkg/action/hooks.go)
+JOB_HOOK = {
+    "helm.sh/hook": "pre-delete",
     "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
 }
 
@@ -939,6 +1607,7 @@ def test_pre_delete_hook_reverts_the_fleet(default: list[Doc]) -> None:
         d
         for d in default
         if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "revert"
+        and d["kind"] not in VAP_KINDS  # the revert guard is no hook: it outlives them
     ]
     assert {d["kind"] for d in revert} == {
         "ServiceAccount",
@@ -950,7 +1619,8 @@ def test_pre_delete_hook_reverts_the_fleet(default: list[Doc]) -> None:
     }
     for doc in revert:
         annotations = doc["metadata"]["annotations"]
-        assert {k: annotations[k] for k in HOOK} == HOOK, doc["kind"]
+        want = JOB_HOOK if doc["kind"] == "Job" else HOOK
+        assert {k: annotations[k] for k in want} == want, doc["kind"]
         assert int(annotations["helm.sh/hook-weight"]) == (0 if doc["kind"] == "Job" else -10)
     job = one(revert, "Job")
     assert job["spec"]["backoffLimit"] == 0
@@ -981,7 +1651,9 @@ def test_pre_delete_hook_reverts_the_fleet(default: list[Doc]) -> None:
 def test_no_pre_upgrade_hook_without_a_cluster(helm_bin: str) -> None:
     """pre-upgrade runs only when an upgrade drops node-cache that `lookup` still finds;
     `helm template` finds nothing, so the agent keeps its mode and only pre-delete renders."""
-    docs = render(helm_bin, "--set", "nodeLocalDNS.enabled=false", "--is-upgrade")
+    docs = render(
+        helm_bin, *DEFAULT_ARGS[2:], "--set", "nodeLocalDNS.enabled=false", "--is-upgrade"
+    )
     job = one(docs, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
     assert container(agent_ds(docs))["env"][0]["value"] == "migrate"
@@ -1031,6 +1703,159 @@ def test_schema_is_strict_at_every_level() -> None:
     walk(schema, values, "")
 
 
+# ----------------------------------------------------------------------------- image
+def test_agent_image_needs_an_explicit_repository(helm_bin: str) -> None:
+    """issue 13, finding 8: no default image (a bare name is docker.io/library/...)."""
+    result = template(helm_bin, *DEFAULT_ARGS[:2], *DEFAULT_ARGS[4:])
+    assert result.returncode != 0
+    assert "agent.image.repository is required" in result.stderr
+    assert "docker.io/library" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        "nodelocaldns-agent",
+        "myorg/nodelocaldns-agent",
+        "https://registry.example.com/x",
+        "Registry.example.com/X",
+    ],
+)
+def test_agent_image_repository_names_its_registry(helm_bin: str, repository: str) -> None:
+    result = template(helm_bin, *DEFAULT_ARGS, "--set", f"agent.image.repository={repository}")
+    assert result.returncode != 0, repository
+    assert "/agent/image/repository" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        IMAGE,
+        "localhost:5000/nodelocaldns-agent",
+        "registry.example.com:5000/a/b/c",
+        "ghcr.io/org/agent",
+    ],
+)
+def test_agent_image_by_tag_or_digest(helm_bin: str, repository: str) -> None:
+    digest = "sha256:" + "ab" * 32
+    by_tag = render(helm_bin, *DEFAULT_ARGS, "--set", f"agent.image.repository={repository}")
+    assert container(agent_ds(by_tag))["image"] == f"{repository}:0.1.0"
+    pinned = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        f"agent.image.repository={repository}",
+        "--set",
+        f"agent.image.digest={digest}",
+    )
+    assert container(agent_ds(pinned))["image"] == f"{repository}@{digest}"
+    assert container(one(pinned, "Job"))["image"] == f"{repository}@{digest}"
+
+
+# ----------------------------------------------------------------------------- Pod Security
+#: Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards):
+#: the capabilities baseline allows to add, and the volume types restricted allows
+BASELINE_CAPS = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+
+
+def pod_security_level(pod: Doc) -> str:
+    """The least privileged Pod Security level that admits ``pod`` (the controls this
+    chart's pods can touch: host namespaces, privileged, capabilities, host paths and
+    ports; for restricted also volume types, privilege escalation, non-root, seccomp)."""
+    containers = pod["containers"] + pod.get("initContainers", [])
+    contexts = [c.get("securityContext", {}) for c in containers]
+    volumes = pod.get("volumes", [])
+    if (
+        any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+        or any(sc.get("privileged") for sc in contexts)
+        or any(set(sc.get("capabilities", {}).get("add", [])) - BASELINE_CAPS for sc in contexts)
+        or any("hostPath" in v for v in volumes)
+        or any(port.get("hostPort") for c in containers for port in c.get("ports", []))
+    ):
+        return "privileged"
+    pod_sc = pod.get("securityContext", {})
+    seccomp = pod_sc.get("seccompProfile", {}).get("type")
+    restricted = (
+        all(set(v) - {"name"} <= RESTRICTED_VOLUMES for v in volumes)
+        and all(sc.get("allowPrivilegeEscalation") is False for sc in contexts)
+        and all(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True for sc in contexts)
+        and all(sc.get("runAsUser", pod_sc.get("runAsUser")) != 0 for sc in contexts)
+        and all(
+            sc.get("seccompProfile", {}).get("type", seccomp) in {"RuntimeDefault", "Localhost"}
+            for sc in contexts
+        )
+        and all(sc.get("capabilities", {}).get("drop") == ["ALL"] for sc in contexts)
+        and all(
+            set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
+            for sc in contexts
+        )
+    )
+    return "restricted" if restricted else "baseline"
+
+
+def test_pod_security_levels_in_the_readme(default: list[Doc]) -> None:
+    """The levels chart/README.md ("Pod Security") gives, from the rendered pods."""
+    levels = {
+        "agent": pod_security_level(agent_ds(default)["spec"]["template"]["spec"]),
+        "node-cache": pod_security_level(node_cache_ds(default)["spec"]["template"]["spec"]),
+        "uninstall hook": pod_security_level(one(default, "Job")["spec"]["template"]["spec"]),
+    }
+    assert levels == {
+        "agent": "privileged",
+        "node-cache": "privileged",
+        "uninstall hook": "restricted",
+    }
+    readme = (CHART / "README.md").read_text()
+    for name, level in levels.items():
+        assert f"| {name} | {level} |" in readme, name
+
+
+# ----------------------------------------------------------------------------- README
+def test_readme_values_table_matches_values_yaml() -> None:
+    """Every row of chart/README.md's values table is a key of values.yaml with that
+    default, and every value is in the table (itself or a map above it)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    table = readme.split("\n## Values\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \| ([^|]+) \|", table, re.M))
+    missing = object()
+
+    def lookup(path: str) -> Any:
+        node: Any = values
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return missing
+            node = node[part]
+        return node
+
+    for key, default in rows.items():
+        value = lookup(key)
+        assert value is not missing, f"README documents {key}, values.yaml has no such key"
+        shown = re.fullmatch(r"`([^`]*)`(?: \(required\))?", default.strip())
+        if shown:
+            assert json.loads(shown[1]) == value, (key, shown[1], value)
+
+    def leaves(node: Any, path: str) -> Iterable[str]:
+        if isinstance(node, dict) and node:
+            for key, sub in node.items():
+                yield from leaves(sub, f"{path}.{key}" if path else key)
+        else:
+            yield path
+
+    for leaf in leaves(values, ""):
+        parts = leaf.split(".")
+        assert any(".".join(parts[:i]) in rows for i in range(1, len(parts) + 1)), (
+            f"{leaf} is not in the README's values table"
+        )
+
+
 # ----------------------------------------------------------------------------- names
 def test_names_fit_in_63_characters(helm_bin: str) -> None:
     release = "a-very-long-release-name-for-testing-name-truncation"  # 52: Helm allows 53
@@ -1054,22 +1879,11 @@ def test_names_fit_in_63_characters(helm_bin: str) -> None:
 
 # ----------------------------------------------------------------------------- NOTES
 def test_notes_tell_how_to_watch_the_rollout(helm_bin: str) -> None:
-    result = run_helm(
-        helm_bin,
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--dry-run=client",
-        *DEFAULT_ARGS,
-    )
-    assert result.returncode == 0, result.stderr
-    notes = result.stdout.split("NOTES:", 1)[1]
+    text = notes(helm_bin, *NO_CLUSTER_ARGS, "--set", "agent.nodeAdmissionPolicy=always")
     agent = f"{RELEASE}-nodelocaldns-agent"
-    assert "kubectl get nodes -L nodelocaldns-agent.io/state" in notes
-    assert f"kubectl -n {NAMESPACE} exec ds/{agent} -- nodelocaldns-agent status" in notes
-    assert "nodelocaldns_agent_migration_state" in notes
+    assert "kubectl get nodes -L nodelocaldns-agent.io/state" in text
+    assert f"kubectl -n {NAMESPACE} exec ds/{agent} -- nodelocaldns-agent status" in text
+    assert "nodelocaldns_agent_migration_state" in text
 
 
 # ----------------------------------------------------------------------------- checkov

@@ -27,7 +27,9 @@ from tests.tooling import checkov, tool
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
-BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+#: the base, with its registry (issue 13, finding 8), by tag and optionally by digest
+BASE = re.compile(r"^docker\.io/library/python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
+DIGEST = "sha256:" + "0" * 64
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -43,12 +45,24 @@ def instructions() -> list[tuple[str, str]]:
 
 
 def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each stage (the global ARGs before the first FROM left out)."""
     out: list[list[tuple[str, str]]] = []
     for ins in instructions():
         if ins[0] == "FROM":
             out.append([])
-        out[-1].append(ins)
+        if out:
+            out[-1].append(ins)
     return out
+
+
+def base_arg() -> str:
+    """The default of the global ARG BASE_IMAGE."""
+    (default,) = [
+        args.partition("=")[2]
+        for ins, args in instructions()
+        if ins == "ARG" and args.startswith("BASE_IMAGE=")
+    ]
+    return default
 
 
 def lock() -> dict[str, str]:
@@ -63,10 +77,17 @@ def lock() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- lint
-def test_hadolint_is_clean() -> None:
+@pytest.mark.parametrize("pin", ["tag", "digest"])
+def test_hadolint_is_clean(pin: str, tmp_path: Path) -> None:
+    """As it is, and with the base pinned by digest (what --build-arg BASE_IMAGE=... sets)."""
     hadolint = tool("hadolint", Path(sysconfig.get_path("scripts")) / "hadolint")
+    dockerfile = DOCKERFILE
+    if pin == "digest":
+        dockerfile = tmp_path / "Dockerfile"
+        text = DOCKERFILE.read_text()
+        dockerfile.write_text(text.replace(base_arg(), f"{base_arg()}@{DIGEST}", 1))
     proc = subprocess.run(
-        [hadolint, "--no-color", str(DOCKERFILE)],
+        [hadolint, "--no-color", str(dockerfile)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -91,8 +112,14 @@ def test_two_stages_on_the_same_pinned_base() -> None:
     assert len(froms) == 2
     (builder_image, _as, _name), (final_image,) = froms
     assert _as.upper() == "AS" and _name == "builder"
-    assert BASE.match(builder_image), builder_image
-    assert final_image == builder_image
+    assert builder_image == final_image == "${BASE_IMAGE}"
+    assert BASE.match(base_arg()), base_arg()
+    assert BASE.match(f"{base_arg()}@{DIGEST}")  # the documented digest pin
+    assert f"--build-arg BASE_IMAGE={base_arg()}@sha256:" in DOCKERFILE.read_text()
+    _builder, final = stages()
+    assert ("ARG", "BASE_IMAGE") in final  # the label below needs it in the stage
+    labels = " ".join(args for ins, args in final if ins == "LABEL")
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
 
 
 def test_builder_makes_a_wheel_and_installs_it_with_the_pins() -> None:

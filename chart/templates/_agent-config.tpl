@@ -22,7 +22,11 @@ NODELOCALDNS_AGENT_RESTART_STALE_PODS: "true"
 {{- end }}
 NODELOCALDNS_AGENT_RESYNC_INTERVAL: {{ $a.resyncIntervalSeconds | quote }}
 NODELOCALDNS_AGENT_VERIFY_TIMEOUT: {{ $a.verifyTimeoutSeconds | quote }}
-NODELOCALDNS_AGENT_METRICS_ADDRESS: {{ printf "0.0.0.0:%v" .Values.metrics.port | quote }}
+{{- if not (hasPrefix "host" .Values.metrics.bindAddress) }}
+NODELOCALDNS_AGENT_METRICS_ADDRESS: {{ include "nodelocaldns-agent.metricsAddress" . | quote }}
+{{- end }}
+{{- /* the read-write host mounts, so that the agent and the pod spec cannot disagree */}}
+NODELOCALDNS_AGENT_WRITABLE_DIRS: {{ include "nodelocaldns-agent.writableDirs" . | quote }}
 NODELOCALDNS_AGENT_LOG_FORMAT: {{ $a.logFormat | quote }}
 NODELOCALDNS_AGENT_LOG_LEVEL: {{ $a.logLevel | quote }}
 {{- with $a.restartCommand }}

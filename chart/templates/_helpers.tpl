@@ -99,7 +99,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{- define "nodelocaldns-agent.agentImage" -}}
+{{- $_ := required "agent.image.repository is required: the registry and path of the nodelocaldns-agent image you built and pushed (e.g. --set agent.image.repository=registry.example.com/platform/nodelocaldns-agent); there is no public image, and a bare name would be pulled from docker.io/library" .Values.agent.image.repository }}
 {{- include "nodelocaldns-agent.image" (list .Values.agent.image .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The metrics/probe server's HOST:PORT (metrics.bindAddress). hostIP and hostIPv6 expand
+$(HOST_IP), the downward API's status.hostIP, so they belong in the pod's env after
+HOST_IP, not in the ConfigMap (Kubernetes expands $(VAR) only in env values, command and
+args). IPv6 goes in brackets (nodelocaldns_agent/metrics/server.py parse_address).
+*/}}
+{{- define "nodelocaldns-agent.metricsAddress" -}}
+{{- $host := get (dict "any" "0.0.0.0" "anyIPv6" "[::]" "hostIP" "$(HOST_IP)" "hostIPv6" "[$(HOST_IP)]") .Values.metrics.bindAddress }}
+{{- printf "%s:%v" $host .Values.metrics.port }}
 {{- end }}
 
 {{/*
@@ -142,14 +154,146 @@ kept in revert mode for this revision.
 {{- end }}
 {{- end }}
 
-{{/* Whether to render the ValidatingAdmissionPolicy. */}}
+{{/*
+"true" when the ValidatingAdmissionPolicies (own Node, restart-slot Leases, uninstall
+hook) are rendered; fails the render when agent.nodeAdmissionPolicy cannot be honoured.
+
+They need admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (GA in 1.30) and the
+token's authentication.kubernetes.io/node-name claim (ServiceAccountTokenPodNodeInfo:
+alpha and off in 1.29, beta and on in 1.30, GA in 1.32; kubernetes/kubernetes
+pkg/features/versioned_kube_features.go), i.e. Kubernetes >= 1.30.
+
+What Helm knows: with a cluster (install, upgrade, --dry-run=server) .Capabilities come from
+discovery and APIVersions lists group/version/Kind entries (helm pkg/action/action.go
+GetVersionSet). Without one (helm template, --dry-run=client, helm lint) they are Helm's
+defaults (pkg/chart/common/capabilities.go): group/versions only, no Kinds, and a
+KubeVersion derived from Helm's client-go (v1.35.0 for Helm 4.1) unless --kube-version
+says otherwise; --api-versions adds entries. So:
+  the VAP Kind is listed          -> served (needs >= 1.30, else the input contradicts itself)
+  a Kind is listed, but not VAP   -> a real cluster without it: no policies
+  KubeVersion < 1.30              -> no policies (VAP v1 and the claim do not exist there)
+  otherwise                       -> cannot tell: fail, saying how to decide
+*/}}
 {{- define "nodelocaldns-agent.admissionPolicyEnabled" -}}
 {{- $mode := .Values.agent.nodeAdmissionPolicy }}
-{{- if or (eq $mode "always") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy")) }}true{{ end }}
+{{- $version := .Capabilities.KubeVersion.Version }}
+{{- $recent := semverCompare ">=1.30.0-0" $version }}
+{{- $served := .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" }}
+{{- $discovered := .Capabilities.APIVersions.Has "apps/v1/DaemonSet" }}
+{{- $why := "the admission policies need admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy and the token's authentication.kubernetes.io/node-name claim (ServiceAccountTokenPodNodeInfo, on by default from 1.30), i.e. Kubernetes >= 1.30" }}
+{{- if eq $mode "always" }}
+{{- if not $recent }}
+{{- fail (printf "agent.nodeAdmissionPolicy=always, but the Kubernetes version is %s: %s. Set agent.nodeAdmissionPolicy=never on older clusters (the agent may then patch every Node; see docs/security.md)" $version $why) }}
+{{- end }}true
+{{- else if eq $mode "auto" }}
+{{- if $served }}
+{{- if not $recent }}
+{{- fail (printf "agent.nodeAdmissionPolicy=auto: admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy is listed but the Kubernetes version is %s: %s. Pass a consistent --kube-version, or set agent.nodeAdmissionPolicy to always or never" $version $why) }}
+{{- end }}true
+{{- else if and $recent (not $discovered) }}
+{{- fail (printf "agent.nodeAdmissionPolicy=auto cannot tell whether the cluster serves admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy: this render has no cluster to ask (helm template, --dry-run=client, helm lint) and Kubernetes %s is only Helm's assumption. For a cluster >= 1.30 pass --api-versions admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy (and --kube-version) or set agent.nodeAdmissionPolicy=always; for an older one set agent.nodeAdmissionPolicy=never (the agent may then patch every Node)" $version) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "nodelocaldns-agent.monitorsCheck" -}}
 {{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled }}
 {{- fail "metrics.serviceMonitor.enabled and metrics.podMonitor.enabled are both true: every target would be scraped twice; enable one of them" }}
 {{- end }}
+{{- end }}
+
+{{/*
+The agent's host directories: the preset of agent.layout, with agent.hostPaths merged over it
+(an entry of the same name changes fields of the preset's, a new name adds a directory).
+Returned as YAML, volume name -> {path, readOnly, type, enabled, mountPropagation?}.
+
+What the agent reads and writes (nodelocaldns_agent/detect/kubelet.py WELL_KNOWN_*,
+kubeletconfig/unitfile.py UNIT_DIRS, detect/network.py CNI_DIR, the state dir):
+  kubeadm  writes /var/lib/kubelet/config.yaml or kubeadm-flags.env, /etc/default/kubelet
+           (Debian) or /etc/sysconfig/kubelet (RPM)
+  eks      writes /etc/kubernetes/kubelet/ (kubelet-config.json, config.json.d)
+  tke      writes /etc/kubernetes/kubelet, a file directly in /etc/kubernetes
+  all      every one of the above
+Every layout mounts the others' directories read-only (the agent finds and reports a
+kubelet configuration it is not allowed to change), the systemd unit directories and
+/etc/cni/net.d read-only, and its state directory read-write.
+*/}}
+{{- define "nodelocaldns-agent.hostPaths" -}}
+{{- $writable := dict
+      "kubeadm" (list "var-lib-kubelet" "etc-default" "etc-sysconfig")
+      "eks" (list "etc-kubernetes-kubelet")
+      "tke" (list "etc-kubernetes")
+      "all" (list "etc-kubernetes" "var-lib-kubelet" "etc-default" "etc-sysconfig") }}
+{{- $layout := .Values.agent.layout }}
+{{- $rw := get $writable $layout }}
+{{- $preset := dict
+      "etc-kubernetes" (dict "path" "/etc/kubernetes" "type" "DirectoryOrCreate")
+      "var-lib-kubelet" (dict "path" "/var/lib/kubelet" "type" "DirectoryOrCreate" "mountPropagation" "None")
+      "etc-default" (dict "path" "/etc/default" "type" "DirectoryOrCreate")
+      "etc-sysconfig" (dict "path" "/etc/sysconfig" "type" "DirectoryOrCreate")
+      "etc-systemd-system" (dict "path" "/etc/systemd/system" "type" "Directory")
+      "run-systemd-system" (dict "path" "/run/systemd/system" "type" "Directory")
+      "usr-lib-systemd-system" (dict "path" "/usr/lib/systemd/system" "type" "Directory")
+      "lib-systemd-system" (dict "path" "/lib/systemd/system" "type" "Directory")
+      "usr-local-lib-systemd-system" (dict "path" "/usr/local/lib/systemd/system" "type" "DirectoryOrCreate")
+      "etc-cni-net-d" (dict "path" "/etc/cni/net.d" "type" "DirectoryOrCreate")
+      "agent-state" (dict "path" "/var/lib/nodelocaldns-agent" "type" "DirectoryOrCreate" "readOnly" false) }}
+{{- if eq $layout "eks" }}
+{{- /* under the read-only /etc/kubernetes; Directory: never created where it is missing
+       (or is TKE's file of that name): such a node is not an EKS node */}}
+{{- $_ := set $preset "etc-kubernetes-kubelet" (dict "path" "/etc/kubernetes/kubelet" "type" "Directory") }}
+{{- end }}
+{{- $out := dict }}
+{{- range $name, $entry := $preset }}
+{{- $_ := set $entry "enabled" true }}
+{{- if not (hasKey $entry "readOnly") }}
+{{- $_ := set $entry "readOnly" (not (has $name $rw)) }}
+{{- end }}
+{{- $_ := set $out $name $entry }}
+{{- end }}
+{{- range $name, $override := .Values.agent.hostPaths }}
+{{- if kindIs "invalid" $override }}
+{{- $_ := unset $out $name }}
+{{- else }}
+{{- /* key by key: sprig's mergeOverwrite would not set false over true */}}
+{{- $entry := deepCopy (get $out $name | default dict) }}
+{{- range $key, $value := $override }}
+{{- $_ := set $entry $key $value }}
+{{- end }}
+{{- if not (and $entry.path $entry.type) }}
+{{- fail (printf "agent.hostPaths.%s: a directory of your own needs path and type (e.g. {\"path\": \"/opt/kubelet\", \"type\": \"Directory\", \"readOnly\": false})" $name) }}
+{{- end }}
+{{- range $key, $default := dict "enabled" true "readOnly" true }}
+{{- if not (hasKey $entry $key) }}
+{{- $_ := set $entry $key $default }}
+{{- end }}
+{{- end }}
+{{- $_ := set $out $name $entry }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+NODELOCALDNS_AGENT_WRITABLE_DIRS: the host directories mounted read-write, but the agent's
+state directory (always writable for its journal, never for kubelet files). Derived from
+the same mounts as the volumes, so the two cannot disagree.
+*/}}
+{{- define "nodelocaldns-agent.writableDirs" -}}
+{{- $paths := include "nodelocaldns-agent.hostPaths" . | fromYaml }}
+{{- /* the layouts' directories in the agent's order (its default for `all` is
+       /etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig), then your own */}}
+{{- $known := list "etc-kubernetes" "etc-kubernetes-kubelet" "var-lib-kubelet" "etc-default" "etc-sysconfig" "agent-state" }}
+{{- $names := $known }}
+{{- range $name := keys $paths | sortAlpha }}
+{{- if not (has $name $known) }}{{ $names = append $names $name }}{{ end }}
+{{- end }}
+{{- $dirs := list }}
+{{- range $name := $names }}
+{{- $hp := get $paths $name }}
+{{- if and $hp $hp.enabled (not $hp.readOnly) (ne $hp.path "/var/lib/nodelocaldns-agent") }}
+{{- $dirs = append $dirs $hp.path }}
+{{- end }}
+{{- end }}
+{{- $dirs | join "," }}
 {{- end }}
