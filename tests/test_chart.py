@@ -1412,11 +1412,6 @@ def run_flag_env_names() -> set[str]:
     return set(re.findall(r"\$(NODELOCALDNS_AGENT_[A-Z0-9_]+)", proc.stdout))
 
 
-#: settings the agent gains on another branch of issue 13 (--writable-dirs, finding 2);
-#: drop from here once `run --help` lists them
-PENDING_SETTINGS = {"NODELOCALDNS_AGENT_WRITABLE_DIRS"}
-
-
 @pytest.mark.parametrize(
     ("bind", "address"),
     [
@@ -1482,10 +1477,12 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
     assert privileged["NODELOCALDNS_AGENT_RESTART_COMMAND"].endswith(
         "systemctl restart kubelet.service"
     )
+    assert privileged["NODELOCALDNS_AGENT_SYSTEMCTL_COMMAND"].endswith("-- systemctl")
+    assert "NODELOCALDNS_AGENT_SYSTEMCTL_COMMAND" not in agent_config(scenarios["default"])
     for name, docs in scenarios.items():
         env = {e["name"] for e in container(agent_ds(docs))["env"]}
         names = set(agent_config(docs)) | (env - {"NODE_NAME", "POD_NAMESPACE", "HOST_IP"})
-        assert names <= known | PENDING_SETTINGS, (
+        assert names <= known, (
             f"{name}: the agent reads no {sorted(names - known)}"
         )
 

@@ -30,7 +30,6 @@ from nodelocaldns_agent.state import Mode
 from tests.test_chart import (
     CHART,
     DEFAULT_ARGS,
-    PENDING_SETTINGS,
     Doc,
     agent_config,
     agent_ds,
@@ -316,11 +315,7 @@ def chart_settings(docs: list[Doc]) -> dict[str, tuple[str, Spec, object]]:
         **{n: e["value"] for n, e in pod_env.items() if "value" in e},
     }
     for name, text in variables.items():
-        try:
-            out[f"${name}"] = (text, *spec_of("run", variable=name))
-        except AssertionError:
-            if name not in PENDING_SETTINGS:  # the agent gains it on another branch
-                raise
+        out[f"${name}"] = (text, *spec_of("run", variable=name))
     (hook,) = one(docs, "Job")["spec"]["template"]["spec"]["containers"]
     command, *args = hook["args"]
     for flag, text in zip(args[::2], args[1::2], strict=True):

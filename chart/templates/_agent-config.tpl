@@ -32,4 +32,7 @@ NODELOCALDNS_AGENT_LOG_LEVEL: {{ $a.logLevel | quote }}
 {{- with $a.restartCommand }}
 NODELOCALDNS_AGENT_RESTART_COMMAND: {{ . | quote }}
 {{- end }}
+{{- with $a.systemctlCommand }}
+NODELOCALDNS_AGENT_SYSTEMCTL_COMMAND: {{ . | quote }}
+{{- end }}
 {{- end }}
