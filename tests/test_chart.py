@@ -1482,9 +1482,7 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
     for name, docs in scenarios.items():
         env = {e["name"] for e in container(agent_ds(docs))["env"]}
         names = set(agent_config(docs)) | (env - {"NODE_NAME", "POD_NAMESPACE", "HOST_IP"})
-        assert names <= known, (
-            f"{name}: the agent reads no {sorted(names - known)}"
-        )
+        assert names <= known, f"{name}: the agent reads no {sorted(names - known)}"
 
 
 def test_checksum_rolls_the_agent_only_on_agent_settings(helm_bin: str) -> None:
