@@ -76,13 +76,36 @@ def closed_by_server(socks: list[socket.socket]) -> int:
     return len(poller.poll(0))
 
 
+def open_idle(port: int, count: int, socks: list[socket.socket], timeout: float) -> int:
+    """Start ``count`` connections at once (as an attacker would: a full listen backlog
+    then delays each connect by SYN retries, not the whole series); how many are
+    established within ``timeout`` seconds."""
+    poller = select.poll()
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+        poller.register(sock, select.POLLOUT)
+    pending = {sock.fileno() for sock in socks}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for fd, _ in poller.poll(100):
+            pending.discard(fd)
+            poller.unregister(fd)
+    return sum(
+        1
+        for sock in socks
+        if sock.fileno() not in pending and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    )
+
+
 def attack(port: int, count: int, hold: float, proc: psutil.Process) -> JSON:
     before = sample(proc)
     socks: list[socket.socket] = []
     t0 = time.monotonic()
     try:
-        for _ in range(count):
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        established = open_idle(port, count, socks, timeout=30)
         opened = time.monotonic() - t0
         time.sleep(1.0)
         during = {
@@ -104,6 +127,7 @@ def attack(port: int, count: int, hold: float, proc: psutil.Process) -> JSON:
     after = {**sample(proc), "healthz_seconds": request_seconds(port, "/healthz")}
     return {
         "connections": count,
+        "established": established,
         "open_seconds": round(opened, 2),
         "before": before,
         "during": during,
