@@ -414,7 +414,10 @@ class RunSettings(Settings):
     )
     metrics_address: str = field(
         default=f"0.0.0.0:{DEFAULT_METRICS_PORT}",
-        metadata=option("HOST:PORT serving /metrics, /healthz and /readyz"),
+        metadata=option(
+            "HOST:PORT serving /metrics, /healthz and /readyz; an IPv6 address in brackets "
+            "(any IP may be: [$(HOST_IP)]:9779 binds the node's IP from the downward API)"
+        ),
     )
 
 

@@ -387,6 +387,10 @@ def test_health_refuses_a_nonpositive_limit() -> None:
         ("[::]:9779", ("::", 9779)),
         ("[::1]:65535", ("::1", 65535)),
         ("localhost:9779", ("localhost", 9779)),
+        # the node's IP from the downward API, as the chart renders [$(HOST_IP)]:PORT
+        ("10.0.0.5:9779", ("10.0.0.5", 9779)),
+        ("[10.0.0.5]:9779", ("10.0.0.5", 9779)),
+        ("[fd00:1::5]:9779", ("fd00:1::5", 9779)),
     ],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
@@ -406,6 +410,8 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
         "::1:9779",
         "[::1:9779",
         "[nope]:9779",
+        "[localhost]:9779",
+        "fd00:1::5:9779",
         "bad_host:9779",
         "-x:9779",
     ],
