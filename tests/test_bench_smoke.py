@@ -1,7 +1,7 @@
 """The benchmarks (``bench/``) in a short smoke form: they run, print the documented JSON,
 and their safety figures hold. Timings are not asserted (see docs/benchmarks.md for them).
 
-The three benchmarks start together (they mostly wait on sleeps and child processes), so
+The benchmarks start together (they mostly wait on sleeps and child processes), so
 the whole module takes about as long as the slowest one (~30 s).
 """
 
@@ -53,6 +53,7 @@ COMMANDS = {
         "--check-runs",
         "1",
     ],
+    "metrics_dos": ["bench/metrics_dos.py", "--connections", "50", "--hold", "1"],
 }
 NEEDS_ROOT = {"faults", "footprint"}
 
@@ -149,3 +150,13 @@ def test_footprint(results: dict[str, Any]) -> None:
     assert run["restarted"] is True
     assert run["check"]["exit_codes"] == [0]
     assert run["idle_api_requests"] == 0
+
+
+def test_metrics_dos(results: dict[str, Any]) -> None:
+    (run,) = result(results, "metrics_dos")["runs"]
+    assert run["established"] == run["connections"] == 50
+    # idle connections cost the server no thread, and it answers while they are open
+    threads = run["before"]["threads"]
+    assert run["during"]["threads"] == run["after_close"]["threads"] == threads
+    for phase in ("during", "after_1s", "after_close"):
+        assert isinstance(run[phase]["healthz_seconds"], float), phase
