@@ -18,9 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from testing.sandbox.cluster import LEASES, SandboxCluster
+from testing.sandbox.cluster import LEASES, METRICS_PORT_IN_NODE, SandboxCluster
 from testing.sandbox.constants import LOCAL_DNS
 from tests.tooling import ROOT, tool
 
@@ -117,3 +118,42 @@ def test_node_events_from_real_agents_are_what_a_real_api_server_accepts(
         assert event["metadata"]["namespace"] == "default"
         assert event["source"]["component"] == "nodelocaldns-agent"
         assert event["count"] == 1 and event["type"] == "Normal"
+
+
+#: run in the node: hold N idle connections to the agent's metrics port, then time a
+#: probe of /healthz as kubelet's liveness probe would send it (issue 13, finding 4)
+_HOLD_IDLE_AND_PROBE = """
+import json, socket, sys, time, urllib.request
+port, count = int(sys.argv[1]), int(sys.argv[2])
+idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+time.sleep(1.0)
+start = time.monotonic()
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+    status = resp.status
+print(json.dumps({"status": status, "seconds": time.monotonic() - start}), flush=True)
+time.sleep(3.0)  # hold them while the test counts the agent's threads
+"""
+
+
+def test_idle_connections_cost_the_real_agent_no_threads_and_probes_get_through(
+    cluster: SandboxCluster,
+) -> None:
+    """600 idle connections to a real agent's metrics port (a tenant pod can reach it on the
+    node's IP): before the fix, one thread each (602 threads) and no timeout."""
+    node = cluster.add_node("node-1", layout="tke")
+    agent = cluster.start_agent("node-1", "observe")
+    cluster.wait("the agent's first pass", lambda: cluster.states().get("node-1") == "pending", 30)
+    pid = agent.inner_pid()
+    assert pid is not None
+    before = psutil.Process(pid).num_threads()
+    holder = node.spawn_python(
+        "idle-connections",
+        ["-c", _HOLD_IDLE_AND_PROBE, str(METRICS_PORT_IN_NODE), "600"],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    probe = json.loads(holder.stdout.readline())
+    during = psutil.Process(pid).num_threads()
+    assert holder.wait(timeout=30) == 0
+    assert probe["status"] == 200 and probe["seconds"] < 3, probe
+    assert during <= before + 1, (before, during)
