@@ -292,3 +292,44 @@ def test_systemd_unreachable_the_unit_files_decide(sandbox_node: NodeFactory) ->
     assert node.read_bytes(DECOY_CONFIG) == DECOY_BYTES
     assert node.dns_file.read_bytes() == node.original
     assert restarts(node) == 0
+
+
+# ------------------------------------------- crash at any point, the agent's unit drop-in
+#: the steps the agent logs on its way through the unit drop-in (bench/faults.py kills at
+#: the same ones on the TKE layout): a drop-in written but not reloaded, reloaded but
+#: kubelet not restarted, restarted but not verified ...
+UNIT_STEPS = {
+    "migrate": ["backup", "journal", "written", "reload", "reloaded", "restart", "restarted",
+                "verified"],
+    "revert": ["journal", "written", "reload", "reloaded", "restart", "restarted", "verified"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("goal", "step"), [(goal, step) for goal, steps in UNIT_STEPS.items() for step in steps]
+)
+def test_unit_dropin_converges_after_a_kill_at_any_step(
+    sandbox_node: NodeFactory, goal: str, step: str
+) -> None:
+    node = sandbox_node(layout="ack_kubeadm")
+    assert node.layout is not None
+    before = argv(node)
+    if goal == "revert":
+        assert agent(node, "migrate", "--once").returncode == 0
+    node.agent_killed_at(step, goal, "--once", "--verify-timeout", "10")
+    restarted = restarts(node)
+
+    done = agent(node, goal, "--once", "--json")
+
+    assert done.returncode == 0, done
+    assert done.json()["state"] == ("migrated" if goal == "migrate" else "reverted")
+    assert restarts(node) - restarted <= 1
+    assert layout_files(node) == node.layout.files
+    if goal == "migrate":
+        assert node.path(AGENT_UNIT_DROPIN).is_file()
+        assert argv(node) == [word.replace(CLUSTER_DNS, LOCAL) for word in before]
+    else:
+        assert not node.path(AGENT_UNIT_DROPIN).exists()
+        assert argv(node) == before
+    again = agent(node, goal, "--once", "--json")
+    assert again.json()["restarted"] is False, again
