@@ -17,6 +17,7 @@ from nodelocaldns_agent.detect.kubelet import (
     format_named,
     host_kubelet,
     locate_kubelet,
+    systemd_cluster_dns,
 )
 from nodelocaldns_agent.detect.localdns import LocalDns, detect_local_dns
 from nodelocaldns_agent.detect.network import classify_network, cni_plugin_types
@@ -27,7 +28,7 @@ from nodelocaldns_agent.host.files import FileJournal, Record
 from nodelocaldns_agent.host.probes import Clock, DnsProber, HttpGetter, Interfaces, ProcessTable
 from nodelocaldns_agent.host.systemd import HostSystemd
 from nodelocaldns_agent.hostpaths import Expected, FileId, HostRoot, sha256
-from nodelocaldns_agent.kubeletconfig import dropin
+from nodelocaldns_agent.kubeletconfig import dropin, unitdropin
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
 from nodelocaldns_agent.kubeletconfig.unitfile import UNIT_NAME
 from nodelocaldns_agent.logs import event
@@ -220,6 +221,23 @@ class NodeEngine:
                 cluster_dns=list(plan.target),
             )
         try:
+            self._reload(kc, plan.target)
+        except HostError as exc:
+            # the host's systemd would not start kubelet with the target: never restarted
+            event(
+                log,
+                "systemd does not see the change; rolling back",
+                logging.ERROR,
+                step="rollback",
+                error=str(exc),
+            )
+            rolled, error = self._roll_back(
+                kc, plan, record, goal, str(exc), current, restart=False
+            )
+            return Outcome(
+                Result.FAILED, plan, facts, rolled_back=rolled, error=error, stage=Stage.VERIFY
+            )
+        try:
             self._restart_and_verify(kc, plan.target)
         except HostError as exc:
             stage = Stage.VERIFY if isinstance(exc, VerifyError) else Stage.RESTART
@@ -291,7 +309,7 @@ class NodeEngine:
         self, kc: KubeletConfig, target: tuple[str, ...], record: Record | None
     ) -> bytes | None:
         """The new bytes of ``kc.source`` (None: remove the agent's own drop-in)."""
-        if kc.format == "config-dir":
+        if kc.format in ("config-dir", "unit"):
             original = record.original_cluster_dns if record else None
             if (
                 record is not None
@@ -300,7 +318,14 @@ class NodeEngine:
                 and tuple(original) == target
             ):
                 return None
-            return dropin.render(target)
+            if kc.format == "config-dir":
+                return dropin.render(target)
+            if kc.override is None:
+                raise ConfigError(f"{kc.source}: nothing known to override")
+            new = unitdropin.render(kc.override, target)
+            if unitdropin.read(new, kc.override, kc.source) != target:
+                raise ConfigError(f"{kc.source}: the drop-in did not read back as {target}")
+            return new
         if kc.data is None:
             raise ConfigError(f"{kc.source}: file disappeared")
         new = format_named(kc.format).edit(kc.data, target, kc.source)
@@ -315,6 +340,35 @@ class NodeEngine:
             self.host.remove_file(host_path, expect=expect)
             return None
         return self.host.write_file(host_path, data, expect=expect)
+
+    def _reload(self, kc: KubeletConfig, target: tuple[str, ...]) -> None:
+        """For the agent's unit drop-in (format ``unit``): make the host's systemd read the
+        unit files again, then check its own view before kubelet is restarted: the drop-in
+        is loaded exactly when it exists, and the unit would start kubelet with ``target``.
+        Idempotent, so a run that was killed before or after it just does it again."""
+        if kc.format != "unit":
+            return
+        event(log, "reloading systemd", step="reload", dropin=kc.source)
+        self.systemd.daemon_reload()
+        status = self.systemd.show(UNIT_NAME)
+        present = self.host.exists(kc.source)
+        if (kc.source in status.dropin_paths) != present:
+            raise VerifyError(
+                f"after daemon-reload the host's systemd shows the drop-ins "
+                f"[{', '.join(status.dropin_paths)}]; expected {kc.source} "
+                f"{'among' if present else 'not among'} them"
+            )
+        try:
+            effective = systemd_cluster_dns(self.host, status) or ()
+        except ConfigError as exc:
+            raise VerifyError(f"after daemon-reload: {exc}") from exc
+        if effective != target:
+            raise VerifyError(
+                f"after daemon-reload the host's systemd would start kubelet with "
+                f"--cluster-dns={','.join(effective)}, expected {','.join(target)} (a drop-in "
+                f"or an EnvironmentFile= beats {kc.source}?)"
+            )
+        event(log, "systemd reloaded", step="reloaded", cluster_dns=list(effective))
 
     def _restart_and_verify(self, kc: KubeletConfig, target: tuple[str, ...]) -> None:
         event(log, "restarting kubelet", step="restart", argv=list(self.settings.restart_command))
@@ -392,18 +446,24 @@ class NodeEngine:
         goal: Goal,
         error: str,
         current: Expected,
+        *,
+        restart: bool = True,
     ) -> tuple[bool, str]:
         """Put the pre-image back over ``current`` (what this run wrote, else what it read),
-        restart, and record the failure. Returns whether kubelet is healthy again on the old
-        configuration, and the full error. A file that is no longer ``current`` (a path
-        component swapped for a symlink since) is left alone: the rollback fails."""
+        reload systemd (unit format), restart unless ``restart`` is False (kubelet was not
+        restarted yet), and record the failure. Returns whether kubelet is healthy again on
+        the old configuration (with ``restart`` False: whether systemd sees it again), and
+        the full error. A file that is no longer ``current`` (a path component swapped for
+        a symlink since) is left alone: the rollback fails."""
         healthy = False
         try:
             restore, data, values = self._pre_image(kc, plan, record, goal)
             if restore:
                 self._write(kc.source, data, current)
                 event(log, "pre-image restored", step="restored", source=kc.source)
-            self._restart_and_verify(kc, values)
+            self._reload(kc, values)
+            if restart:
+                self._restart_and_verify(kc, values)
             healthy = True
         except AgentError as exc:
             error = f"{error}; rollback: {exc}"

@@ -45,8 +45,16 @@ from nodelocaldns_agent.errors import AgentError, ConfigError, HostError, Unsafe
 MAX_FILE_BYTES = 1024 * 1024
 #: Symlink hops allowed while resolving one path (Linux allows 40).
 MAX_SYMLINK_HOPS = 40
-#: Where the kubelet files of the supported layouts live (``--writable-dirs``).
-DEFAULT_WRITABLE_DIRS = ("/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig")
+#: Where the kubelet files of the supported layouts live (``--writable-dirs``), and the
+#: directory of the agent's own kubelet.service drop-in (only that one: never the rest of
+#: /etc/systemd/system).
+DEFAULT_WRITABLE_DIRS = (
+    "/etc/kubernetes",
+    "/var/lib/kubelet",
+    "/etc/default",
+    "/etc/sysconfig",
+    "/etc/systemd/system/kubelet.service.d",
+)
 #: Host directories where pods can write, directory -> what writes there: a kubelet
 #: configuration path in one of them is never trusted (:mod:`nodelocaldns_agent.detect.
 #: kubelet`) and never written. Under kubelet's root directory (``/var/lib/kubelet``,

@@ -297,6 +297,11 @@ class NodeSettings(Settings):
         default=90.0,
         metadata=duration("seconds the restart command may run before it is killed"),
     )
+    #: run before the restart when the agent adds or removes its kubelet.service drop-in
+    daemon_reload_timeout: float = field(
+        default=60.0,
+        metadata=duration("seconds 'systemctl daemon-reload' may run before it is killed"),
+    )
     verify_timeout: float = field(
         default=120.0,
         metadata=duration("seconds kubelet has to be healthy again after a restart"),
@@ -314,7 +319,8 @@ class NodeSettings(Settings):
         metadata=option("host directory for the journal and the copies of original files"),
     )
     #: where a write lands (symlinks followed) must be inside one of these, taken as written
-    #: (not resolved); the journal writes only into the state dir, listed here or not
+    #: (not resolved); the journal writes only into the state dir, listed here or not;
+    #: /etc/systemd/system/kubelet.service.d is the agent's own unit drop-in
     writable_dirs: tuple[str, ...] = field(
         default=DEFAULT_WRITABLE_DIRS,
         metadata=option(

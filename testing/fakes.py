@@ -87,12 +87,21 @@ class FakeSystemd:
     )
     error: str = ""
     calls: list[str] = field(default_factory=list)
+    #: what a ``daemon-reload`` does (e.g. the status it makes ``show`` answer next)
+    on_reload: Callable[[], None] | None = None
 
     def show(self, unit: str) -> UnitStatus:
         self.calls.append(unit)
         if self.error:
             raise SystemdError(self.error)
         return replace(self.status, unit=unit)
+
+    def daemon_reload(self) -> None:
+        self.calls.append("daemon-reload")
+        if self.error:
+            raise SystemdError(self.error)
+        if self.on_reload:
+            self.on_reload()
 
     def started(self, pid: int) -> None:
         self.status = replace(self.status, active_state="active", main_pid=pid)

@@ -156,6 +156,12 @@ sys.exit(main(sys.argv[1:]))
 '''
 #: the node-local DNS: a unit of the node's systemd, so it lives and dies with the node
 DNS_UNIT = "node-local-dns.service"
+#: where the layouts' units run kubelet from (EKS, kubeadm, TKE; Kubernetes The Hard Way)
+KUBELET_PATHS = (KUBELET, "/usr/local/bin/kubelet")
+#: units the layouts' kubelet.service requires (EKS: containerd and sandbox-image; the hard
+#: way: containerd), as do-nothing stand-ins, and the command EKS's ``ExecStartPre=`` runs
+REQUIRED_UNITS = ("containerd.service", "sandbox-image.service")
+EXEC_START_PRE = "/sbin/iptables"
 
 
 class NodeError(SandboxError):
@@ -525,7 +531,16 @@ class NspawnNode(SandboxNode):
 
     def _install_standins(self) -> None:
         """The kubelet stand-in, the local DNS unit, mount points for the repository."""
-        self._put(KUBELET, KUBELET_STANDIN, 0o755)
+        for path in KUBELET_PATHS:
+            self._put(path, KUBELET_STANDIN, 0o755)
+        for unit in REQUIRED_UNITS:
+            self._put(
+                f"/etc/systemd/system/{unit}",
+                "[Unit]\nDescription=stand-in of testing/systemd_node.py\n\n"
+                "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+            )
+        if not self.path(EXEC_START_PRE).exists():
+            self._put(EXEC_START_PRE, "#!/bin/sh\nexit 0\n", 0o755)
         argv = dnsmasq_argv(self.local_addresses, self.dns_records, "/usr/sbin/dnsmasq")
         self._put(
             f"/etc/systemd/system/{DNS_UNIT}",

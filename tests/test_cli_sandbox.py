@@ -13,7 +13,9 @@ import time
 import psutil
 import pytest
 
+from testing.sandbox.constants import CLUSTER_DNS
 from testing.sandbox.constants import LOCAL_DNS as LOCAL
+from testing.sandbox.layouts import AGENT_UNIT_DROPIN
 from testing.sandbox.node import RunResult, SandboxNode
 from tests.conftest import NodeFactory
 
@@ -28,6 +30,17 @@ def restarts(node: SandboxNode) -> int:
     return len(node.restarts())
 
 
+def argv(node: SandboxNode) -> list[str]:
+    """The running kubelet's arguments (the stand-in's own script path left out)."""
+    return list(node.kubelet_starts()[-1]["argv"])
+
+
+def layout_files(node: SandboxNode) -> dict[str, bytes]:
+    """Every file the layout wrote, as it is now."""
+    assert node.layout is not None
+    return {path: node.read_bytes(path) for path in node.layout.files}
+
+
 LAYOUTS = [
     ("tke", {}, "env"),
     ("kubeadm", {}, "yaml"),
@@ -36,6 +49,10 @@ LAYOUTS = [
     ("eks", {}, "json"),
     ("config_dir", {}, "config-dir"),
     ("sysconfig", {}, "env"),
+    ("ack_kubeadm", {}, "unit"),
+    ("eks_extra_args", {}, "unit"),
+    ("hardway", {}, "unit"),
+    ("ack_kubeadm", {"crlf": True, "no_trailing_newline": True}, "unit"),
     ("tke", {"symlink": True}, "env"),
     ("tke", {"crlf": True, "no_trailing_newline": True, "non_utf8": True}, "env"),
     ("kubeadm", {"symlink": True, "crlf": True}, "yaml"),
@@ -62,11 +79,18 @@ def test_check_migrate_idempotent_revert(
     assert rep["kubelet"]["cluster_dns"] == ["10.96.0.10"]
     assert rep["action"] == "migrate" and LOCAL in rep["diff"]
     assert restarts(node) == 0
+    before = argv(node)
 
     migrate = agent(node, "migrate", "--once")
     assert migrate.returncode == 0, migrate.stderr
     assert (node.kubelet() or {})["cluster_dns"] == [LOCAL]
     assert restarts(node) == 1
+    # nothing else of kubelet's command line changed
+    assert argv(node) == [word.replace(CLUSTER_DNS, LOCAL) for word in before]
+    if fmt == "unit":  # the layout's own files are untouched: the agent's drop-in decides
+        assert layout_files(node) == node.layout.files
+        assert node.path(AGENT_UNIT_DROPIN).is_file()
+        assert ["daemon-reload"] in [call["argv"] for call in node.systemctl_calls()]
     if node.layout.symlinks:
         link = node.root / node.layout.dns_file.lstrip("/")
         assert link.is_symlink()
@@ -76,12 +100,12 @@ def test_check_migrate_idempotent_revert(
 
     revert = agent(node, "revert", "--once")
     assert revert.returncode == 0, revert.stderr
-    assert (node.kubelet() or {})["cluster_dns"] == ["10.96.0.10"]
+    assert (node.kubelet() or {})["cluster_dns"] == [CLUSTER_DNS]
     assert restarts(node) == 2
-    if fmt == "config-dir":
-        assert not (node.root / "etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf").exists()
-    else:
-        assert node.dns_file.read_bytes() == node.original
+    assert argv(node) == before
+    assert layout_files(node) == node.layout.files  # byte-exact
+    assert not node.path("/etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf").exists()
+    assert not node.path(AGENT_UNIT_DROPIN).exists()
 
 
 def test_iptables_mode_is_not_needed(sandbox_node: NodeFactory) -> None:
@@ -268,3 +292,44 @@ def test_systemd_unreachable_the_unit_files_decide(sandbox_node: NodeFactory) ->
     assert node.read_bytes(DECOY_CONFIG) == DECOY_BYTES
     assert node.dns_file.read_bytes() == node.original
     assert restarts(node) == 0
+
+
+# ------------------------------------------- crash at any point, the agent's unit drop-in
+#: the steps the agent logs on its way through the unit drop-in (bench/faults.py kills at
+#: the same ones on the TKE layout): a drop-in written but not reloaded, reloaded but
+#: kubelet not restarted, restarted but not verified ...
+UNIT_STEPS = {
+    "migrate": ["backup", "journal", "written", "reload", "reloaded", "restart", "restarted",
+                "verified"],
+    "revert": ["journal", "written", "reload", "reloaded", "restart", "restarted", "verified"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("goal", "step"), [(goal, step) for goal, steps in UNIT_STEPS.items() for step in steps]
+)
+def test_unit_dropin_converges_after_a_kill_at_any_step(
+    sandbox_node: NodeFactory, goal: str, step: str
+) -> None:
+    node = sandbox_node(layout="ack_kubeadm")
+    assert node.layout is not None
+    before = argv(node)
+    if goal == "revert":
+        assert agent(node, "migrate", "--once").returncode == 0
+    node.agent_killed_at(step, goal, "--once", "--verify-timeout", "10")
+    restarted = restarts(node)
+
+    done = agent(node, goal, "--once", "--json")
+
+    assert done.returncode == 0, done
+    assert done.json()["state"] == ("migrated" if goal == "migrate" else "reverted")
+    assert restarts(node) - restarted <= 1
+    assert layout_files(node) == node.layout.files
+    if goal == "migrate":
+        assert node.path(AGENT_UNIT_DROPIN).is_file()
+        assert argv(node) == [word.replace(CLUSTER_DNS, LOCAL) for word in before]
+    else:
+        assert not node.path(AGENT_UNIT_DROPIN).exists()
+        assert argv(node) == before
+    again = agent(node, goal, "--once", "--json")
+    assert again.json()["restarted"] is False, again

@@ -68,7 +68,13 @@ def value(argv: list[str], env: dict[str, str], name: str) -> Any:
             ["check"],
             {},
             "writable_dirs",
-            ("/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig"),
+            (
+                "/etc/kubernetes",
+                "/var/lib/kubelet",
+                "/etc/default",
+                "/etc/sysconfig",
+                "/etc/systemd/system/kubelet.service.d",
+            ),
         ),
         (["check", "--writable-dirs", "/a, /b,"], {}, "writable_dirs", ("/a", "/b")),
         (

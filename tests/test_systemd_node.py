@@ -18,13 +18,15 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from testing.sandbox.constants import BAD_DNS, CLUSTER_DNS, LOCAL_DNS
+from testing.sandbox.layouts import AGENT_UNIT_DROPIN
 from testing.sandbox.layouts import TKE_ENV_FILE as ENV_FILE
 from testing.sandbox.layouts import TKE_UNIT_FILE as UNIT_FILE
 from testing.sandbox.node import RunResult
@@ -260,3 +262,156 @@ def test_only_the_main_pid_systemd_names_is_trusted(node: NspawnNode) -> None:
     assert run.json()["state"] == "migrated"
     assert NEW_FLAG in running_argv(node, kubelet(node))
     assert node.read_bytes(f"{volume}/config.yaml") == decoy_bytes
+
+
+# --------------------------------- --cluster-dns in a unit: the agent's drop-in (issue 14)
+DROPIN = AGENT_UNIT_DROPIN
+DROPIN_DIR = DROPIN.rsplit("/", 1)[0]
+SHOWN = ("DropInPaths", "Environment", "ExecStart", "MainPID", "ExecMainStartTimestampMonotonic")
+
+
+@pytest.fixture
+def make_node(systemd_rootfs: Path, tmp_path: Path) -> Iterator[Callable[..., NspawnNode]]:
+    """Booted nodes of a given layout, powered off and deleted afterwards (checked)."""
+    nodes: list[NspawnNode] = []
+
+    def make(**options: Any) -> NspawnNode:
+        nodes.append(NspawnNode(tmp_path / f"node{len(nodes)}", systemd_rootfs, **options))
+        return nodes[-1].start()
+
+    yield make
+    for made in nodes:
+        made.close()
+    assert not mounts_under(tmp_path)
+
+
+def layout_files(node: NspawnNode) -> dict[str, bytes]:
+    assert node.layout is not None
+    return {path: node.read_bytes(path) for path in node.layout.files}
+
+
+def dns_of(argv: list[str]) -> list[str]:
+    return [a.split("=", 1)[1] for a in argv if a.startswith(("--cluster-dns=", "--cluster_dns="))]
+
+
+@pytest.mark.parametrize("layout", ["ack_kubeadm", "eks_extra_args", "hardway"])
+def test_unit_dropin_migrates_and_reverts_through_the_real_systemd(
+    make_node: Callable[..., NspawnNode], layout: str
+) -> None:
+    """ACK's Environment="KUBELET_DNS_ARGS=..." (the value holds %% too), EKS AL2's
+    Environment='KUBELET_EXTRA_ARGS=...' and a hand-written continued ExecStart=: the
+    agent's drop-in, daemon-reload, the node's systemd's own view, kubelet's argv with only
+    the DNS changed; revert removes the drop-in and is byte-exact."""
+    node = make_node(layout=layout)
+    before = node.unit(*SHOWN)
+    argv = running_argv(node, before)
+    assert dns_of(argv) == [CLUSTER_DNS], argv
+
+    run = migrate(node)
+
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    assert run.json()["state"] == "migrated"
+    after = node.unit(*SHOWN)
+    assert DROPIN in after["DropInPaths"].split(), after  # systemd loaded it ...
+    assert restarted(before, after)
+    assert running_argv(node, after) == [a.replace(CLUSTER_DNS, LOCAL_DNS) for a in argv]
+    assert layout_files(node) == node.layout.files  # ... and nothing else was edited
+    assert node.systemctl("show", "kubelet", "-p", "NeedDaemonReload").stdout.strip() == (
+        "NeedDaemonReload=no"
+    )
+    again = migrate(node)
+    assert again.returncode == 0 and again.json()["restarted"] is False, again
+
+    back = revert(node)
+
+    assert back.returncode == 0, f"{back}\n{node.diagnostics()}"
+    final = node.unit(*SHOWN)
+    assert DROPIN not in final["DropInPaths"], final
+    assert running_argv(node, final) == argv
+    assert not node.path(DROPIN).exists()
+    assert layout_files(node) == node.layout.files
+
+
+def test_override_conf_sorts_after_99_so_the_agent_uses_zz(
+    make_node: Callable[..., NspawnNode],
+) -> None:
+    """``systemctl edit kubelet`` leaves override.conf, which sorts after any "99-" name
+    (drop-ins apply in lexical order of their names): first proven on the node's systemd
+    with a probe drop-in, then the agent must pick a name after it."""
+    node = make_node(layout="ack_kubeadm")
+    override = f"{DROPIN_DIR}/override.conf"
+    node._put(override, '[Service]\nEnvironment="KUBELET_DNS_ARGS=--cluster-dns=10.96.0.10"\n')
+    node._put(f"{DROPIN_DIR}/99-probe.conf", '[Service]\nEnvironment="KUBELET_DNS_ARGS=--v=9"\n')
+    node.systemctl("daemon-reload", check=True)
+    shown = node.unit("Environment", "DropInPaths")
+    assert "KUBELET_DNS_ARGS=--cluster-dns=10.96.0.10" in shown["Environment"], shown
+    assert shown["DropInPaths"].split()[-1] == override
+    node.path(f"{DROPIN_DIR}/99-probe.conf").unlink()
+    node.systemctl("daemon-reload", check=True)
+    node.systemctl("restart", "kubelet", check=True)
+    node.wait_kubelet()
+
+    check = node.agent("check", "--json")
+    assert check.returncode == 0, check
+    kc = check.json()["kubelet"]
+    ours = f"{DROPIN_DIR}/zz-nodelocaldns-agent.conf"
+    assert (kc["source"], kc["format"], kc["variable"]) == (ours, "unit", "KUBELET_DNS_ARGS")
+    assert kc["found_by"].endswith(f"Environment= of {override}")
+    run = migrate(node)
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    after = node.unit(*SHOWN)
+    assert after["DropInPaths"].split()[-1] == ours
+    assert dns_of(running_argv(node, after)) == [LOCAL_DNS]
+    assert not node.path(DROPIN).exists()
+    back = revert(node)
+    assert back.returncode == 0, back
+    assert not node.path(ours).exists()
+    assert dns_of(running_argv(node, node.unit(*SHOWN))) == [CLUSTER_DNS]
+
+
+def test_environment_file_beats_environment_so_the_file_is_edited(
+    make_node: Callable[..., NspawnNode],
+) -> None:
+    """kubeadm's packages ship an EnvironmentFile for KUBELET_EXTRA_ARGS; a variable it
+    sets is not overridden by any Environment= (proven on the node's systemd with a probe
+    drop-in sorting last), so the agent edits the file and writes no drop-in."""
+    node = make_node(layout="ack_kubeadm")
+    env_file = "/etc/default/kubelet"
+    text = b"KUBELET_DNS_ARGS=--cluster-dns=10.96.0.10 --cluster-domain=cluster.local\n"
+    node.path(env_file).write_bytes(text)
+    node._put(f"{DROPIN_DIR}/20-env.conf", f"[Service]\nEnvironmentFile=-{env_file}\n")
+    node._put(f"{DROPIN_DIR}/zz-probe.conf", '[Service]\nEnvironment="KUBELET_DNS_ARGS=--v=9"\n')
+    node.systemctl("daemon-reload", check=True)
+    node.systemctl("restart", "kubelet", check=True)
+    node.wait_kubelet()
+    assert dns_of(running_argv(node, node.unit(*SHOWN))) == [CLUSTER_DNS]  # the file won
+    node.path(f"{DROPIN_DIR}/zz-probe.conf").unlink()
+    node.systemctl("daemon-reload", check=True)
+
+    run = migrate(node)
+
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    assert node.read_bytes(env_file) == text.replace(b"10.96.0.10", LOCAL_DNS.encode())
+    assert not node.path(DROPIN).exists()
+    assert dns_of(running_argv(node, node.unit(*SHOWN))) == [LOCAL_DNS]
+    assert journal(node)["source"] == env_file
+
+
+@pytest.mark.parametrize("step", ["written", "reloaded"])
+def test_a_killed_run_is_finished_by_the_next_on_the_real_systemd(
+    make_node: Callable[..., NspawnNode], step: str
+) -> None:
+    """Killed right after writing the drop-in (before or during the daemon-reload) or after
+    the daemon-reload (before or during the restart): the next run reloads and restarts as
+    owed (the kill lands as soon as the step is logged; the agent may be a little further)."""
+    node = make_node(layout="ack_kubeadm")
+    node.agent_killed_at(step, "migrate", "--once")
+    assert node.path(DROPIN).is_file()
+
+    run = migrate(node)
+
+    assert run.returncode == 0, f"{run}\n{node.diagnostics()}"
+    assert run.json()["restarted"] is True
+    after = node.unit(*SHOWN)
+    assert DROPIN in after["DropInPaths"].split()
+    assert dns_of(running_argv(node, after)) == [LOCAL_DNS]

@@ -58,9 +58,12 @@ ActiveState=active
 FragmentPath=/lib/systemd/system/kubelet.service
 DropInPaths=
 """
-#: the same after two drop-ins (one with a blank in its name) and a daemon-reload, stopped
+#: the same after two drop-ins (one with a blank in its name, one setting
+#: ``Environment="A=a b" "B=x\\y \"q\" $z 10%%" C=plain``) and a daemon-reload,
+#: stopped; the Environment= line as systemd 252 printed it under systemd-nspawn
 SHOW_STOPPED = """\
 MainPID=0
+Environment="A=a b" "B=x\\\\y \\"q\\" \\$z 10%" C=plain
 ExecStart={ path=/usr/bin/kubelet ; argv[]=/usr/bin/kubelet ${V} ; ignore_errors=no ; \
 start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }
 EnvironmentFiles=/etc/kubernetes/kubelet (ignore_errors=yes)
@@ -119,6 +122,7 @@ DropInPaths=
                     EnvironmentFile("/etc/x*", False),
                 ),
                 (ExecCommand("/usr/bin/kubelet", "/usr/bin/kubelet ${V}"),),
+                ("A=a b", 'B=x\\y "q" $z 10%', "C=plain"),
             ),
         ),
         (SHOW_NOT_FOUND, UnitStatus("kubelet.service", "not-found", "inactive", 0)),

@@ -59,7 +59,12 @@ def build_engine(settings: NodeSettings) -> NodeEngine:
         http=UrllibGetter(),
         prober=DnspythonProber(),
         processes=PsutilProcessTable(),
-        systemd=Systemctl(runner, settings.systemctl_command, settings.systemctl_timeout),
+        systemd=Systemctl(
+            runner,
+            settings.systemctl_command,
+            settings.systemctl_timeout,
+            settings.daemon_reload_timeout,
+        ),
         runner=runner,
         clock=SystemClock(),
         journal=FileJournal(host, settings.state_dir),

@@ -4,7 +4,9 @@ Found the way systemd and kubelet do it: the command line of the host's kubelet 
 main process of ``kubelet.service`` as the host's systemd names it, when it passes the
 trust test of :mod:`nodelocaldns_agent.detect.trust`), then the kubelet unit with its
 drop-ins and environment files, then well-known paths. A ``--cluster-dns`` flag beats the
-config file; ``--config-dir`` drop-ins beat ``--config``.
+config file; ``--config-dir`` drop-ins beat ``--config``. A flag that the unit's
+``Environment=`` carries or its ``ExecStart=`` holds is changed by the agent's own unit
+drop-in (:mod:`nodelocaldns_agent.kubeletconfig.unitdropin`).
 
 No other process is ever trusted: when the host's systemd cannot be asked, the unit files
 under the host root decide (and without them nothing does). The unit files must be the
@@ -24,12 +26,22 @@ from nodelocaldns_agent.errors import ConfigError, HostError, SystemdError
 from nodelocaldns_agent.host.probes import ProcessInfo, ProcessTable
 from nodelocaldns_agent.host.systemd import HostSystemd, UnitStatus
 from nodelocaldns_agent.hostpaths import POD_WRITABLE_DIRS, HostRoot
-from nodelocaldns_agent.kubeletconfig import Format, dropin, envfile, jsonconf, yamlconf
-from nodelocaldns_agent.kubeletconfig.flags import CLUSTER_DNS_FLAG, mentions, parse_kubelet_flags
+from nodelocaldns_agent.kubeletconfig import (
+    Format,
+    dropin,
+    envfile,
+    jsonconf,
+    unitdropin,
+    yamlconf,
+)
+from nodelocaldns_agent.kubeletconfig.flags import CLUSTER_DNS_FLAG, parse_kubelet_flags
+from nodelocaldns_agent.kubeletconfig.unitdropin import EnvFileCarrier, Override
 from nodelocaldns_agent.kubeletconfig.unitfile import (
     UNIT_DIRS,
     UNIT_NAME,
     KubeletUnit,
+    env_file_paths,
+    expand_words,
     load_kubelet_unit,
 )
 
@@ -70,7 +82,8 @@ class KubeletConfig:
     data: bytes | None
     #: how the source was found (for the report)
     found_by: str
-    #: env var holding the flag (env format), "" otherwise
+    #: env var holding the flag (env format, and unit format overriding a variable), ""
+    #: otherwise
     variable: str = ""
     #: --cluster-dns of the running kubelet; None when not running or set in a file
     running_cluster_dns: tuple[str, ...] | None = None
@@ -78,6 +91,8 @@ class KubeletConfig:
     kubelet_started: float | None = None
     #: why the host's systemd could not be asked ("" when it answered)
     systemd_error: str = ""
+    #: what the agent's unit drop-in overrides (unit format), None otherwise
+    override: Override | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,7 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd
             "exactly one"
         )
     if flags.cluster_dns is not None:
-        return done(_from_flag_source(host, unit, found_by))
+        return done(_from_flag_source(host, unit, found_by, running.service))
     if flags.config_dir:
         return done(_from_config_dir(host, flags.config_dir, flags.config, found_by))
     if flags.config:
@@ -235,8 +250,12 @@ def _check_unit_loaded(host: HostRoot, service: UnitStatus, unit: KubeletUnit | 
         or real([service.fragment_path]).keys() != real([unit.unit_path]).keys()
     ):
         raise _mismatch(f"unit file {service.fragment_path or '(none)'}", unit.unit_path)
-    theirs = real([p for p in service.dropin_paths if f"/{UNIT_NAME}.d/" in p])
-    ours = real(unit.dropins)
+    # the agent's own drop-in may be written and not yet loaded, or removed and still
+    # loaded: a run killed before its daemon-reload; the next one reloads (a restart is owed)
+    theirs = real(
+        [p for p in service.dropin_paths if f"/{UNIT_NAME}.d/" in p and not unitdropin.is_ours(p)]
+    )
+    ours = real([p for p in unit.dropins if not unitdropin.is_ours(p)])
     if theirs.keys() != ours.keys():
         raise _mismatch(f"drop-ins [{', '.join(theirs.values())}]", f"[{', '.join(ours.values())}]")
     patterns = [f.path for f in service.environment_files]
@@ -278,62 +297,95 @@ def check_config_path(host: HostRoot, path: str, what: str) -> None:
                 )
 
 
-def _from_flag_source(host: HostRoot, unit: KubeletUnit | None, found_by: str) -> KubeletConfig:
+def _from_flag_source(
+    host: HostRoot, unit: KubeletUnit | None, found_by: str, service: UnitStatus | None
+) -> KubeletConfig:
     if unit is None:
         raise ConfigError(
             f"kubelet ({found_by}) runs with {CLUSTER_DNS_FLAG} but no kubelet.service unit "
             f"was found under {', '.join(UNIT_DIRS)}; expected the flag to come from the "
-            "unit's EnvironmentFile"
+            "unit"
         )
-    carriers = [
-        (name, var)
-        for name, var in unit.environment.items()
-        if mentions(var.value, CLUSTER_DNS_FLAG) and _referenced(unit.exec_start, name)
-    ]
-    if not carriers:
-        where = unit.unit_path if mentions(unit.exec_start, CLUSTER_DNS_FLAG) else None
-        detail = (
-            f"it is written literally in ExecStart= of {where}"
-            if where
-            else "no variable referenced by ExecStart= carries it"
-        )
+    ours = [path for path in unit.dropins if unitdropin.is_ours(path)]
+    if len(ours) > 1:
         raise ConfigError(
-            f"kubelet ({found_by}) runs with {CLUSTER_DNS_FLAG} but {detail}; expected it in "
-            "an EnvironmentFile= of the kubelet unit (the agent edits env files, not units)"
+            f"the agent's drop-in is there twice ({', '.join(ours)}); expected one: remove "
+            "the one the journal does not name"
         )
-    if len(carriers) > 1:
-        names = ", ".join(sorted(name for name, _ in carriers))
-        raise ConfigError(
-            f"{CLUSTER_DNS_FLAG} is set by several variables of {unit.unit_path} ({names}); "
-            "expected exactly one"
-        )
-    name, var = carriers[0]
-    check_config_path(host, var.source_path, f"EnvironmentFile= of {UNIT_NAME}")
-    if var.source_kind != "EnvironmentFile":
-        raise ConfigError(
-            f"{CLUSTER_DNS_FLAG} is set by Environment={name}=... in {var.source_path}; "
-            "expected it in an EnvironmentFile= (the agent edits env files, not units)"
-        )
-    data = host.read_bytes(var.source_path)
-    occurrence = envfile.find_cluster_dns(data, var.source_path)
-    if occurrence is None:
-        raise ConfigError(
-            f"{var.source_path}: variable {name} carries {CLUSTER_DNS_FLAG} when systemd "
-            "expands it, but the file holds no such flag"
-        )
+    base = load_kubelet_unit(host, skip=ours) if ours else unit
+    if base is None:  # the unit file went away since it was read
+        raise ConfigError(f"{unit.unit_path}: disappeared while it was read")
+    mechanism = unitdropin.choose_mechanism(base)
     chain = found_by if found_by.startswith("unit ") else f"{found_by} -> {unit.unit_path}"
+    if isinstance(mechanism, EnvFileCarrier):
+        if ours:
+            raise ConfigError(
+                f"the agent's drop-in {ours[0]} overrides kubelet's unit, but "
+                f"{mechanism.variable} now comes from EnvironmentFile {mechanism.path}, which "
+                "beats Environment=; expected the drop-in gone (revert, or delete it and run "
+                "'systemctl daemon-reload')"
+            )
+        return _from_env_file(host, mechanism, f"{chain} -> EnvironmentFile")
+    loaded = service.dropin_paths if service is not None else ()
+    others = {
+        path.rsplit("/", 1)[-1] for path in (*base.dropins, *loaded) if not unitdropin.is_ours(path)
+    }
+    name = unitdropin.choose_name(others, ours[0].rsplit("/", 1)[-1] if ours else None)
+    source = f"{unitdropin.DROPIN_DIR}/{name}"
+    if not host.is_dir(unitdropin.DROPIN_DIR):
+        raise ConfigError(
+            f"{unitdropin.DROPIN_DIR} does not exist; expected the directory for the agent's "
+            f"drop-in of {UNIT_NAME} (the chart mounts it, creating it when missing)"
+        )
+    values = parse_kubelet_flags(unit.argv, f"{UNIT_NAME} as systemd would run it").cluster_dns
     return KubeletConfig(
-        var.source_path,
-        "env",
-        tuple(occurrence.values),
-        data,
-        f"{chain} -> EnvironmentFile",
-        occurrence.name,
+        source,
+        "unit",
+        values or (),
+        host.read_bytes(source) if ours else None,
+        f"{chain} -> {mechanism.kind}= of {mechanism.source_path}",
+        mechanism.variable,
+        override=mechanism,
     )
 
 
-def _referenced(exec_start: str, name: str) -> bool:
-    return f"${{{name}}}" in exec_start or f"${name}" in exec_start
+def _from_env_file(host: HostRoot, carrier: EnvFileCarrier, found_by: str) -> KubeletConfig:
+    check_config_path(host, carrier.path, f"EnvironmentFile= of {UNIT_NAME}")
+    data = host.read_bytes(carrier.path)
+    occurrence = envfile.find_cluster_dns(data, carrier.path)
+    if occurrence is None:
+        raise ConfigError(
+            f"{carrier.path}: variable {carrier.variable} carries {CLUSTER_DNS_FLAG} when "
+            "systemd expands it, but the file holds no such flag"
+        )
+    return KubeletConfig(
+        carrier.path, "env", tuple(occurrence.values), data, found_by, occurrence.name
+    )
+
+
+def systemd_cluster_dns(host: HostRoot, status: UnitStatus) -> tuple[str, ...] | None:
+    """The ``--cluster-dns`` kubelet would start with, from the host's systemd's own view
+    of the unit: its ``ExecStart=`` words (``argv[]``, shown joined by blanks) expanded with
+    its ``Environment=`` and the environment files it names, read now as systemd will read
+    them at the start (they override ``Environment=``). ``None`` when there is no flag.
+
+    Raises :class:`ConfigError` when systemd shows no single ``ExecStart=``.
+    """
+    if len(status.exec_start) != 1:
+        raise ConfigError(
+            f"the host's systemd shows {len(status.exec_start)} ExecStart= for "
+            f"{status.unit}; expected exactly one"
+        )
+    environment = dict(item.partition("=")[::2] for item in status.environment)
+    for env_file in status.environment_files:
+        for path in env_file_paths(host, env_file.path):
+            if env_file.optional and not host.is_file(path):
+                continue
+            for assignment in envfile.parse_env(host.read_bytes(path), path):
+                environment[assignment.name] = assignment.value
+    words = status.exec_start[0].argv.split(" ")
+    where = f"{status.unit} as the host's systemd will start it"
+    return parse_kubelet_flags(expand_words(words, environment), where).cluster_dns
 
 
 def _from_config_file(host: HostRoot, path: str, found_by: str) -> KubeletConfig:

@@ -1,4 +1,5 @@
-"""The host's systemd, asked what it runs as a unit: ``systemctl show UNIT -p ...``.
+"""The host's systemd, asked what it runs as a unit (``systemctl show UNIT -p ...``) and told
+to reload its unit files (``systemctl daemon-reload``).
 
 ``systemctl`` runs through the same route as the restart (``--systemctl-command``, by
 default ``nsenter --target 1 ... -- systemctl``), so the answer comes from the systemd that
@@ -7,11 +8,11 @@ will restart kubelet, in the host's pid namespace (the agent runs with ``hostPID
 
 The output is parsed strictly, as systemd writes it (``src/systemctl/systemctl-show.c`` and
 ``src/shared/bus-print-properties.c``): one ``Name=value`` line per property, values
-unquoted; a string array (``DropInPaths``) on one line, its items separated by blanks and
-each item quoted like a shell word when it needs it (``shell_maybe_quote``); a list of
-structures (``EnvironmentFiles``, ``ExecStart``) as one line per item, none when empty; an
-explicitly requested empty string shown as ``Name=``. Anything else is refused: an answer
-the agent cannot read is an answer it does not trust.
+unquoted; a string array (``DropInPaths``, ``Environment``) on one line, its items
+separated by blanks and each item quoted like a shell word when it needs it
+(``shell_maybe_quote``); a list of structures (``EnvironmentFiles``, ``ExecStart``) as one
+line per item, none when empty; an explicitly requested empty string shown as ``Name=``.
+Anything else is refused: an answer the agent cannot read is an answer it does not trust.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ PROPERTIES = (
     "MainPID",
     "FragmentPath",
     "DropInPaths",
+    "Environment",
     "EnvironmentFiles",
     "ExecStart",
 )
@@ -98,6 +100,9 @@ class UnitStatus:
     dropin_paths: tuple[str, ...] = ()
     environment_files: tuple[EnvironmentFile, ...] = ()
     exec_start: tuple[ExecCommand, ...] = ()
+    #: ``NAME=value`` of every ``Environment=`` assignment in effect (not those of the
+    #: environment files, which systemd reads when it starts the unit)
+    environment: tuple[str, ...] = ()
 
 
 class HostSystemd(Protocol):
@@ -106,14 +111,34 @@ class HostSystemd(Protocol):
         cannot be asked or its answer cannot be read."""
         ...
 
+    def daemon_reload(self) -> None:
+        """Make the host's systemd read the unit files again; :class:`SystemdError` when
+        it fails."""
+        ...
+
 
 class Systemctl:
-    """``<command> show UNIT -p ...`` through a :class:`CommandRunner`."""
+    """``<command> show UNIT -p ...`` and ``<command> daemon-reload`` through a
+    :class:`CommandRunner`."""
 
-    def __init__(self, runner: CommandRunner, command: tuple[str, ...], timeout: float) -> None:
+    def __init__(
+        self,
+        runner: CommandRunner,
+        command: tuple[str, ...],
+        timeout: float,
+        reload_timeout: float | None = None,
+    ) -> None:
         self._runner = runner
         self._command = command
         self._timeout = timeout
+        self._reload_timeout = timeout if reload_timeout is None else reload_timeout
+
+    def daemon_reload(self) -> None:
+        argv = [*self._command, "daemon-reload"]
+        try:
+            self._runner.run(argv, timeout=self._reload_timeout)
+        except CommandError as exc:
+            raise SystemdError(f"the host's systemd could not reload its units: {exc}") from exc
 
     def argv(self, unit: str) -> list[str]:
         return [*self._command, "show", unit, *(a for p in PROPERTIES for a in ("-p", p))]
@@ -175,6 +200,7 @@ def parse_show(text: str, unit: str) -> UnitStatus:
             _environment_file(v, where) for v in values.get("EnvironmentFiles", [])
         ),
         exec_start=tuple(_exec_command(v, where) for v in values.get("ExecStart", [])),
+        environment=split_strv(one("Environment"), f"{where}: Environment"),
     )
 
 

@@ -8,6 +8,7 @@ a setting that appears more than once.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from nodelocaldns_agent.errors import ConfigError
 CLUSTER_DNS_FLAG = "--cluster-dns"
 CONFIG_FLAG = "--config"
 CONFIG_DIR_FLAG = "--config-dir"
+_TOKEN = re.compile(r"[^ \t\n\r]+")
+#: a flag value that can be replaced in place: no quotes, escapes, variables or specifiers
+_PLAIN_VALUE = re.compile(r"[^\\'\"$%]*")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,34 @@ def find_flag(words: Sequence[str], flag: str) -> list[FlagValue]:
 def mentions(text: str, flag: str) -> bool:
     """``text`` (a command line or a variable's value, split at blanks) sets ``flag``."""
     return bool(find_flag(text.split(), flag))
+
+
+def replace_flag_value(text: str, flag: str, values: Sequence[str], where: str) -> str:
+    """``text`` (a command line or a variable's value) with the value of its one ``flag``
+    replaced by ``values`` comma-joined; every other character stays as it was.
+
+    Raises :class:`ConfigError` naming ``where`` when ``flag`` is not there exactly once as
+    a blank-separated word, has no value, or its value is written with quotes, escapes,
+    variables or specifiers (it cannot be replaced in place then).
+    """
+    tokens = list(_TOKEN.finditer(text))
+    hits = find_flag([token.group() for token in tokens], flag)
+    if len(hits) != 1:
+        raise ConfigError(
+            f"{where}: {flag} appears {len(hits)} times as a plain word in {text[:200]!r}; "
+            "expected exactly once"
+        )
+    hit = hits[0]
+    if hit.word is None:
+        raise ConfigError(f"{where}: {flag} has no value; expected {flag}=<ip>[,<ip>...]")
+    token = tokens[hit.word]
+    start, end = token.start() + hit.start, token.end()
+    if not _PLAIN_VALUE.fullmatch(text[start:end]):
+        raise ConfigError(
+            f"{where}: the {flag} value {text[start:end]!r} is written with quotes, escapes, "
+            "variables or specifiers; expected plain addresses"
+        )
+    return text[:start] + ",".join(check_addresses(values, where)) + text[end:]
 
 
 def split_addresses(value: str) -> tuple[str, ...]:

@@ -6,15 +6,23 @@ directory masks the same name below), applied in file-name order. From ``[Servic
 module takes ``Environment=``, ``EnvironmentFile=`` and ``ExecStart=`` and expands the
 command line as systemd does at start-up.
 
-Not modelled: unit specifiers (``%n``...), type-wide and prefix drop-ins (``service.d``,
-``kube-.service.d``), ``PassEnvironment=`` and the manager's own environment.
+Unit specifiers are resolved in each word after quotes and escapes are removed, as
+``config_parse_environ`` and ``config_parse_exec`` of systemd's src/core/load-fragment.c
+do: ``%%`` is ``%`` and the unit-name ones (``%n``, ``%N``, ``%p``, ``%P``, ``%j``,
+``%J``, ``%i``, ``%I``) are those of ``kubelet.service``. Any other specifier (``%H``,
+``%m``...) depends on the host and is kept as written; a value holding one is marked
+(:attr:`EnvVar.specifiers`) so that nothing is re-rendered from it.
+
+Not modelled: type-wide and prefix drop-ins (``service.d``, ``kube-.service.d``; the host's
+systemd lists them in ``DropInPaths``, which the agent compares with what it read),
+``PassEnvironment=`` and the manager's own environment.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,6 +52,13 @@ _C_ESCAPES = {
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _OCTAL = re.compile(r"[0-7]{3}")
+_SPECIFIER = re.compile(r"%(.?)", re.DOTALL)
+#: the specifiers that depend only on the unit's name (``kubelet.service``), resolved;
+#: ``%%`` is a literal ``%`` (src/shared/specifier.c, src/core/unit-printf.c)
+_UNIT_SPECIFIERS = {
+    "%": "%", "n": UNIT_NAME, "N": "kubelet", "p": "kubelet", "P": "kubelet",
+    "j": "kubelet", "J": "kubelet", "i": "", "I": "",
+}  # fmt: skip
 
 SourceKind = Literal["Environment", "EnvironmentFile"]
 
@@ -56,6 +71,8 @@ class EnvVar:
     #: host path of the unit, drop-in or environment file that set it
     source_path: str
     source_kind: SourceKind
+    #: the value holds a specifier the agent does not resolve (kept as written)
+    specifiers: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,10 @@ class KubeletUnit:
     argv: list[str]
     #: host paths of the environment files read, in order
     environment_files: tuple[str, ...] = ()
+    #: the winning ``ExecStart=`` as written, prefixes included (continuations joined)
+    exec_start_line: str = ""
+    #: host path of the unit or drop-in that set it
+    exec_start_path: str = ""
 
 
 def _unescape(text: str, i: int) -> tuple[str, int]:
@@ -143,6 +164,21 @@ def split_words(text: str, *, cunescape: bool, relax: bool = False) -> list[str]
         if quote and not relax:
             raise ValueError(f"unterminated {quote} quote")
         words.append("".join(parts))
+
+
+def resolve_specifiers(word: str) -> tuple[str, bool]:
+    """``word`` with its unit specifiers resolved, and whether it holds one the agent does
+    not resolve (kept as written)."""
+    unknown = False
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal unknown
+        if match.group(1) in _UNIT_SPECIFIERS:
+            return _UNIT_SPECIFIERS[match.group(1)]
+        unknown = True
+        return match.group()
+
+    return _SPECIFIER.sub(one, word), unknown
 
 
 def expand_words(words: list[str], env: Mapping[str, str]) -> list[str]:
@@ -228,7 +264,8 @@ def _find_unit(host: HostRoot) -> str | None:
     return None
 
 
-def _find_dropins(host: HostRoot) -> list[str]:
+def find_dropins(host: HostRoot) -> list[str]:
+    """Host paths of the drop-ins of kubelet.service, in the order systemd applies them."""
     chosen: dict[str, str] = {}
     for directory in UNIT_DIRS:
         dropin_dir = f"{directory}/{UNIT_NAME}.d"
@@ -242,7 +279,7 @@ def _find_dropins(host: HostRoot) -> list[str]:
     ]
 
 
-def _env_file_paths(host: HostRoot, pattern: str) -> list[str]:
+def env_file_paths(host: HostRoot, pattern: str) -> list[str]:
     """``pattern`` itself, or the files its last component's glob matches."""
     if not any(c in pattern for c in "*?["):
         return [pattern]
@@ -259,7 +296,8 @@ def _env_file_paths(host: HostRoot, pattern: str) -> list[str]:
 class _Service:
     """The ``[Service]`` settings that matter, merged over the unit and its drop-ins."""
 
-    assignments: list[tuple[str, str, str]] = field(default_factory=list)
+    #: (name, value, path, holds an unresolved specifier)
+    assignments: list[tuple[str, str, str, bool]] = field(default_factory=list)
     env_files: list[tuple[str, bool, _Setting]] = field(default_factory=list)
     exec_start: _Setting | None = None
 
@@ -274,9 +312,10 @@ class _Service:
             except ValueError:
                 return  # systemd ignores the whole line
             for word in words:
-                name, sep, value = word.partition("=")
+                resolved, unknown = resolve_specifiers(word)
+                name, sep, value = resolved.partition("=")
                 if sep and _NAME.fullmatch(name):
-                    self.assignments.append((name, value, setting.path))
+                    self.assignments.append((name, value, setting.path, unknown))
         elif setting.key == "EnvironmentFile":
             if not setting.value:
                 self.env_files.clear()
@@ -292,11 +331,12 @@ class _Service:
 def _environment(host: HostRoot, service: _Service) -> tuple[dict[str, EnvVar], list[str]]:
     """The service environment and the environment files read."""
     environment = {
-        name: EnvVar(value, path, "Environment") for name, value, path in service.assignments
+        name: EnvVar(value, path, "Environment", unknown)
+        for name, value, path, unknown in service.assignments
     }
     read: list[str] = []
     for pattern, optional, setting in service.env_files:
-        paths = _env_file_paths(host, pattern)
+        paths = env_file_paths(host, pattern)
         if not optional and not (paths and all(host.exists(p) for p in paths)):
             raise ConfigError(
                 f"{setting.path} line {setting.line}: EnvironmentFile={pattern} does not "
@@ -328,12 +368,26 @@ def _command(setting: _Setting) -> tuple[str, list[str]]:
         ) from None
     if "@" in prefixes:
         words = words[1:]  # "@path argv0 ...": the first word is only the executable
-    return command, words
+    return command, [resolve_specifiers(word)[0] for word in words]
 
 
-def load_kubelet_unit(host: HostRoot) -> KubeletUnit | None:
+def read_service(data: bytes, path: str) -> tuple[dict[str, str], list[str] | None]:
+    """What one unit file or drop-in sets on its own: its ``Environment=`` variables and
+    its ``ExecStart=`` words (specifiers resolved, variables not expanded; ``None`` when it
+    sets no command line)."""
+    service = _Service()
+    for setting in _service_settings(data.decode("utf-8", "surrogateescape"), path):
+        service.apply(setting)
+    environment = {name: value for name, value, _, _ in service.assignments}
+    if service.exec_start is None:
+        return environment, None
+    return environment, _command(service.exec_start)[1]
+
+
+def load_kubelet_unit(host: HostRoot, skip: Collection[str] = ()) -> KubeletUnit | None:
     """kubelet's unit, drop-ins applied and environment loaded; ``None`` when no
-    ``kubelet.service`` exists.
+    ``kubelet.service`` exists. Drop-ins whose host path is in ``skip`` are left out (the
+    unit as it is without the agent's own drop-in).
 
     Raises :class:`ConfigError` when the unit is masked, has no ``ExecStart=``, its
     command line has an unterminated quote, or a required ``EnvironmentFile=`` is missing.
@@ -341,7 +395,7 @@ def load_kubelet_unit(host: HostRoot) -> KubeletUnit | None:
     unit_path = _find_unit(host)
     if unit_path is None:
         return None
-    dropins = _find_dropins(host)
+    dropins = [path for path in find_dropins(host) if path not in skip]
     service = _Service()
     for path in (unit_path, *dropins):
         text = _read_text(host, path)
@@ -364,4 +418,6 @@ def load_kubelet_unit(host: HostRoot) -> KubeletUnit | None:
         exec_start=command,
         argv=argv,
         environment_files=tuple(read),
+        exec_start_line=service.exec_start.value,
+        exec_start_path=service.exec_start.path,
     )

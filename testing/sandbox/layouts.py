@@ -20,6 +20,9 @@ from typing import Any
 from testing.sandbox.constants import CLUSTER_DNS
 
 DEFAULT_CLUSTER_DNS = CLUSTER_DNS
+#: the drop-in the agent writes for the ``unit`` layouts (the first of its names: none of
+#: the layouts has a drop-in sorting after it)
+AGENT_UNIT_DROPIN = "/etc/systemd/system/kubelet.service.d/99-nodelocaldns-agent.conf"
 #: Where a symlinked deciding file really lives (a host path that only the root has).
 SYMLINK_TARGET_DIR = "/etc/kubernetes/real"
 
@@ -46,7 +49,9 @@ class Layout:
     root: Path
     #: host path of the file that decides the cluster DNS (the symlink when ``symlink``)
     dns_file: str
-    #: ``env``, ``yaml``, ``json`` or ``config-dir``
+    #: ``env``, ``yaml``, ``json``, ``config-dir`` or ``unit`` (the unit or drop-in whose
+    #: ``Environment=`` or ``ExecStart=`` holds ``--cluster-dns``: the agent adds its own
+    #: drop-in, :data:`AGENT_UNIT_DROPIN`)
     dns_format: str
     #: the cluster DNS kubelet ends up with
     cluster_dns: tuple[str, ...]
@@ -553,6 +558,148 @@ def eks(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Qui
     )
 
 
+# --- --cluster-dns in a unit: Environment= or ExecStart= --------------------------------
+
+#: kubeadm 1.10's ``10-kubeadm.conf`` (kubernetes/release, debian/xenial/kubeadm/channel/
+#: stable/etc/systemd/system/kubelet.service.d/10-kubeadm.conf, before kubeadm moved the
+#: flags to config.yaml in 1.11), as Alibaba Cloud ACK nodes still have it: every flag group
+#: in an ``Environment=`` of the drop-in, the DNS in ``KUBELET_DNS_ARGS``.
+ACK_DROPIN = """\
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+--kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_SYSTEM_PODS_ARGS=--pod-manifest-path=/etc/kubernetes/manifests"
+Environment="KUBELET_NETWORK_ARGS=--network-plugin=cni --cni-conf-dir=/etc/cni/net.d \
+--cni-bin-dir=/opt/cni/bin"
+Environment="KUBELET_DNS_ARGS=--cluster-dns={dns} --cluster-domain=cluster.local"
+Environment="KUBELET_AUTHZ_ARGS=--authorization-mode=Webhook \
+--client-ca-file=/etc/kubernetes/pki/ca.crt"
+Environment="KUBELET_CGROUP_ARGS=--cgroup-driver=systemd"
+Environment="KUBELET_CERTIFICATE_ARGS=--anonymous-auth=false --rotate-certificates=true \
+--cert-dir=/var/lib/kubelet/pki"
+Environment="KUBELET_EXTRA_ARGS=--node-labels=alibabacloud.com/nodepool-id=np0 \
+--eviction-hard=memory.available<5%%,nodefs.available<10%% \
+--pod-infra-container-image=registry-vpc.cn-hangzhou.aliyuncs.com/acs/pause:3.5"
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_SYSTEM_PODS_ARGS \
+$KUBELET_NETWORK_ARGS $KUBELET_DNS_ARGS $KUBELET_AUTHZ_ARGS $KUBELET_CGROUP_ARGS \
+$KUBELET_CERTIFICATE_ARGS $KUBELET_EXTRA_ARGS
+"""
+ACK_DROPIN_FILE = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
+
+
+def ack_kubeadm(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """Alibaba Cloud ACK-style kubeadm node: ``--cluster-dns`` in
+    ``Environment="KUBELET_DNS_ARGS=..."`` of ``10-kubeadm.conf`` (:data:`ACK_DROPIN`); no
+    EnvironmentFile sets the variable, so the agent overrides it in its own drop-in."""
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/kubelet.service"
+    tree.write(unit, _unit("kubelet: The Kubernetes Node Agent", "ExecStart=/usr/bin/kubelet\n"))
+    tree.write_deciding(ACK_DROPIN_FILE, ACK_DROPIN.format(dns=cluster_dns), "unit", quirks)
+    return tree.layout(
+        "ack_kubeadm",
+        dns_file=ACK_DROPIN_FILE,
+        dns_format="unit",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        variable="KUBELET_DNS_ARGS",
+    )
+
+
+#: what EKS AL2's bootstrap.sh writes for ``--kubelet-extra-args`` (awslabs/amazon-eks-ami,
+#: files/bootstrap.sh: ``Environment='KUBELET_EXTRA_ARGS=$KUBELET_EXTRA_ARGS'`` into
+#: /etc/systemd/system/kubelet.service.d/30-kubelet-extra-args.conf), here with
+#: ``--kubelet-extra-args '--cluster-dns=... --node-labels=...'``
+EKS_EXTRA_ARGS_FILE = "/etc/systemd/system/kubelet.service.d/30-kubelet-extra-args.conf"
+EKS_EXTRA_ARGS = """\
+[Service]
+Environment='KUBELET_EXTRA_ARGS=--cluster-dns={dns} --node-labels=eks.amazonaws.com/nodegroup=ng-1'
+"""
+#: what bootstrap.sh puts in kubelet-config.json when --dns-cluster-ip is not given (the
+#: flag from --kubelet-extra-args beats it)
+EKS_JSON_DNS = "10.100.0.10"
+
+
+def eks_extra_args(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """Amazon EKS (AL2) bootstrapped with ``--kubelet-extra-args '--cluster-dns=...'``:
+    ``30-kubelet-extra-args.conf`` sets ``KUBELET_EXTRA_ARGS`` with ``Environment=`` (single
+    quotes), ``ExecStart=`` refers to ``$KUBELET_EXTRA_ARGS``; the flag beats
+    ``clusterDNS`` of kubelet-config.json (:data:`EKS_JSON_DNS`)."""
+    base = eks(root, EKS_JSON_DNS)
+    tree = _Tree(root)
+    tree.files, tree.symlinks = dict(base.files), dict(base.symlinks)
+    tree.write_deciding(EKS_EXTRA_ARGS_FILE, EKS_EXTRA_ARGS.format(dns=cluster_dns), "unit", quirks)
+    return tree.layout(
+        "eks_extra_args",
+        dns_file=EKS_EXTRA_ARGS_FILE,
+        dns_format="unit",
+        cluster_dns=(cluster_dns,),
+        unit=base.unit,
+        variable="KUBELET_EXTRA_ARGS",
+    )
+
+
+#: Kubernetes The Hard Way's kubelet.service (kelseyhightower/kubernetes-the-hard-way,
+#: docs/09-bootstrapping-kubernetes-workers.md of 2017, Kubernetes 1.7/1.8): every flag
+#: written in ``ExecStart=``, one per continued line, ``--cluster-dns`` among them
+HARDWAY_UNIT = """\
+[Unit]
+Description=Kubernetes Kubelet
+Documentation=https://github.com/kubernetes/kubernetes
+After=containerd.service
+Requires=containerd.service
+
+[Service]
+ExecStart=/usr/local/bin/kubelet \\
+  --allow-privileged=true \\
+  --anonymous-auth=false \\
+  --authorization-mode=Webhook \\
+  --client-ca-file=/var/lib/kubernetes/ca.pem \\
+  --cloud-provider= \\
+  --cluster-dns={dns} \\
+  --cluster-domain=cluster.local \\
+  --container-runtime=remote \\
+  --container-runtime-endpoint=unix:///var/run/cri-containerd.sock \\
+  --image-pull-progress-deadline=2m \\
+  --kubeconfig=/var/lib/kubelet/kubeconfig \\
+  --network-plugin=cni \\
+  --pod-cidr=10.200.0.0/24 \\
+  --register-node=true \\
+  --runtime-request-timeout=15m \\
+  --tls-cert-file=/var/lib/kubelet/worker-0.pem \\
+  --tls-private-key-file=/var/lib/kubelet/worker-0-key.pem \\
+  --v=2
+Restart=on-failure
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+"""
+HARDWAY_UNIT_FILE = "/etc/systemd/system/kubelet.service"
+
+
+def hardway(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """A hand-written unit (:data:`HARDWAY_UNIT`) with ``--cluster-dns`` literal in a
+    continued ``ExecStart=``. The empty ``kubelet.service.d`` stands for the chart's
+    host-path mount of the agent's drop-in directory, which creates it when missing."""
+    tree = _Tree(root)
+    tree.write_deciding(HARDWAY_UNIT_FILE, HARDWAY_UNIT.format(dns=cluster_dns), "unit", quirks)
+    (root / AGENT_UNIT_DROPIN.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    return tree.layout(
+        "hardway",
+        dns_file=HARDWAY_UNIT_FILE,
+        dns_format="unit",
+        cluster_dns=(cluster_dns,),
+        unit=HARDWAY_UNIT_FILE,
+    )
+
+
 # --- dispatch ---------------------------------------------------------------------------
 
 LayoutFunction = Callable[[Path, str, Quirks], Layout]
@@ -566,9 +713,16 @@ LAYOUTS: dict[str, LayoutFunction] = {
     "eks": eks,
     "config_dir": config_dir,
     "sysconfig": sysconfig,
+    "ack_kubeadm": ack_kubeadm,
+    "eks_extra_args": eks_extra_args,
+    "hardway": hardway,
 }
 #: CNI plugin each layout gets unless told otherwise.
-DEFAULT_CNI: Mapping[str, str] = {"tke": "tke-bridge", "eks": "aws-cni"}
+DEFAULT_CNI: Mapping[str, str] = {
+    "tke": "tke-bridge",
+    "eks": "aws-cni",
+    "eks_extra_args": "aws-cni",
+}
 
 
 def write_layout(

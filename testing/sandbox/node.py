@@ -782,6 +782,44 @@ class SandboxNode:
             "agent", ["-m", "nodelocaldns_agent", *args], env=env, stdout=stdout
         )
 
+    def agent_killed_at(self, step: str, *args: str, timeout: float = 60.0) -> list[str]:
+        """Run the agent (``ARGS`` plus ``--log-format json``) and SIGKILL it right after
+        it logs ``step=`` (the crash harness's kill, bench/faults.py); returns the steps it
+        logged. Like a crash, the kill leaves a command the agent started (a restart)
+        running: waits for it to finish too. An agent that ends first fails the caller."""
+        proc = self.spawn_agent(
+            self.agent_argv(*args, "--log-format", "json"), stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            for line in proc.stdout:
+                with contextlib.suppress(ValueError, AttributeError):
+                    seen.append(json.loads(line).get("step") or "")
+                if seen and seen[-1] == step:
+                    proc.kill()
+                    proc.wait(timeout=READY_TIMEOUT)
+                    _wait_gone(self._systemctl_processes(), READY_TIMEOUT)
+                    break
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            proc.end()
+            _close_pipes(proc)
+        if not seen or seen[-1] != step:
+            raise SandboxError(f"the agent never logged step={step} (it logged {seen})")
+        return [s for s in seen if s]
+
+    def _systemctl_processes(self) -> list[psutil.Process]:
+        """``systemctl`` commands running in the node (e.g. a killed agent's restart)."""
+        found = []
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                if any("systemctl" in arg for arg in proc.cmdline()):
+                    found.append(proc)
+        return found
+
     def spawn(self, log: str, argv: Sequence[str]) -> NodeProcess:
         """Start ``argv`` in the node without waiting (output to ``<workdir>/<log>.log``);
         it is killed by :meth:`close`. E.g. a pod's process: ``unshare --mount ...``."""

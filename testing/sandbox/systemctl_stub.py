@@ -4,7 +4,9 @@ Bind-mounted over ``/usr/bin/systemctl`` inside the node's mount namespace (thro
 wrapper ``<workdir>/bin/systemctl``). Every invocation is appended to
 ``<workdir>/systemctl.log`` as a JSON line. ``start``/``restart kubelet`` start the kubelet
 stand-in the way systemd would: the unit and its drop-ins are read from the fake host root
-(at the first start and on ``daemon-reload``, like systemd), ``Environment=`` is applied,
+(at the first start and on ``daemon-reload``, like systemd: a drop-in written since is not
+seen before it), ``Environment=`` is applied (an empty one resets the list; ``%%`` is ``%``
+in its words and ``ExecStart=``'s, the only unit specifier resolved here),
 then every ``EnvironmentFile=`` is sourced by bash (systemd-style: CR stripped, ``-`` means
 optional), and ``ExecStart=`` is expanded by bash (``${X}`` one argument, ``$X`` split at
 whitespace). The project's own parsers are deliberately not used.
@@ -15,7 +17,8 @@ unquoted value with spaces (``A=b c``) fails here although systemd accepts it.
 Like systemd with ``Type=simple``, ``start`` returns as soon as the process is spawned;
 whether kubelet comes up is for the caller to check (healthz). ``show`` answers in
 systemd's format (``MainPID`` is the stand-in's pid in the node's pid namespace,
-``FragmentPath``, ``DropInPaths``, ``EnvironmentFiles`` and ``ExecStart`` as loaded), so the
+``FragmentPath``, ``DropInPaths``, ``Environment``, ``EnvironmentFiles`` and ``ExecStart`` as
+loaded), so the
 agent's own ``systemctl show`` reaches it through ``nsenter --target 1`` like a host's.
 """
 
@@ -86,16 +89,24 @@ class ServiceUnit:
 
     def apply(self, key: str, value: str) -> None:
         if key == "ExecStart":
-            self.exec_start = shlex.split(value) if value else []
+            self.exec_start = [_percent(w) for w in shlex.split(value)] if value else []
             if self.exec_start:
                 self.exec_start[0] = self.exec_start[0].lstrip("-@:+!")
         elif key == "Environment":
-            self.environment += [list(a.split("=", 1)) for a in shlex.split(value) if "=" in a]
+            if not value:
+                self.environment = []
+            words = [_percent(w) for w in shlex.split(value)]
+            self.environment += [list(a.split("=", 1)) for a in words if "=" in a]
         elif key == "EnvironmentFile":
             if not value:
                 self.environment_files = []
             else:
                 self.environment_files.append((value.lstrip("-"), value.startswith("-")))
+
+
+def _percent(word: str) -> str:
+    """``%%`` -> ``%`` (systemd resolves specifiers in each word after unquoting)."""
+    return word.replace("%%", "%")
 
 
 def _unit_lines(text: str) -> Iterator[tuple[str, str]]:
@@ -290,6 +301,12 @@ def _show(systemd: Systemd, properties: list[str], value_only: bool) -> str:
         "ExecMainStartTimestamp": [str(state["since"])],
         "FragmentPath": [sources[0] if sources else ""],
         "DropInPaths": [" ".join(_shell_maybe_quote(p) for p in sources[1:])],
+        "Environment": [
+            " ".join(
+                _shell_maybe_quote(f"{name}={value}")
+                for name, value in dict(unit.environment if unit else []).items()
+            )
+        ],
         "EnvironmentFiles": [
             f"{path} (ignore_errors={'yes' if optional else 'no'})"
             for path, optional in (unit.environment_files if unit else [])
