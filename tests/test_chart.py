@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from nodelocaldns_agent.fleet import mode_patch
+from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS
 from nodelocaldns_agent.kube.api import _lease_body
 from tests.tooling import checkov, tool
 
@@ -1261,11 +1262,14 @@ READ_ONLY_DIRS = {
 }
 STATE_DIR = "/var/lib/nodelocaldns-agent"
 #: what each layout writes (README "Compatibility", detect/kubelet.py WELL_KNOWN_*)
+#: kubelet.service's drop-in directory: the agent's own drop-in where a unit's Environment= or
+#: ExecStart= sets --cluster-dns (ACK's kubeadm drop-in, EKS AL2's extra args)
+UNIT_DROPINS = "/etc/systemd/system/kubelet.service.d"
 LAYOUT_WRITES = {
-    "kubeadm": {"/var/lib/kubelet", "/etc/default", "/etc/sysconfig"},
-    "eks": {"/etc/kubernetes/kubelet"},
+    "kubeadm": {"/var/lib/kubelet", "/etc/default", "/etc/sysconfig", UNIT_DROPINS},
+    "eks": {"/etc/kubernetes/kubelet", UNIT_DROPINS},
     "tke": {"/etc/kubernetes"},
-    "all": {"/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig"},
+    "all": {"/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig", UNIT_DROPINS},
 }
 
 
@@ -1352,7 +1356,7 @@ def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
         "readOnly": False,
     } in container(agent_ds(docs))["volumeMounts"]
     assert agent_config(docs)["NODELOCALDNS_AGENT_WRITABLE_DIRS"] == (
-        "/etc/kubernetes,/var/lib/kubelet,/opt/kubelet"
+        "/etc/kubernetes,/var/lib/kubelet,/etc/systemd/system/kubelet.service.d,/opt/kubelet"
     )
 
 
@@ -1462,9 +1466,7 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
         "NODELOCALDNS_AGENT_VERIFY_TIMEOUT": "120",
         "NODELOCALDNS_AGENT_METRICS_ADDRESS": "0.0.0.0:9779",
         # the agent's own default (nodelocaldns_agent/hostpaths.py DEFAULT_WRITABLE_DIRS)
-        "NODELOCALDNS_AGENT_WRITABLE_DIRS": (
-            "/etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig"
-        ),
+        "NODELOCALDNS_AGENT_WRITABLE_DIRS": ",".join(DEFAULT_WRITABLE_DIRS),
         "NODELOCALDNS_AGENT_LOG_FORMAT": "json",
         "NODELOCALDNS_AGENT_LOG_LEVEL": "info",
     }

@@ -213,6 +213,9 @@ kubeletconfig/unitfile.py UNIT_DIRS, detect/network.py CNI_DIR, the state dir):
            (Debian) or /etc/sysconfig/kubelet (RPM)
   eks      writes /etc/kubernetes/kubelet/ (kubelet-config.json, config.json.d)
   tke      writes /etc/kubernetes/kubelet, a file directly in /etc/kubernetes
+  kubeadm, eks: also the agent's own kubelet.service drop-in in
+           /etc/systemd/system/kubelet.service.d (--cluster-dns in a unit's Environment=
+           or ExecStart=: ACK's 10-kubeadm.conf, EKS AL2's 30-kubelet-extra-args.conf)
   all      every one of the above
 Every layout mounts the others' directories read-only (the agent finds and reports a
 kubelet configuration it is not allowed to change), the systemd unit directories and
@@ -220,10 +223,10 @@ kubelet configuration it is not allowed to change), the systemd unit directories
 */}}
 {{- define "nodelocaldns-agent.hostPaths" -}}
 {{- $writable := dict
-      "kubeadm" (list "var-lib-kubelet" "etc-default" "etc-sysconfig")
-      "eks" (list "etc-kubernetes-kubelet")
+      "kubeadm" (list "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d")
+      "eks" (list "etc-kubernetes-kubelet" "kubelet-service-d")
       "tke" (list "etc-kubernetes")
-      "all" (list "etc-kubernetes" "var-lib-kubelet" "etc-default" "etc-sysconfig") }}
+      "all" (list "etc-kubernetes" "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d") }}
 {{- $layout := .Values.agent.layout }}
 {{- $rw := get $writable $layout }}
 {{- $preset := dict
@@ -232,6 +235,7 @@ kubelet configuration it is not allowed to change), the systemd unit directories
       "etc-default" (dict "path" "/etc/default" "type" "DirectoryOrCreate")
       "etc-sysconfig" (dict "path" "/etc/sysconfig" "type" "DirectoryOrCreate")
       "etc-systemd-system" (dict "path" "/etc/systemd/system" "type" "Directory")
+      "kubelet-service-d" (dict "path" "/etc/systemd/system/kubelet.service.d" "type" "DirectoryOrCreate")
       "run-systemd-system" (dict "path" "/run/systemd/system" "type" "Directory")
       "usr-lib-systemd-system" (dict "path" "/usr/lib/systemd/system" "type" "Directory")
       "lib-systemd-system" (dict "path" "/lib/systemd/system" "type" "Directory")
@@ -282,8 +286,9 @@ the same mounts as the volumes, so the two cannot disagree.
 {{- define "nodelocaldns-agent.writableDirs" -}}
 {{- $paths := include "nodelocaldns-agent.hostPaths" . | fromYaml }}
 {{- /* the layouts' directories in the agent's order (its default for `all` is
-       /etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig), then your own */}}
-{{- $known := list "etc-kubernetes" "etc-kubernetes-kubelet" "var-lib-kubelet" "etc-default" "etc-sysconfig" "agent-state" }}
+       /etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig,
+       /etc/systemd/system/kubelet.service.d), then your own */}}
+{{- $known := list "etc-kubernetes" "etc-kubernetes-kubelet" "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d" "agent-state" }}
 {{- $names := $known }}
 {{- range $name := keys $paths | sortAlpha }}
 {{- if not (has $name $known) }}{{ $names = append $names $name }}{{ end }}
