@@ -57,15 +57,14 @@ class Appliance:
     name: str
     #: what owns kubelet's configuration there, and why an edit is wrong
     owner: str
-    #: the supported way to set the cluster DNS; ``{local}`` is the local DNS address
+    #: the supported way to set the cluster DNS, a sentence; ``{local}`` is the local DNS
     supported: str
 
     def refusal(self, local_dns: str) -> str:
         """Why the agent does not migrate this node, and what to do instead."""
         return (
-            f"{self.name} (os-release ID={self.os_id}): {self.owner}; the agent does not edit "
-            f"it. Set the cluster DNS the {self.name} way: "
-            + self.supported.format(local=local_dns)
+            f"{self.name} (os-release ID={self.os_id}): {self.owner}, so the agent does not "
+            "edit it. " + self.supported.format(local=local_dns)
         )
 
 
@@ -73,23 +72,23 @@ APPLIANCES = (
     Appliance(
         "bottlerocket",
         "Bottlerocket",
-        "kubelet's /etc/kubernetes/kubelet/config is rendered from the settings API at every "
-        "boot, so an edit is lost",
-        "apiclient set settings.kubernetes.cluster-dns-ip={local} (or cluster-dns-ip = "
-        '"{local}" under [settings.kubernetes] in the user data)',
+        "kubelet's /etc/kubernetes/kubelet/config is rendered from the settings API at every boot",
+        "Set it through the settings API: apiclient set "
+        'settings.kubernetes.cluster-dns-ip={local} (or cluster-dns-ip = "{local}" under '
+        "[settings.kubernetes] in the user data)",
     ),
     Appliance(
         "talos",
         "Talos",
         "there is no systemd, and kubelet's configuration is built from the machine config",
-        'set machine.kubelet.clusterDNS: ["{local}"] in the machine config '
+        'Set machine.kubelet.clusterDNS: ["{local}"] in the machine config '
         "(talosctl patch machineconfig)",
     ),
     Appliance(
         "k3os",
         "k3OS",
         "/etc is rebuilt at every boot and kubelet runs inside k3s",
-        "add --kubelet-arg=cluster-dns={local} to k3os.k3s_args in "
+        "Add --kubelet-arg=cluster-dns={local} to k3os.k3s_args in "
         "/var/lib/rancher/k3os/config.yaml; it applies at the next boot",
     ),
     Appliance(
@@ -97,9 +96,8 @@ APPLIANCES = (
         "Red Hat Enterprise Linux CoreOS",
         "OpenShift's Machine Config Operator renders kubelet's configuration and refuses "
         "clusterDNS in a KubeletConfig",
-        "none on the node: OpenShift's DNS Operator already runs CoreDNS on every node "
-        "(DaemonSet dns-default in openshift-dns) and owns the cluster DNS; configure it "
-        "through dns.operator.openshift.io/default",
+        "OpenShift's DNS Operator already runs CoreDNS on every node (DaemonSet dns-default "
+        "in openshift-dns); configure DNS through dns.operator.openshift.io/default",
     ),
 )
 
