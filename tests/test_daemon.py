@@ -449,3 +449,24 @@ def test_an_agent_restart_does_not_take_over_what_it_would_not_write(harness: Ha
     assert rewritten["since"] != forged["since"] and len(rewritten["since"]) == 20
     assert rewritten.get("stale_pods") != 10**9
     again.close()
+
+
+@pytest.mark.parametrize(("mode", "state"), [("migrate", "failed"), ("revert", "not-needed")])
+def test_an_appliance_os_is_reported_with_its_own_way_and_never_edited(
+    server: FakeApiServer, tmp_path: Path, mode: str, state: str
+) -> None:
+    """Bottlerocket renders kubelet's configuration at every boot (issue 14, part 4)."""
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    node.write("/etc/os-release", "NAME=Bottlerocket\nID=bottlerocket\n")
+    h = Harness(server, node, mode=mode)
+    h.tick()
+    assert h.state() == state
+    assert "apiclient set settings.kubernetes.cluster-dns-ip=169.254.20.10" in h.detail()["reason"]
+    if mode == "migrate":
+        event = h.server.objects("events", EVENT_NAMESPACE)[-1]
+        assert (event["reason"], event["type"]) == ("Blocked", "Warning")
+        assert event["message"].startswith("Bottlerocket (os-release ID=bottlerocket): ")
+    assert node.runner.calls == []
+    assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
+    h.close()
