@@ -94,7 +94,13 @@ def journal_entry(record: Record | None, where: str) -> policy.JournalEntry | No
             f"{where}: the agent's journal holds the unknown state {record.state!r}; "
             f"expected one of {', '.join(NodeState)}"
         ) from exc
-    return policy.JournalEntry(state, record.pending is not None, record.updated, record.last_error)
+    return policy.JournalEntry(
+        state,
+        record.pending is not None,
+        record.updated,
+        record.last_error,
+        tuple(record.original_cluster_dns),
+    )
 
 
 @dataclass
@@ -297,21 +303,44 @@ class Daemon:
         self._observe(facts)
         goal = policy.goal_for(mode, self.failsafe.active)
         plan = self.engine.plan(facts, goal)
+        journal = self._journal(facts.record)
+        drift = self._drift(facts, goal, journal)
         step = policy.after_plan(
             policy.Planned(
                 mode=mode,
                 goal=goal,
                 plan=plan,
                 steady=self.engine.steady_state(facts, goal),
-                journal=self._journal(facts.record),
+                journal=journal,
                 now=self.clock.time(),
                 retry_failed_after=self.settings.retry_failed_after,
+                drift=drift,
             )
         )
         if isinstance(step, policy.Change):
             self._change(step.goal, plan)
         else:
             self._perform(step)
+
+    def _drift(
+        self, facts: Facts, goal: Goal, journal: policy.JournalEntry | None
+    ) -> policy.Drifted | None:
+        """Drift of the file the agent edited; its Event and count when first seen."""
+        kc = facts.kubelet
+        drift = policy.drift(
+            self.status.state,
+            journal,
+            goal,
+            kc.cluster_dns if kc else None,
+            self.engine.settings.local_dns,
+            kc.source if kc else "",
+        )
+        if drift is not None and drift.announce:
+            notice = drift.notice
+            self.status.emit(self.current, notice.reason, notice.message, warning=notice.warning)
+            self.metrics.drifted(drift.to)  # after the Event: a failed send is retried whole
+            event(log, "drift", logging.WARNING, to=drift.to.value, text=notice.message)
+        return drift
 
     def _journal(self, record: Record | None) -> policy.JournalEntry | None:
         return journal_entry(record, self.engine.journal.path)

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from nodelocaldns_agent.detect.hostos import Appliance, detect_appliance
 from nodelocaldns_agent.detect.kubelet import (
     KubeletConfig,
     format_named,
@@ -32,7 +33,7 @@ from nodelocaldns_agent.kubeletconfig import dropin, unitdropin
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
 from nodelocaldns_agent.kubeletconfig.unitfile import UNIT_NAME
 from nodelocaldns_agent.logs import event
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, Plan, decide
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, Plan, decide, on_appliance
 from nodelocaldns_agent.settings import NodeSettings
 from nodelocaldns_agent.state import NodeState, Result, Stage
 
@@ -51,6 +52,8 @@ class Facts:
     #: why the kubelet configuration could not be analysed ("" when it could)
     kubelet_error: str
     record: Record | None
+    #: an OS that renders kubelet's configuration itself (None: an ordinary one)
+    appliance: Appliance | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class NodeEngine:
         except ConfigError as exc:
             error = str(exc)
         record = self.journal.load()
-        return Facts(proxy, network, local, kubelet, error, record)
+        return Facts(proxy, network, local, kubelet, error, record, detect_appliance(self.host))
 
     def probe_local_dns(self) -> LocalDns:
         """Only the local DNS check (the daemon's cheap periodic probe)."""
@@ -123,6 +126,12 @@ class NodeEngine:
         )
 
     def plan(self, facts: Facts, goal: Goal) -> Plan:
+        plan = self._decide(facts, goal)
+        if facts.appliance is None:
+            return plan
+        return on_appliance(plan, goal, facts.appliance.refusal(self.settings.local_dns))
+
+    def _decide(self, facts: Facts, goal: Goal) -> Plan:
         if facts.kubelet is None:
             return Plan(
                 Action.BLOCKED,
@@ -162,7 +171,8 @@ class NodeEngine:
     def reconcile(self, goal: Goal) -> Outcome:
         """One pass towards ``goal``. Raises ConfigError on bad input (nothing changed)."""
         facts = self.facts()
-        if facts.kubelet is None:
+        kc = facts.kubelet
+        if kc is None and facts.appliance is None:
             raise ConfigError(facts.kubelet_error)
         plan = self.plan(facts, goal)
         event(
@@ -170,14 +180,16 @@ class NodeEngine:
             "decided",
             action=plan.action.value,
             reason=plan.reason,
-            source=facts.kubelet.source,
-            cluster_dns=list(facts.kubelet.cluster_dns),
+            source=kc.source if kc else "",
+            cluster_dns=list(kc.cluster_dns) if kc else [],
         )
         if plan.action is Action.BLOCKED:
             return Outcome(Result.BLOCKED, plan, facts)
         if plan.action is Action.NONE:
             return Outcome(Result(self.steady_state(facts, goal)), plan, facts)
-        return self._apply(facts, facts.kubelet, plan, goal)
+        if kc is None:  # on_appliance() plans no change without a kubelet configuration
+            raise ConfigError(facts.kubelet_error)
+        return self._apply(facts, kc, plan, goal)
 
     def steady_state(self, facts: Facts, goal: Goal) -> NodeState:
         """The node state when nothing had to be done."""
@@ -529,6 +541,7 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
             "pending": facts.record.pending if facts.record else None,
             "original_cluster_dns": facts.record.original_cluster_dns if facts.record else [],
         },
+        "appliance_os": facts.appliance.name if facts.appliance else "",
         "action": plan.action.value,
         "reason": plan.reason,
         "diff": diff,

@@ -43,6 +43,8 @@ class Blocker(StrEnum):
     NO_ORIGINAL = "no-original"
     #: the kubelet configuration cannot be found or read
     CONFIG = "config"
+    #: an appliance OS renders kubelet's configuration (:mod:`.detect.hostos`)
+    APPLIANCE_OS = "appliance-os"
 
 
 @dataclass(frozen=True)
@@ -169,3 +171,18 @@ def _decide_revert(inputs: Inputs) -> Plan:
         original,
         write=True,
     )
+
+
+def on_appliance(plan: Plan, goal: Goal, refusal: str) -> Plan:
+    """``plan`` on an appliance OS, which renders kubelet's configuration itself: a
+    migration is refused with ``refusal`` (nothing written; a node already on the local
+    DNS, set the OS's way, needs nothing). A revert is made only when it puts back what
+    the agent itself wrote there before it knew better; anything else has nothing to
+    revert."""
+    if goal is Goal.MIGRATE:
+        if plan.action is Action.NONE:
+            return plan
+        return Plan(Action.BLOCKED, refusal, blocker=Blocker.APPLIANCE_OS)
+    if plan.action is Action.REVERT:
+        return plan
+    return Plan(Action.NONE, f"nothing to revert: {refusal}")

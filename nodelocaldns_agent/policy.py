@@ -5,6 +5,16 @@ labels, the agent's journal, the fail-safe, the clock, the engine's plan and out
 calls these functions and performs what they return: the state to report and why, the
 Event to send, the metrics to count, and whether to change the node, run a full pass or
 count stale pods. Nothing here does I/O or keeps state.
+
+Drift: platforms rewrite the file the agent edited (EKS nodeadm and GCE's configure-helper
+at every boot, ``kubeadm upgrade node``, a kubespray re-run). :func:`drift` notices it at
+the full passes (every resync, never more often), :func:`after_plan` migrates again
+through the restart slot when the file holds the original value again, and leaves the
+node alone when it holds anything else: a value that is neither the agent's nor the
+original one was chosen by someone, and undoing it at every resync would fight them with
+a kubelet restart each time. The fail-safe never looks like drift: it reverts with the
+goal ``revert`` and the journal then says ``reverted``, and drift is only ever seen
+on the way to ``migrate`` on a node the journal says is migrated.
 """
 
 from __future__ import annotations
@@ -25,6 +35,19 @@ class EventReason(StrEnum):
     FAILSAFE_REVERT = "FailSafeRevert"
     ROLLED_BACK = "RolledBack"
     BLOCKED = "Blocked"
+    DRIFTED = "Drifted"
+
+
+class Drift(StrEnum):
+    """What kubelet's cluster DNS was changed to on a node the agent had migrated (the
+    ``to`` label of ``drifts_total``)."""
+
+    #: the value from before the migration: a platform rewrote the file (migrate again)
+    ORIGINAL = "original"
+    #: a value that is neither the original nor the local DNS (left alone)
+    OTHER = "other"
+    #: no cluster DNS at all (left alone)
+    NONE = "none"
 
 
 class StalePods(StrEnum):
@@ -107,6 +130,19 @@ class JournalEntry:
     #: wall-clock seconds of the entry's last change
     updated: float
     last_error: str
+    #: the cluster DNS before the agent's first change
+    original_cluster_dns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Drifted:
+    """kubelet's cluster DNS is no longer the local DNS on a node the agent migrated."""
+
+    to: Drift
+    #: the Event that tells it; its message is also the reason reported while left alone
+    notice: Notice
+    #: first seen now (the Node still says migrated): send the Event and count it
+    announce: bool
 
 
 @dataclass(frozen=True)
@@ -123,6 +159,8 @@ class Planned:
     now: float
     #: seconds a failed node waits before it is tried again
     retry_failed_after: float
+    #: what :func:`drift` found (None: no drift)
+    drift: Drifted | None = None
 
 
 class Attempt(Protocol):
@@ -163,14 +201,60 @@ def goal_for(mode: Mode, failsafe_active: bool) -> Goal:
     return Goal.MIGRATE
 
 
+def drift(
+    reported: NodeState,
+    journal: JournalEntry | None,
+    goal: Goal,
+    cluster_dns: tuple[str, ...] | None,
+    local: str,
+    where: str,
+) -> Drifted | None:
+    """Drift: on the way to ``migrate``, the journal says the agent migrated the node (no
+    change in flight), and the configuration on disk (``cluster_dns``, None: unreadable)
+    no longer says ``local``. Announced once, while the Node still says ``migrated``;
+    after that the state reported says what became of it."""
+    if (
+        goal is not Goal.MIGRATE
+        or journal is None
+        or journal.state is not NodeState.MIGRATED
+        or journal.pending
+        or cluster_dns is None
+        or cluster_dns == (local,)
+    ):
+        return None
+    original = ",".join(journal.original_cluster_dns) or "(none)"
+    if cluster_dns == journal.original_cluster_dns:
+        to = Drift.ORIGINAL
+        message = (
+            f"{where}: kubelet's cluster DNS is the original {original} again, not {local} as "
+            "the agent set it: something rewrote the file (a platform's boot or upgrade "
+            "step); migrating it again"
+        )
+    else:
+        to = Drift.OTHER if cluster_dns else Drift.NONE
+        now = ",".join(cluster_dns) or "no cluster DNS"
+        message = (
+            f"{where}: kubelet's cluster DNS was changed to {now} after the agent set {local} "
+            f"(original {original}): someone else's choice, left alone. To hand the node back, "
+            f"put {original} back, or run 'nodelocaldns-agent migrate --once' on the node "
+            f"(it keeps {now} as the original)"
+        )
+    notice = Notice(EventReason.DRIFTED, message, warning=to is not Drift.ORIGINAL)
+    return Drifted(to, notice, announce=reported is NodeState.MIGRATED)
+
+
 def after_plan(p: Planned) -> Verdict | Change:
-    """Report what observe mode would do, a node with nothing to do, a blocked node or a
-    failed node that is not due for another try; else change the node."""
+    """Report what observe mode would do, a node with nothing to do, a node someone else
+    moved off the local DNS, a blocked node or a failed node that is not due for another
+    try; else change the node."""
     plan = p.plan
     if p.mode is Mode.OBSERVE:
         return Verdict(_observed(plan, p.steady), f"observe: {plan.reason}")
     if plan.action is Action.NONE:
         return Verdict(p.steady, plan.reason, stale_pods=_stale_if_migrated(p.steady))
+    if p.drift is not None and p.drift.to is not Drift.ORIGINAL:
+        message = p.drift.notice.message
+        return Verdict(NodeState.FAILED, message, error=message)
     if plan.action is Action.BLOCKED:
         return blocked(plan)
     entry = p.journal

@@ -184,7 +184,76 @@ def test_failsafe_reverts_and_recovers(server: FakeApiServer, tmp_path: Path) ->
     h.tick(full=False)
     assert h.state() == "migrated"
     assert len(node.runner.calls) == 3
+    # the fail-safe's flips are no drift, whatever the file held in between
+    assert [h.gauge("drifts_total", to=d) for d in ("original", "other", "none")] == [0, 0, 0]
+    assert "Drifted" not in h.events()
     h.close()
+
+
+KUBELET = "/etc/kubernetes/kubelet"
+
+
+def rewritten_by_the_platform(node: FakeNode, data: bytes) -> None:
+    """What a platform's boot step does (nodeadm, GCE's configure-helper): it writes
+    kubelet's configuration afresh and kubelet starts on it."""
+    node.write(KUBELET, data)
+    node.start_kubelet()
+
+
+def test_a_platform_rewrite_is_migrated_again_at_the_next_resync(harness: Harness) -> None:
+    """Before: migrated again with a ``Migrated`` Event only, nothing said it was drift and
+    nothing counted it."""
+    harness.tick()
+    harness.tick()
+    migrated = harness.fake.read(KUBELET)
+    assert harness.state() == "migrated" and migrated != TKE_ENV
+    rewritten_by_the_platform(harness.fake, TKE_ENV)  # byte-exact, as the platform wrote it
+    harness.tick(full=False)  # a local DNS probe between resyncs never looks at the file
+    assert harness.fake.runner.calls == [("restart-kubelet",)]
+    assert harness.gauge("drifts_total", to="original") == 0
+    harness.fake.clock.sleep(harness.daemon.settings.resync_interval)
+    harness.tick(full=False)  # the resync
+    assert harness.state() == "migrated"
+    assert harness.fake.read(KUBELET) == migrated
+    assert harness.fake.runner.calls == [("restart-kubelet",)] * 2  # through the slot again
+    assert harness.server.objects("leases", NS) == []
+    drifted = [
+        e for e in harness.server.objects("events", EVENT_NAMESPACE) if e["reason"] == "Drifted"
+    ]
+    assert len(drifted) == 1 and drifted[0]["type"] == "Normal"
+    assert "the original 10.96.0.10 again" in drifted[0]["message"]
+    assert KUBELET in drifted[0]["message"]
+    assert harness.gauge("drifts_total", to="original") == 1
+    journal = json.loads(harness.fake.read("/var/lib/nodelocaldns-agent/state.json"))
+    assert journal["original_cluster_dns"] == ["10.96.0.10"]
+    assert harness.fake.read(journal["backup"]) == TKE_ENV
+    for _ in range(3):  # settled: no more Events, counts or restarts
+        harness.tick()
+    assert harness.gauge("drifts_total", to="original") == 1
+    assert len(harness.fake.runner.calls) == 2
+
+
+def test_a_value_someone_else_chose_is_left_alone(harness: Harness) -> None:
+    harness.tick()
+    harness.tick()
+    chosen = TKE_ENV.replace(b"=10.96.0.10", b"=10.96.0.20")
+    rewritten_by_the_platform(harness.fake, chosen)
+    harness.tick()
+    assert harness.state() == "failed"
+    assert "changed to 10.96.0.20" in harness.detail()["error"]
+    assert harness.fake.read(KUBELET) == chosen
+    assert harness.fake.runner.calls == [("restart-kubelet",)]
+    event = harness.server.objects("events", EVENT_NAMESPACE)[-1]
+    assert (event["reason"], event["type"]) == ("Drifted", "Warning")
+    assert harness.gauge("drifts_total", to="other") == 1
+    harness.fake.clock.sleep(harness.daemon.settings.resync_interval)
+    harness.tick(full=False)
+    harness.tick()
+    assert harness.gauge("drifts_total", to="other") == 1  # announced once
+    assert harness.fake.read(KUBELET) == chosen and len(harness.fake.runner.calls) == 1
+    rewritten_by_the_platform(harness.fake, TKE_ENV)  # the original is put back: hand back
+    harness.tick()
+    assert harness.state() == "migrated" and len(harness.fake.runner.calls) == 2
 
 
 def test_api_outage_means_no_restart_and_no_crash(harness: Harness) -> None:
@@ -380,3 +449,24 @@ def test_an_agent_restart_does_not_take_over_what_it_would_not_write(harness: Ha
     assert rewritten["since"] != forged["since"] and len(rewritten["since"]) == 20
     assert rewritten.get("stale_pods") != 10**9
     again.close()
+
+
+@pytest.mark.parametrize(("mode", "state"), [("migrate", "failed"), ("revert", "not-needed")])
+def test_an_appliance_os_is_reported_with_its_own_way_and_never_edited(
+    server: FakeApiServer, tmp_path: Path, mode: str, state: str
+) -> None:
+    """Bottlerocket renders kubelet's configuration at every boot (issue 14, part 4)."""
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    node.write("/etc/os-release", "NAME=Bottlerocket\nID=bottlerocket\n")
+    h = Harness(server, node, mode=mode)
+    h.tick()
+    assert h.state() == state
+    assert "apiclient set settings.kubernetes.cluster-dns-ip=169.254.20.10" in h.detail()["reason"]
+    if mode == "migrate":
+        event = h.server.objects("events", EVENT_NAMESPACE)[-1]
+        assert (event["reason"], event["type"]) == ("Blocked", "Warning")
+        assert event["message"].startswith("Bottlerocket (os-release ID=bottlerocket): ")
+    assert node.runner.calls == []
+    assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
+    h.close()

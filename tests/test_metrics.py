@@ -31,6 +31,7 @@ from nodelocaldns_agent.metrics.labels import (
     cluster_dns_kind,
 )
 from nodelocaldns_agent.metrics.server import parse_address
+from nodelocaldns_agent.policy import Drift
 from nodelocaldns_agent.settings import DEFAULT_METRICS_PORT
 from nodelocaldns_agent.state import NodeState, Stage
 from tests.tooling import tool
@@ -108,6 +109,7 @@ EXPECTED_UP_FRONT: list[tuple[str, dict[str, str], float]] = [
     *[("kubelet_cluster_dns", {"kind": k}, 0) for k in CLUSTER_DNS_KINDS],
     *[("local_dns_probe_failures_total", {"reason": r}, 0) for r in PROBE_FAILURE_REASONS],
     *[("reconcile_errors_total", {"stage": s.value}, 0) for s in Stage],
+    *[("drifts_total", {"to": d.value}, 0) for d in Drift],
     *[("api_errors_total", {"code_class": c}, 0) for c in API_ERROR_CLASSES],
 ]
 
@@ -293,6 +295,17 @@ def test_attempts_and_failures(metrics: Metrics, registry: CollectorRegistry) ->
     assert value(registry, "rollbacks_total") == 1
     assert value(registry, "rollback_failures_total") == 0
     assert value(registry, "failsafe_reverts_total") == 1
+
+
+def test_drifts_by_what_the_value_became(metrics: Metrics, registry: CollectorRegistry) -> None:
+    metrics.drifted(Drift.ORIGINAL)
+    metrics.drifted(Drift.ORIGINAL)
+    metrics.drifted(Drift.OTHER)
+    assert value(registry, "drifts_total", to="original") == 2
+    assert value(registry, "drifts_total", to="other") == 1
+    assert value(registry, "drifts_total", to="none") == 0
+    with pytest.raises(ValueError):
+        metrics.drifted("10.96.0.10")  # type: ignore[arg-type]  # never an IP as a label
 
 
 def test_lease(metrics: Metrics, registry: CollectorRegistry) -> None:

@@ -3,6 +3,8 @@ decision is compared (state, reason, error, Event, stale pods, metrics), not one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from nodelocaldns_agent import policy
@@ -14,6 +16,8 @@ from nodelocaldns_agent.policy import (
     AfterChange,
     Change,
     Counts,
+    Drift,
+    Drifted,
     EventReason,
     JournalEntry,
     Notice,
@@ -69,8 +73,8 @@ UNTRUSTED_FAILED = Verdict(
 def entry(
     state: NodeState, *, pending: bool = False, age: float = 0.0, error: str = ""
 ) -> JournalEntry:
-    """A journal entry last updated ``age`` seconds before NOW."""
-    return JournalEntry(state, pending, NOW - age, error)
+    """A journal entry last updated ``age`` seconds before NOW, from 10.96.0.10."""
+    return JournalEntry(state, pending, NOW - age, error, ("10.96.0.10",))
 
 
 # ---------------------------------------------------------------- opt-out
@@ -113,6 +117,84 @@ GOAL_ROWS = [
 )
 def test_goal_for(mode: Mode, failsafe: bool, goal: Goal) -> None:
     assert policy.goal_for(mode, failsafe) is goal
+
+
+# ---------------------------------------------------------------- drift
+LOCAL = "169.254.20.10"
+WHERE = "/etc/kubernetes/kubelet/config.json"
+BACK = (
+    f"{WHERE}: kubelet's cluster DNS is the original 10.96.0.10 again, not {LOCAL} as the "
+    "agent set it: something rewrote the file (a platform's boot or upgrade step); "
+    "migrating it again"
+)
+
+
+def changed(now: str) -> str:
+    return (
+        f"{WHERE}: kubelet's cluster DNS was changed to {now} after the agent set {LOCAL} "
+        "(original 10.96.0.10): someone else's choice, left alone. To hand the node back, put "
+        "10.96.0.10 back, or run 'nodelocaldns-agent migrate --once' on the node (it keeps "
+        f"{now} as the original)"
+    )
+
+
+TO_ORIGINAL = Drifted(Drift.ORIGINAL, Notice(EventReason.DRIFTED, BACK), announce=True)
+TO_OTHER = Drifted(
+    Drift.OTHER, Notice(EventReason.DRIFTED, changed("10.96.0.20"), warning=True), announce=True
+)
+TO_NONE = Drifted(
+    Drift.NONE,
+    Notice(EventReason.DRIFTED, changed("no cluster DNS"), warning=True),
+    announce=True,
+)
+SEEN = {"announce": False}
+MIGRATED = entry(NodeState.MIGRATED)
+# (id, state the Node shows, journal, goal, cluster DNS on disk, decision)
+DRIFT_ROWS = [
+    # nodeadm/configure-helper at boot, kubeadm upgrade node, a kubespray re-run
+    ("platform-rewrote-the-original", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE,
+     ("10.96.0.10",), TO_ORIGINAL),
+    ("an-admin-chose-another-value", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE,
+     ("10.96.0.20",), TO_OTHER),
+    ("the-cluster-dns-was-removed", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, (), TO_NONE),
+    # known already (announced when the Node still said migrated): no second Event or count
+    ("waiting-for-the-slot-after-drift", NodeState.WAITING_FOR_LOCK, MIGRATED, Goal.MIGRATE,
+     ("10.96.0.10",), replace(TO_ORIGINAL, **SEEN)),
+    ("waiting-for-local-dns-after-drift", NodeState.WAITING_FOR_LOCAL_DNS, MIGRATED,
+     Goal.MIGRATE, ("10.96.0.10",), replace(TO_ORIGINAL, **SEEN)),
+    ("left-alone-stays-left-alone", NodeState.FAILED, MIGRATED, Goal.MIGRATE,
+     ("10.96.0.20",), replace(TO_OTHER, **SEEN)),
+    # after an agent restart the Node's state is adopted: a reboot's rewrite is announced
+    ("still-on-the-local-dns", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, (LOCAL,), None),
+    ("kubelet-config-unreadable", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, None, None),
+    ("never-migrated-by-the-agent", NodeState.PENDING, None, Goal.MIGRATE, ("10.96.0.10",),
+     None),
+    # the fail-safe's revert: the goal is revert, and the journal says reverted after it
+    ("failsafe-reverting", NodeState.MIGRATED, MIGRATED, Goal.REVERT, ("10.96.0.10",), None),
+    ("failsafe-reverted", NodeState.REVERTED, entry(NodeState.REVERTED), Goal.MIGRATE,
+     ("10.96.0.10",), None),
+    ("mode-revert", NodeState.MIGRATED, MIGRATED, Goal.REVERT, ("10.96.0.10",), None),
+    # a change of the agent's own in flight (killed mid-way) is no drift
+    ("change-in-flight", NodeState.MIGRATING, entry(NodeState.MIGRATED, pending=True),
+     Goal.MIGRATE, ("10.96.0.10",), None),
+    ("last-change-failed", NodeState.FAILED, entry(NodeState.FAILED), Goal.MIGRATE,
+     ("10.96.0.10",), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reported", "journal", "goal", "cluster_dns", "decision"),
+    [row[1:] for row in DRIFT_ROWS],
+    ids=[row[0] for row in DRIFT_ROWS],
+)
+def test_drift(
+    reported: NodeState,
+    journal: JournalEntry | None,
+    goal: Goal,
+    cluster_dns: tuple[str, ...] | None,
+    decision: Drifted | None,
+) -> None:
+    assert policy.drift(reported, journal, goal, cluster_dns, LOCAL, WHERE) == decision
 
 
 # ---------------------------------------------------------------- after planning
@@ -196,6 +278,37 @@ PLAN_ROWS = [
         "failed-recently-but-blocked-reports-the-blocker",
         {"plan": UNKNOWN_PROXY, "journal": entry(NodeState.FAILED, age=10)},
         BLOCKED_FAILED,
+    ),
+    (
+        "drift-back-to-the-original-migrates-again",
+        {"journal": MIGRATED, "steady": NodeState.NOT_NEEDED, "drift": TO_ORIGINAL},
+        Change(Goal.MIGRATE),
+    ),
+    (
+        # once the local DNS answers, the migration is made (the Event was sent already)
+        "drift-back-to-the-original-waits-for-the-local-dns",
+        {"plan": WAITING, "journal": MIGRATED, "drift": TO_ORIGINAL},
+        BLOCKED_WAITING,
+    ),
+    (
+        "drift-to-another-value-is-left-alone",
+        {"journal": MIGRATED, "drift": TO_OTHER},
+        Verdict(NodeState.FAILED, changed("10.96.0.20"), error=changed("10.96.0.20")),
+    ),
+    (
+        "drift-to-another-value-is-left-alone-whatever-blocks",
+        {"plan": WAITING, "journal": MIGRATED, "drift": replace(TO_OTHER, announce=False)},
+        Verdict(NodeState.FAILED, changed("10.96.0.20"), error=changed("10.96.0.20")),
+    ),
+    (
+        "drift-to-no-cluster-dns-is-left-alone",
+        {"plan": UNKNOWN_PROXY, "journal": MIGRATED, "drift": TO_NONE},
+        Verdict(NodeState.FAILED, changed("no cluster DNS"), error=changed("no cluster DNS")),
+    ),
+    (
+        "drift-observed-only",
+        {"mode": Mode.OBSERVE, "journal": MIGRATED, "drift": TO_OTHER},
+        Verdict(NodeState.PENDING, f"observe: {MIGRATE.reason}"),
     ),
     (
         "failsafe-revert-of-a-migrated-node",

@@ -1,10 +1,10 @@
 """The label values of the metrics: small fixed sets, and the mappings of facts into them.
 
-The ``state`` and ``stage`` labels take the values of
-:class:`~nodelocaldns_agent.state.NodeState` and :class:`~nodelocaldns_agent.state.Stage`;
-the other sets are here. Values outside a set are mapped to a catch-all value of that set
-(``other``, ``unknown``, ``error``), never exported as they are: the number of series
-stays bounded whatever the node reports.
+The ``state``, ``stage`` and ``to`` labels take the values of
+:class:`~nodelocaldns_agent.state.NodeState`, :class:`~nodelocaldns_agent.state.Stage` and
+:class:`~nodelocaldns_agent.policy.Drift`; the other sets are here. Values outside a set
+are mapped to a catch-all value of that set (``other``, ``unknown``, ``error``), never
+exported as they are: the number of series stays bounded whatever the node reports.
 """
 
 from __future__ import annotations

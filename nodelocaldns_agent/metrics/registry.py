@@ -1,5 +1,6 @@
 """The agent's metric set (:class:`Metrics`) on an injected registry, every series
-created up front from the values of :mod:`.labels`, :class:`NodeState` and :class:`Stage`."""
+created up front from the values of :mod:`.labels`, :class:`NodeState`, :class:`Stage` and
+:class:`~nodelocaldns_agent.policy.Drift`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from nodelocaldns_agent.metrics.labels import (
     probe_failure_label,
     proxy_mode_label,
 )
+from nodelocaldns_agent.policy import Drift
 from nodelocaldns_agent.state import NodeState, Stage
 
 PREFIX = "nodelocaldns_agent_"
@@ -150,6 +152,14 @@ class Metrics:
             "Reverts to the original cluster DNS because the local DNS failed on a migrated node.",
             registry=r,
         )
+        self.drifts = Counter(
+            p + "drifts_total",
+            "Times kubelet's cluster DNS was found changed away from the local DNS on a node "
+            "the agent had migrated, by what it was changed to (original: migrated again; "
+            "other, none: left alone).",
+            ["to"],
+            registry=r,
+        )
         # -- what the node is
         self.kube_proxy_mode = Gauge(
             p + "kube_proxy_mode",
@@ -234,6 +244,8 @@ class Metrics:
             self.probe_failures.labels(reason=reason)
         for stage in Stage:
             self.reconcile_errors.labels(stage=stage)
+        for drift in Drift:
+            self.drifts.labels(to=drift)
         for code_class in API_ERROR_CLASSES:
             self.api_errors.labels(code_class=code_class)
         self._state: NodeState | None = None
@@ -312,6 +324,11 @@ class Metrics:
     def failsafe_reverted(self) -> None:
         """When a revert starts because the local DNS failed on a migrated node."""
         self.failsafe_reverts.inc()
+
+    def drifted(self, to: Drift) -> None:
+        """When drift is first seen on a migrated node (a string that is not a Drift value
+        raises ValueError)."""
+        self.drifts.labels(to=Drift(to)).inc()
 
     # ------------------------------------------------------------ lease
     def lease_waited(self, seconds: float) -> None:
