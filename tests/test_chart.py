@@ -1296,6 +1296,7 @@ def test_agent_writes_only_where_its_layout_needs(helm_bin: str, layout: str) ->
     writable = {path for path, read_only in mounts.items() if not read_only}
     assert writable == LAYOUT_WRITES[layout] | {STATE_DIR}
     assert set(mounts) >= READ_ONLY_DIRS
+    assert mounts["/etc/os-release"] is True  # a file, read-only: detect/hostos.py
     # the other layouts' directories stay visible, read-only: the agent reports them
     assert {"/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig"} <= set(mounts)
     config = agent_config(docs)

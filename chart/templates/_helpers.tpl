@@ -218,8 +218,9 @@ kubeletconfig/unitfile.py UNIT_DIRS, detect/network.py CNI_DIR, the state dir):
            or ExecStart=: ACK's 10-kubeadm.conf, EKS AL2's 30-kubelet-extra-args.conf)
   all      every one of the above
 Every layout mounts the others' directories read-only (the agent finds and reports a
-kubelet configuration it is not allowed to change), the systemd unit directories and
-/etc/cni/net.d read-only, and its state directory read-write.
+kubelet configuration it is not allowed to change), the systemd unit directories,
+/etc/cni/net.d and the file /etc/os-release (appliance OSes are refused:
+detect/hostos.py) read-only, and its state directory read-write.
 */}}
 {{- define "nodelocaldns-agent.hostPaths" -}}
 {{- $writable := dict
@@ -241,6 +242,7 @@ kubelet configuration it is not allowed to change), the systemd unit directories
       "lib-systemd-system" (dict "path" "/lib/systemd/system" "type" "Directory")
       "usr-local-lib-systemd-system" (dict "path" "/usr/local/lib/systemd/system" "type" "DirectoryOrCreate")
       "etc-cni-net-d" (dict "path" "/etc/cni/net.d" "type" "DirectoryOrCreate")
+      "os-release" (dict "path" "/etc/os-release" "type" "File")
       "agent-state" (dict "path" "/var/lib/nodelocaldns-agent" "type" "DirectoryOrCreate" "readOnly" false) }}
 {{- if eq $layout "eks" }}
 {{- /* under the read-only /etc/kubernetes; Directory: never created where it is missing
