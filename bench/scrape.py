@@ -30,7 +30,7 @@ def populate(metrics: Metrics) -> None:
     metrics.set_proxy_mode("ipvs")
     metrics.set_network_mode("vpc-cni")
     metrics.set_kubelet_cluster_dns(
-        ("169.254.20.10",), local="169.254.20.10", original=("10.0.0.10",)
+        ("169.254.20.10",), local=("169.254.20.10",), original=("10.0.0.10",)
     )
     for _ in range(2880):
         ok = rng.random() > 0.001

@@ -332,7 +332,7 @@ class Daemon:
             journal,
             goal,
             kc.cluster_dns if kc else None,
-            self.engine.settings.local_dns,
+            self.engine.local_addresses,
             kc.source if kc else "",
         )
         if drift is not None and drift.announce:
@@ -489,7 +489,7 @@ class Daemon:
         kc = facts.kubelet
         original = facts.record.original_cluster_dns if facts.record else None
         m.set_kubelet_cluster_dns(
-            kc.cluster_dns if kc else None, local=self.engine.settings.local_dns, original=original
+            kc.cluster_dns if kc else None, local=self.engine.local_addresses, original=original
         )
         d = self._detail
         d.source = kc.source if kc else ""

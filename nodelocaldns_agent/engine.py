@@ -33,7 +33,17 @@ from nodelocaldns_agent.kubeletconfig import dropin, unitdropin
 from nodelocaldns_agent.kubeletconfig.flags import parse_kubelet_flags
 from nodelocaldns_agent.kubeletconfig.unitfile import UNIT_NAME
 from nodelocaldns_agent.logs import event
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, Plan, decide, on_appliance
+from nodelocaldns_agent.plan import (
+    Action,
+    Blocker,
+    Goal,
+    Inputs,
+    Plan,
+    decide,
+    local_addresses,
+    on_appliance,
+    uses_only_local,
+)
 from nodelocaldns_agent.settings import NodeSettings
 from nodelocaldns_agent.state import NodeState, Result, Stage
 
@@ -102,7 +112,7 @@ class NodeEngine:
         local = detect_local_dns(
             addrs,
             self.prober,
-            self.settings.local_dns,
+            self.local_addresses,
             self.settings.probe_name,
             self.settings.probe_timeout,
         )
@@ -115,12 +125,19 @@ class NodeEngine:
         record = self.journal.load()
         return Facts(proxy, network, local, kubelet, error, record, detect_appliance(self.host))
 
+    @property
+    def local_addresses(self) -> tuple[str, ...]:
+        """Every local DNS address: each is probed, kubelet may be pointed at each. All of
+        them gate a migration and feed the fail-safe, whatever family the node's kubelet
+        uses: setting a local IPv6 address says node-cache listens on both on every node."""
+        return local_addresses(self.settings.local_dns, self.settings.local_dns_ipv6)
+
     def probe_local_dns(self) -> LocalDns:
         """Only the local DNS check (the daemon's cheap periodic probe)."""
         return detect_local_dns(
             self.interfaces.addresses(),
             self.prober,
-            self.settings.local_dns,
+            self.local_addresses,
             self.settings.probe_name,
             self.settings.probe_timeout,
         )
@@ -152,6 +169,7 @@ class NodeEngine:
                 original_cluster_dns=tuple(record.original_cluster_dns) if record else None,
                 pending=record.pending if record else None,
                 force=self.settings.force,
+                local_dns_ipv6=self.settings.local_dns_ipv6,
             )
         )
 
@@ -193,8 +211,8 @@ class NodeEngine:
 
     def steady_state(self, facts: Facts, goal: Goal) -> NodeState:
         """The node state when nothing had to be done."""
-        uses_local = facts.kubelet is not None and facts.kubelet.cluster_dns == (
-            self.settings.local_dns,
+        uses_local = facts.kubelet is not None and uses_only_local(
+            facts.kubelet.cluster_dns, self.local_addresses
         )
         if goal is Goal.MIGRATE:
             return NodeState.MIGRATED if uses_local else NodeState.NOT_NEEDED
@@ -285,10 +303,9 @@ class NodeEngine:
     def _record_for(self, record: Record | None, kc: KubeletConfig, goal: Goal) -> Record:
         """The journal entry for this change; a fresh original is kept before a migration
         from a value that is not the local DNS (first run, or after someone reset it)."""
-        local = (self.settings.local_dns,)
         if (
             goal is Goal.MIGRATE
-            and kc.cluster_dns != local
+            and not uses_only_local(kc.cluster_dns, self.local_addresses)
             and (
                 record is None
                 or not _same_source(record, kc)
@@ -522,6 +539,17 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
             "healthy": facts.local_dns.healthy,
             "latency_seconds": facts.local_dns.latency_seconds,
             "error": facts.local_dns.error,
+            "addresses": [
+                {
+                    "address": one.address,
+                    "bound": one.bound,
+                    "interface": one.interface,
+                    "healthy": one.healthy,
+                    "latency_seconds": one.latency_seconds,
+                    "error": one.error,
+                }
+                for one in facts.local_dns.listeners
+            ],
         },
         "kubelet": {
             "source": kc.source if kc else "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,6 +46,8 @@ class Blocker(StrEnum):
     CONFIG = "config"
     #: an appliance OS renders kubelet's configuration (:mod:`.detect.hostos`)
     APPLIANCE_OS = "appliance-os"
+    #: kubelet's cluster DNS has an IPv6 entry and no local IPv6 address is configured
+    IP_FAMILY = "ip-family"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ class Inputs:
     #: a write the journal says was made but not yet verified: "migrate", "revert" or None
     pending: str | None
     force: bool = False
+    #: the local IPv6 address node-cache also listens on ("" when none: IPv4 only)
+    local_dns_ipv6: str = ""
+
+    @property
+    def local_addresses(self) -> tuple[str, ...]:
+        return local_addresses(self.local_dns, self.local_dns_ipv6)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,53 @@ class Plan:
     write: bool = False
     #: why BLOCKED (None otherwise)
     blocker: Blocker | None = None
+
+
+def local_addresses(local_dns: str, local_dns_ipv6: str = "") -> tuple[str, ...]:
+    """Every address node-cache listens on for the agent: the local DNS, and the local
+    IPv6 address when one is configured."""
+    return (local_dns, local_dns_ipv6) if local_dns_ipv6 else (local_dns,)
+
+
+def uses_only_local(cluster_dns: tuple[str, ...], local: tuple[str, ...]) -> bool:
+    """Kubelet's cluster DNS is local addresses only (a migrated node)."""
+    return bool(cluster_dns) and all(server in local for server in cluster_dns)
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """The local counterpart of a cluster DNS list (see :func:`local_target`)."""
+
+    #: one local address per IP family of the list, in the list's order
+    target: tuple[str, ...]
+    #: entries whose family has no local address (the list cannot be migrated)
+    uncovered: tuple[str, ...] = ()
+    #: entries that are not IP addresses
+    invalid: tuple[str, ...] = ()
+
+
+def local_target(cluster_dns: tuple[str, ...], local: tuple[str, ...]) -> LocalTarget:
+    """Every entry replaced by the local address of its IP family, duplicates dropped, the
+    order kept: kubelet writes every entry into each pod's resolv.conf, in order, and the
+    resolver tries them in that order (glibc) or all at once (musl), so the families the
+    node's pods can reach the cluster DNS over, and which comes first, stay what they were.
+    ``10.96.0.10,fd00:10:96::a`` -> ``169.254.20.10,fd00::a`` (with a local IPv6)."""
+    by_family = {ipaddress.ip_address(address).version: address for address in local}
+    target: list[str] = []
+    uncovered: list[str] = []
+    invalid: list[str] = []
+    for server in cluster_dns:
+        try:
+            family = ipaddress.ip_address(server).version
+        except ValueError:
+            invalid.append(server)
+            continue
+        mapped = by_family.get(family)
+        if mapped is None:
+            uncovered.append(server)
+        elif mapped not in target:
+            target.append(mapped)
+    return LocalTarget(tuple(target), tuple(uncovered), tuple(invalid))
 
 
 def _owed_restart(inputs: Inputs, target: tuple[str, ...], goal: str) -> bool:
@@ -94,16 +150,28 @@ def decide(inputs: Inputs) -> Plan:
 
 
 def _decide_migrate(inputs: Inputs) -> Plan:
-    local = (inputs.local_dns,)
-    if inputs.cluster_dns == local:
-        if _owed_restart(inputs, local, "migrate"):
+    local = inputs.local_addresses
+    current = inputs.cluster_dns
+    migrated = uses_only_local(current, local)
+    # a migrated node's target comes from the original, so that a local IPv6 address
+    # configured after the migration is added (10.96.0.10,fd00:10:96::a migrated to
+    # 169.254.20.10 alone, then --local-dns-ipv6 set)
+    base = inputs.original_cluster_dns if migrated and inputs.original_cluster_dns else current
+    mapped = local_target(base, local)
+    if migrated and (mapped.uncovered or mapped.invalid):
+        # never take away what works: the original cannot be mapped completely, so the
+        # local addresses the node already uses stay
+        mapped = LocalTarget(current)
+    if current and mapped.target == current:
+        shown = ",".join(current)
+        if _owed_restart(inputs, current, "migrate"):
             return Plan(
                 Action.MIGRATE,
-                f"the configuration already points at {inputs.local_dns} but kubelet was not "
+                f"the configuration already points at {shown} but kubelet was not "
                 "restarted since; restart owed",
-                local,
+                current,
             )
-        return Plan(Action.NONE, f"kubelet already uses the local DNS {inputs.local_dns}")
+        return Plan(Action.NONE, f"kubelet already uses the local DNS {shown}")
     if not inputs.force:
         if inputs.proxy_mode == "unknown":
             return Plan(
@@ -118,12 +186,21 @@ def _decide_migrate(inputs: Inputs) -> Plan:
                 f"not needed: kube-proxy runs in {inputs.proxy_mode} mode, where node-cache "
                 "also serves the kube-dns ClusterIP (use --force to migrate anyway)",
             )
-    if not inputs.cluster_dns:
+    if not current:
         return Plan(
             Action.BLOCKED,
             "kubelet has no cluster DNS configured; nothing to replace",
             blocker=Blocker.NO_CLUSTER_DNS,
         )
+    if mapped.invalid:
+        return Plan(
+            Action.BLOCKED,
+            f"kubelet's cluster DNS {','.join(base)}: {', '.join(mapped.invalid)} is not an "
+            "IP address",
+            blocker=Blocker.CONFIG,
+        )
+    if mapped.uncovered:
+        return Plan(Action.BLOCKED, _uncovered_reason(base, mapped), blocker=Blocker.IP_FAMILY)
     if not inputs.local_dns_bound:
         return Plan(
             Action.BLOCKED,
@@ -138,20 +215,41 @@ def _decide_migrate(inputs: Inputs) -> Plan:
         )
     return Plan(
         Action.MIGRATE,
-        f"cluster DNS {','.join(inputs.cluster_dns)} -> {inputs.local_dns} "
+        f"cluster DNS {','.join(current)} -> {','.join(mapped.target)} "
         f"(kube-proxy {inputs.proxy_mode}, local DNS healthy)",
-        local,
+        mapped.target,
         write=True,
+    )
+
+
+def _uncovered_reason(base: tuple[str, ...], mapped: LocalTarget) -> str:
+    family = ipaddress.ip_address(mapped.uncovered[0]).version
+    setting = (
+        "--local-dns-ipv6, the chart's nodeLocalDNS.localIPv6"
+        if family == 6
+        else "--local-dns, the chart's nodeLocalDNS.localIP"
+    )
+    left = (
+        f"migrating to {','.join(mapped.target)} alone would leave the node's pods without "
+        f"an IPv{family} nameserver"
+        if mapped.target
+        else "the node's pods could not reach a local DNS of another family"
+    )
+    return (
+        f"kubelet's cluster DNS {','.join(base)} has the IPv{family} entry "
+        f"{', '.join(mapped.uncovered)} and no local IPv{family} address is configured "
+        f"({setting}); {left}"
     )
 
 
 def _decide_revert(inputs: Inputs) -> Plan:
     original = inputs.original_cluster_dns
     if not original:
-        if inputs.local_dns in inputs.cluster_dns:
+        used = [server for server in inputs.cluster_dns if server in inputs.local_addresses]
+        if used:
             return Plan(
                 Action.BLOCKED,
-                f"kubelet uses {inputs.local_dns} but the agent's journal has no original "
+                f"kubelet uses {','.join(used)} but the agent's journal has no original "
                 "value to put back; set the cluster DNS by hand",
                 blocker=Blocker.NO_ORIGINAL,
             )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan, uses_only_local
 from nodelocaldns_agent.state import Mode, NodeState, Result, Stage
 
 
@@ -206,27 +206,29 @@ def drift(
     journal: JournalEntry | None,
     goal: Goal,
     cluster_dns: tuple[str, ...] | None,
-    local: str,
+    local: tuple[str, ...],
     where: str,
 ) -> Drifted | None:
     """Drift: on the way to ``migrate``, the journal says the agent migrated the node (no
     change in flight), and the configuration on disk (``cluster_dns``, None: unreadable)
-    no longer says ``local``. Announced once, while the Node still says ``migrated``;
-    after that the state reported says what became of it."""
+    no longer holds only local addresses (``local``: one per IP family). Announced once,
+    while the Node still says ``migrated``; after that the state reported says what became
+    of it."""
     if (
         goal is not Goal.MIGRATE
         or journal is None
         or journal.state is not NodeState.MIGRATED
         or journal.pending
         or cluster_dns is None
-        or cluster_dns == (local,)
+        or uses_only_local(cluster_dns, local)
     ):
         return None
+    agents = ",".join(local)
     original = ",".join(journal.original_cluster_dns) or "(none)"
     if cluster_dns == journal.original_cluster_dns:
         to = Drift.ORIGINAL
         message = (
-            f"{where}: kubelet's cluster DNS is the original {original} again, not {local} as "
+            f"{where}: kubelet's cluster DNS is the original {original} again, not {agents} as "
             "the agent set it: something rewrote the file (a platform's boot or upgrade "
             "step); migrating it again"
         )
@@ -234,7 +236,7 @@ def drift(
         to = Drift.OTHER if cluster_dns else Drift.NONE
         now = ",".join(cluster_dns) or "no cluster DNS"
         message = (
-            f"{where}: kubelet's cluster DNS was changed to {now} after the agent set {local} "
+            f"{where}: kubelet's cluster DNS was changed to {now} after the agent set {agents} "
             f"(original {original}): someone else's choice, left alone. To hand the node back, "
             f"put {original} back, or run 'nodelocaldns-agent migrate --once' on the node "
             f"(it keeps {now} as the original)"

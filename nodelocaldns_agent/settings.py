@@ -148,6 +148,26 @@ def _ip_address(value: str) -> None:
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
+def _local_ipv6(value: str) -> None:
+    """Empty (no local IPv6) or an IPv6 address pods can reach on their node: not
+    link-local, whose address needs an interface (kubelet's clusterDNS takes none)."""
+    if not value:
+        return
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    if address.version != 6:
+        raise ValueError(f"expected an IPv6 address, got {value!r} (IPv4: --local-dns)")
+    if address.scope_id:
+        raise ValueError(f"{value!r} has a zone: kubelet's clusterDNS takes a bare address")
+    if address.is_link_local:
+        raise ValueError(
+            f"{value} is link-local (fe80::/10): pods cannot reach it without an interface; "
+            "use a unique local address (fd00::/8)"
+        )
+
+
 def _dns_name(value: str) -> None:
     if not value or len(value) > 253:
         raise ValueError(f"{value!r} is not a DNS name")
@@ -264,6 +284,15 @@ class NodeSettings(Settings):
     local_dns: str = field(
         default="169.254.20.10", metadata=option("node-local DNS address", check=_ip_address)
     )
+    #: dual-stack: kubelet's IPv6 cluster DNS entries move here (none: such a node is refused)
+    local_dns_ipv6: str = field(
+        default="",
+        metadata=option(
+            "node-local DNS IPv6 address, for dual-stack nodes (empty: none)",
+            unit="IPV6",
+            check=_local_ipv6,
+        ),
+    )
     probe_name: str = field(
         default="kubernetes.default.svc.cluster.local",
         metadata=option(
@@ -336,6 +365,14 @@ class NodeSettings(Settings):
         default=False,
         metadata=option("migrate even when kube-proxy is not known to run in IPVS mode"),
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.local_dns_ipv6 and ipaddress.ip_address(self.local_dns).version != 4:
+            raise ConfigError(
+                f"--local-dns-ipv6: needs --local-dns to be the IPv4 address, got "
+                f"--local-dns={self.local_dns} (an IPv6-only node: --local-dns alone)"
+            )
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ NAMESPACE = "nodelocaldns"
 RELEASE = "nlda"
 KUBE_DNS = "10.96.0.10"
 LOCAL_IP = "169.254.20.10"
+LOCAL_IP6 = "fd00::a"
 #: the oldest Kubernetes the chart claims (Chart.yaml kubeVersion)
 OLDEST = "1.25.0"
 #: kinds no Kubernetes schema knows (monitoring.coreos.com CRDs): checked structurally
@@ -1173,6 +1174,52 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     assert metrics["spec"]["ports"][0]["port"] == 9253
 
 
+def test_node_cache_dual_stack_runs_an_ipv6_listener(scenarios: dict[str, list[Doc]]) -> None:
+    """Upstream node-cache refuses -localip addresses of two families in one process
+    (kubernetes/dns cmd/node-cache/main.go: "unexpected IP Family for localIP"), so the
+    IPv6 address gets a second container: its own interface (each process removes its own
+    when it exits), Corefile and ports; the IPv4 container is the single-stack one."""
+    docs = scenarios["dual-stack"]
+    pod = node_cache_ds(docs)["spec"]["template"]["spec"]
+    v4, v6 = pod["containers"]
+    assert v4 == container(node_cache_ds(scenarios["default"]))
+    assert v6["name"] == "node-cache-ipv6" and v6["image"] == v4["image"]
+    args = v6["args"]
+    assert arg_after(args, "-localip") == LOCAL_IP6
+    assert arg_after(args, "-interfacename") == "nodelocaldns6"
+    assert arg_after(args, "-basecorefile") == "/etc/coredns/Corefile-ipv6.base"
+    assert arg_after(args, "-conf") == "/etc/Corefile"
+    assert arg_after(args, "-upstreamsvc") == "kube-dns-upstream"
+    # node-cache's own metrics: Go's 0.0.0.0:9353 of the IPv4 process holds [::]:9353 too
+    assert arg_after(args, "-metrics-listen-address") == "0.0.0.0:9354"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert v6[probe]["httpGet"] == {"host": LOCAL_IP6, "path": "/health", "port": 8080}
+    # a host port is declared once per pod: 53 stays the IPv4 container's
+    assert [(p["name"], p["containerPort"]) for p in v6["ports"]] == [("metrics-ipv6", 9254)]
+    assert v6["securityContext"] == v4["securityContext"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["items"] == [
+        {"key": "Corefile", "path": "Corefile.base"},
+        {"key": "Corefile-ipv6", "path": "Corefile-ipv6.base"},
+    ]
+    assert corefile(docs) == corefile(scenarios["default"])
+    (cm,) = component(docs, "ConfigMap", "node-cache")
+    text = str(cm["data"]["Corefile-ipv6"])
+    assert bind_lines(text) == [[LOCAL_IP6]] * 4
+    assert forwards(text)["cluster.local"] == ["__PILLAR__CLUSTER__DNS__"]
+    # CoreDNS takes an IPv6 host:port in brackets (the kubernetes.io NodeLocal DNSCache page)
+    assert f"health [{LOCAL_IP6}]:8080" in text
+    assert "prometheus :9254" in text and "prometheus :9253" not in text
+    assert agent_config(docs)["NODELOCALDNS_AGENT_LOCAL_DNS_IPV6"] == LOCAL_IP6
+    assert "NODELOCALDNS_AGENT_LOCAL_DNS_IPV6" not in agent_config(scenarios["default"])
+
+
+def test_a_link_local_ipv6_address_fails_the_render(helm_bin: str) -> None:
+    result = template(helm_bin, *DEFAULT_ARGS, "--set", "nodeLocalDNS.localIPv6=FE80::a")
+    assert result.returncode != 0
+    assert "nodeLocalDNS.localIPv6=FE80::a is link-local" in result.stderr
+
+
 def test_node_cache_disabled_renders_only_the_agent(scenarios: dict[str, list[Doc]]) -> None:
     docs = scenarios["node-cache-disabled"]
     for kind in ("DaemonSet", "ConfigMap", "Service", "ServiceAccount"):
@@ -1671,6 +1718,7 @@ def test_no_pre_upgrade_hook_without_a_cluster(helm_bin: str) -> None:
         (["--set-string", "agent.maxConcurrentRestarts=two"], "maxConcurrentRestarts"),
         (["--set", "agent.maxConcurrentRestarts=0"], "maxConcurrentRestarts"),
         (["--set", "nodeLocalDNS.localIP=169.254.20.300"], "localIP"),
+        (["--set", "nodeLocalDNS.localIPv6=169.254.20.11"], "localIPv6"),
         (["--set", "nodeLocalDNS.kubeDNSServiceIP=kube-dns"], "kubeDNSServiceIP"),
         (["--set", "nodeLocalDNS.proxyMode=nftables"], "proxyMode"),
         (["--set", "agent.failsafe.afterSeconds=-1"], "afterSeconds"),

@@ -11,7 +11,7 @@ import pytest
 
 from nodelocaldns_agent.errors import ConfigError
 from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult
-from nodelocaldns_agent.plan import Action, Goal
+from nodelocaldns_agent.plan import Action, Blocker, Goal
 from nodelocaldns_agent.state import Result, Stage
 from testing.fakenode import TKE_ENV, FakeNode, tke_node
 
@@ -188,4 +188,47 @@ def test_write_failure_changes_nothing_and_restarts_nothing(
     assert out.state is Result.FAILED and out.stage is Stage.WRITE and not out.restarted
     assert "No space left" in out.error
     assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+    assert tke.runner.calls == []
+
+
+# ---------------------------------------------------------------- dual-stack
+DUAL_ENV = TKE_ENV.replace(b"=10.96.0.10", b"=10.96.0.10,fd00:10:96::a")
+
+
+def test_dual_stack_moves_each_family_to_its_local_address(tke: FakeNode) -> None:
+    tke.write("/etc/kubernetes/kubelet", DUAL_ENV)
+    tke.interfaces.table["nodelocaldns"] = ("169.254.20.10", "fd00::a")
+    rep = tke.engine(local_dns_ipv6="fd00::a").check()
+    assert rep["local_dns"]["address"] == "169.254.20.10,fd00::a"
+    assert [one["address"] for one in rep["local_dns"]["addresses"]] == [
+        "169.254.20.10",
+        "fd00::a",
+    ]
+    assert [server for server, _ in tke.prober.calls] == ["169.254.20.10", "fd00::a"]
+
+    out = tke.engine(local_dns_ipv6="fd00::a").reconcile(Goal.MIGRATE)
+    assert out.state is Result.MIGRATED, out.error
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV.replace(
+        b"=10.96.0.10", b"=169.254.20.10,fd00::a"
+    )
+    again = tke.engine(local_dns_ipv6="fd00::a").reconcile(Goal.MIGRATE)
+    assert again.plan.action is Action.NONE and again.state is Result.MIGRATED
+    back = tke.engine(local_dns_ipv6="fd00::a").reconcile(Goal.REVERT)
+    assert back.state is Result.REVERTED
+    assert tke.read("/etc/kubernetes/kubelet") == DUAL_ENV
+
+
+def test_dual_stack_waits_for_the_ipv6_listener_too(tke: FakeNode) -> None:
+    tke.write("/etc/kubernetes/kubelet", DUAL_ENV)
+    rep = tke.engine(local_dns_ipv6="fd00::a").check()
+    assert rep["action"] == "blocked" and rep["local_dns"]["bound"] is False
+    assert "fd00::a is not bound" in rep["reason"]
+    assert [server for server, _ in tke.prober.calls] == ["169.254.20.10"]
+
+
+def test_dual_stack_without_a_local_ipv6_is_refused_untouched(tke: FakeNode) -> None:
+    tke.write("/etc/kubernetes/kubelet", DUAL_ENV)
+    out = tke.engine().reconcile(Goal.MIGRATE)
+    assert out.state is Result.BLOCKED and out.plan.blocker is Blocker.IP_FAMILY
+    assert tke.read("/etc/kubernetes/kubelet") == DUAL_ENV
     assert tke.runner.calls == []

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "metrics.md"
 BEGIN, END = "<!-- BEGIN GENERATED: describe() -->\n", "<!-- END GENERATED -->\n"
 LOCAL = "169.254.20.10"
+LOCAL6 = "fd00::a"
 
 
 class FakeClock:
@@ -229,6 +230,9 @@ def test_proxy_mode_is_bounded(
         (("10.0.0.10",), None, "original"),
         (("10.0.0.53",), ("10.0.0.10",), "other"),
         ((LOCAL, "10.0.0.10"), ("10.0.0.10",), "other"),
+        # dual-stack: both local addresses
+        ((LOCAL, LOCAL6), ("10.0.0.10", "fd00:10:96::a"), "local"),
+        ((LOCAL6,), None, "local"),
         ((), ("10.0.0.10",), "none"),
         ((), None, "none"),
     ],
@@ -236,13 +240,13 @@ def test_proxy_mode_is_bounded(
 def test_cluster_dns_kind(
     current: tuple[str, ...], original: tuple[str, ...] | None, kind: str
 ) -> None:
-    assert cluster_dns_kind(current, local=LOCAL, original=original) == kind
+    assert cluster_dns_kind(current, local=(LOCAL, LOCAL6), original=original) == kind
 
 
 def test_kubelet_cluster_dns_never_carries_the_ip(
     metrics: Metrics, registry: CollectorRegistry
 ) -> None:
-    metrics.set_kubelet_cluster_dns(("10.0.0.53",), local=LOCAL, original=("10.0.0.10",))
+    metrics.set_kubelet_cluster_dns(("10.0.0.53",), local=(LOCAL,), original=("10.0.0.10",))
     assert one_hot(registry, "kubelet_cluster_dns", "kind", CLUSTER_DNS_KINDS) == {
         "local": 0,
         "original": 0,
@@ -250,7 +254,7 @@ def test_kubelet_cluster_dns_never_carries_the_ip(
         "none": 0,
     }
     assert b"10.0.0.53" not in render(registry)
-    metrics.set_kubelet_cluster_dns(None, local=LOCAL, original=None)  # unreadable
+    metrics.set_kubelet_cluster_dns(None, local=(LOCAL,), original=None)  # unreadable
     assert set(one_hot(registry, "kubelet_cluster_dns", "kind", CLUSTER_DNS_KINDS).values()) == {0}
 
 
@@ -472,7 +476,7 @@ def get(
 def populate(metrics: Metrics) -> None:
     metrics.set_proxy_mode("ipvs")
     metrics.set_network_mode("calico")
-    metrics.set_kubelet_cluster_dns((LOCAL,), local=LOCAL, original=("10.0.0.10",))
+    metrics.set_kubelet_cluster_dns((LOCAL,), local=(LOCAL,), original=("10.0.0.10",))
     metrics.local_dns_checked(bound=True, healthy=True, latency_seconds=0.0007)
     metrics.lease_waited(3)
     metrics.lease_acquired()

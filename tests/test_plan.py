@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, decide
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, decide, local_target
 from nodelocaldns_agent.state import NodeState
 
 LOCAL = "169.254.20.10"
 KUBE_DNS = ("10.96.0.10",)
+LOCAL6 = "fd00::a"
+DUAL = ("10.96.0.10", "fd00:10:96::a")
 
 
 def inputs(**over: object) -> Inputs:
@@ -101,13 +103,124 @@ ROWS = [
         "does not answer",
     ),
     ("no-cluster-dns", {"cluster_dns": ()}, Action.BLOCKED, False, (), "no cluster DNS"),
+    # dual-stack: kubelet writes every clusterDNS entry into the pods' resolv.conf, in order
+    # (kubernetes/kubernetes pkg/kubelet/network/dns/dns.go, GetPodDNS), so each family the
+    # original has keeps a local address of that family, in the original's order. Upstream
+    # node-cache takes one family per process (kubernetes/dns cmd/node-cache/main.go:
+    # "unexpected IP Family for localIP"), so the IPv6 address is a second listener.
     (
-        "dual-stack-to-local",
-        {"cluster_dns": ("10.96.0.10", "fd00::a")},
+        "dual-stack-to-both-local",
+        {"cluster_dns": DUAL, "local_dns_ipv6": LOCAL6},
+        Action.MIGRATE,
+        True,
+        (LOCAL, LOCAL6),
+        "10.96.0.10,fd00:10:96::a -> 169.254.20.10,fd00::a",
+    ),
+    (
+        "dual-stack-ipv6-first-keeps-order",
+        {"cluster_dns": DUAL[::-1], "local_dns_ipv6": LOCAL6},
+        Action.MIGRATE,
+        True,
+        (LOCAL6, LOCAL),
+        "",
+    ),
+    (
+        "dual-stack-two-v4-one-local",
+        {"cluster_dns": ("10.96.0.10", "10.96.0.11", "fd00:10:96::a"), "local_dns_ipv6": LOCAL6},
+        Action.MIGRATE,
+        True,
+        (LOCAL, LOCAL6),
+        "",
+    ),
+    (
+        "v4-only-with-local-ipv6-stays-v4",
+        {"local_dns_ipv6": LOCAL6},
         Action.MIGRATE,
         True,
         (LOCAL,),
         "",
+    ),
+    (
+        # the IPv6 entry was dropped silently before (169.254.20.10 alone)
+        "dual-stack-without-local-ipv6-refused",
+        {"cluster_dns": DUAL},
+        Action.BLOCKED,
+        False,
+        (),
+        "IPv6 entry fd00:10:96::a and no local IPv6 address is configured (--local-dns-ipv6",
+    ),
+    (
+        "ipv6-only-without-local-ipv6-refused",
+        {"cluster_dns": ("fd00:10:96::a",)},
+        Action.BLOCKED,
+        False,
+        (),
+        "could not reach",
+    ),
+    (
+        "ipv4-entry-with-ipv6-local-refused",
+        {"cluster_dns": KUBE_DNS, "local_dns": LOCAL6},
+        Action.BLOCKED,
+        False,
+        (),
+        "no local IPv4 address",
+    ),
+    (
+        "ipv6-only-to-ipv6-local",
+        {"cluster_dns": ("fd00:10:96::a",), "local_dns": LOCAL6},
+        Action.MIGRATE,
+        True,
+        (LOCAL6,),
+        "",
+    ),
+    ("not-an-ip-refused", {"cluster_dns": ("kube-dns",)}, Action.BLOCKED, False, (), "not an IP"),
+    (
+        "dual-stack-already-local",
+        {"cluster_dns": (LOCAL, LOCAL6), "local_dns_ipv6": LOCAL6, "original_cluster_dns": DUAL},
+        Action.NONE,
+        False,
+        (),
+        "already uses the local DNS 169.254.20.10,fd00::a",
+    ),
+    (
+        "dual-stack-restart-owed",
+        {"cluster_dns": (LOCAL, LOCAL6), "local_dns_ipv6": LOCAL6, "pending": "migrate"},
+        Action.MIGRATE,
+        False,
+        (LOCAL, LOCAL6),
+        "restart owed",
+    ),
+    (
+        # migrated to 169.254.20.10 alone (before dual-stack support), then a local IPv6 set
+        "migrated-v4-alone-gains-local-ipv6",
+        {"cluster_dns": (LOCAL,), "local_dns_ipv6": LOCAL6, "original_cluster_dns": DUAL},
+        Action.MIGRATE,
+        True,
+        (LOCAL, LOCAL6),
+        "169.254.20.10 -> 169.254.20.10,fd00::a",
+    ),
+    (
+        # ... and without one: what works stays, nothing is taken away
+        "migrated-v4-alone-stays-without-local-ipv6",
+        {"cluster_dns": (LOCAL,), "original_cluster_dns": DUAL},
+        Action.NONE,
+        False,
+        (),
+        "already",
+    ),
+    (
+        "migrated-local-ipv6-needs-a-healthy-dns",
+        {
+            "cluster_dns": (LOCAL,),
+            "local_dns_ipv6": LOCAL6,
+            "original_cluster_dns": DUAL,
+            "local_dns_healthy": False,
+            "local_dns_error": "fd00::a timeout",
+        },
+        Action.BLOCKED,
+        False,
+        (),
+        "fd00::a timeout",
     ),
     # revert
     (
@@ -158,6 +271,27 @@ ROWS = [
         "no original",
     ),
     (
+        "revert-dual-stack-exact",
+        {
+            "goal": Goal.REVERT,
+            "cluster_dns": (LOCAL, LOCAL6),
+            "local_dns_ipv6": LOCAL6,
+            "original_cluster_dns": DUAL,
+        },
+        Action.REVERT,
+        True,
+        DUAL,
+        "169.254.20.10,fd00::a -> original 10.96.0.10,fd00:10:96::a",
+    ),
+    (
+        "revert-local-ipv6-without-journal",
+        {"goal": Goal.REVERT, "cluster_dns": (LOCAL6,), "local_dns_ipv6": LOCAL6},
+        Action.BLOCKED,
+        False,
+        (),
+        "kubelet uses fd00::a but",
+    ),
+    (
         "revert-iptables-node",
         {
             "goal": Goal.REVERT,
@@ -181,6 +315,12 @@ BLOCKERS = {
     "force-never-skips-dns": Blocker.LOCAL_DNS,
     "no-cluster-dns": Blocker.NO_CLUSTER_DNS,
     "revert-local-without-journal": Blocker.NO_ORIGINAL,
+    "revert-local-ipv6-without-journal": Blocker.NO_ORIGINAL,
+    "dual-stack-without-local-ipv6-refused": Blocker.IP_FAMILY,
+    "ipv6-only-without-local-ipv6-refused": Blocker.IP_FAMILY,
+    "ipv4-entry-with-ipv6-local-refused": Blocker.IP_FAMILY,
+    "not-an-ip-refused": Blocker.CONFIG,
+    "migrated-local-ipv6-needs-a-healthy-dns": Blocker.LOCAL_DNS,
 }
 
 
@@ -214,3 +354,24 @@ def test_decide(
 )
 def test_goal_states(goal: Goal, changing: NodeState, done: NodeState) -> None:
     assert (goal.changing, goal.done) == (changing, done)
+
+
+@pytest.mark.parametrize(
+    ("cluster_dns", "local", "target", "uncovered"),
+    [
+        (("10.96.0.10",), (LOCAL,), (LOCAL,), ()),
+        (DUAL, (LOCAL,), (LOCAL,), ("fd00:10:96::a",)),
+        (DUAL, (LOCAL, LOCAL6), (LOCAL, LOCAL6), ()),
+        (DUAL[::-1], (LOCAL, LOCAL6), (LOCAL6, LOCAL), ()),
+        ((LOCAL, "10.96.0.10"), (LOCAL,), (LOCAL,), ()),
+        (("fd00:10:96::a", "fd00:10:96::b"), (LOCAL, LOCAL6), (LOCAL6,), ()),
+    ],
+)
+def test_local_target(
+    cluster_dns: tuple[str, ...],
+    local: tuple[str, ...],
+    target: tuple[str, ...],
+    uncovered: tuple[str, ...],
+) -> None:
+    mapped = local_target(cluster_dns, local)
+    assert (mapped.target, mapped.uncovered, mapped.invalid) == (target, uncovered, ())

@@ -194,7 +194,15 @@ def test_drift(
     cluster_dns: tuple[str, ...] | None,
     decision: Drifted | None,
 ) -> None:
-    assert policy.drift(reported, journal, goal, cluster_dns, LOCAL, WHERE) == decision
+    assert policy.drift(reported, journal, goal, cluster_dns, (LOCAL,), WHERE) == decision
+
+
+def test_a_dual_stack_node_on_both_local_addresses_has_not_drifted() -> None:
+    both = (LOCAL, "fd00::a")
+    assert policy.drift(NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, both, both, WHERE) is None
+    back = policy.drift(NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, ("10.96.0.10",), both, WHERE)
+    assert back is not None and back.to is Drift.ORIGINAL
+    assert f"not {LOCAL},fd00::a as the agent set it" in back.notice.message
 
 
 # ---------------------------------------------------------------- after planning

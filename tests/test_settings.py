@@ -96,6 +96,8 @@ def value(argv: list[str], env: dict[str, str], name: str) -> Any:
         (["run"], {**RUN_ENV, P + "NO_FAILSAFE": "yes"}, "failsafe", False),
         (["run"], {**RUN_ENV, P + "NO_FAILSAFE": "off"}, "failsafe", True),
         (["check", "--force"], {P + "FORCE": "false"}, "force", True),
+        (["check"], {}, "local_dns_ipv6", ""),
+        (["run"], {**RUN_ENV, P + "LOCAL_DNS_IPV6": "fd00::a"}, "local_dns_ipv6", "fd00::a"),
         # enums: the member, from a flag or a variable
         (["run", "--mode", "observe"], RUN_ENV, "mode", Mode.OBSERVE),
         (["run"], {**RUN_ENV, P + "MODE": "revert"}, "mode", Mode.REVERT),
@@ -133,6 +135,7 @@ def test_boolean_spellings(text: str, on: bool) -> None:
         ("check", P + "FORCE", "maybe", "expected true or false"),
         ("check", P + "LOG_LEVEL", "loud", "expected one of debug, info, warning, error"),
         ("check", P + "LOCAL_DNS", "x", "'x' is not an IP address"),
+        ("check", P + "LOCAL_DNS_IPV6", "10.0.0.1", "expected an IPv6 address"),
         ("check", P + "RESTART_COMMAND", "", "expected a command"),
         ("check", P + "RESTART_COMMAND", "'x", "cannot split"),
         ("run", P + "LEASE_DURATION", "1.5", "expected an integer"),
@@ -226,6 +229,19 @@ def test_variable_names(flag: str, variable: str) -> None:
     ("build", "message"),
     [
         (lambda: NodeSettings(local_dns="nope"), "--local-dns: 'nope' is not an IP address"),
+        (
+            lambda: NodeSettings(local_dns_ipv6="169.254.20.11"),
+            "--local-dns-ipv6: expected an IPv6 address, got '169.254.20.11'",
+        ),
+        (
+            lambda: NodeSettings(local_dns_ipv6="fe80::a"),
+            "--local-dns-ipv6: fe80::a is link-local (fe80::/10): pods cannot reach it",
+        ),
+        (lambda: NodeSettings(local_dns_ipv6="fd00::a%eth0"), "has a zone"),
+        (
+            lambda: NodeSettings(local_dns="fd00::b", local_dns_ipv6="fd00::a"),
+            "--local-dns-ipv6: needs --local-dns to be the IPv4 address, got --local-dns=fd00::b",
+        ),
         (lambda: NodeSettings(probe_timeout=0), "--probe-timeout: expected seconds > 0, got 0"),
         (
             lambda: NodeSettings(verify_timeout=float("nan")),

@@ -7,6 +7,9 @@ The mode is not here: it is set in the pod's env (see agent-daemonset.yaml).
 {{- $a := .Values.agent -}}
 NODELOCALDNS_AGENT_HOST_ROOT: /host
 NODELOCALDNS_AGENT_LOCAL_DNS: {{ .Values.nodeLocalDNS.localIP | quote }}
+{{- with include "nodelocaldns-agent.localIPv6" . }}
+NODELOCALDNS_AGENT_LOCAL_DNS_IPV6: {{ . | quote }}
+{{- end }}
 {{- /* the probe asks node-cache for a name of the cluster's own domain */}}
 NODELOCALDNS_AGENT_PROBE_NAME: {{ printf "kubernetes.default.svc.%s" .Values.nodeLocalDNS.clusterDomain | quote }}
 NODELOCALDNS_AGENT_MAX_CONCURRENT_RESTARTS: {{ $a.maxConcurrentRestarts | quote }}

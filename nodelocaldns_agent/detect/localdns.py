@@ -1,14 +1,17 @@
-"""Is the node-local DNS address bound, and does it answer a real query?"""
+"""Are the node-local DNS addresses bound, and does each answer a real query?"""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from nodelocaldns_agent.host.probes import DnsProber
 
 
 @dataclass(frozen=True)
-class LocalDns:
+class Listener:
+    """One local DNS address."""
+
     address: str
     bound: bool
     #: interface holding the address, "" when not bound
@@ -20,18 +23,64 @@ class LocalDns:
     error: str
 
 
+@dataclass(frozen=True)
+class LocalDns:
+    """Every local DNS address together (one on a single-stack node, the IPv4 and the
+    IPv6 one on a dual-stack node): bound and healthy only when each of them is; the
+    reason and error of the first that is not; the slowest answer."""
+
+    #: the addresses, comma-separated
+    address: str
+    bound: bool
+    #: the interfaces holding them, comma-separated ("" when none is bound)
+    interface: str
+    healthy: bool
+    latency_seconds: float | None
+    reason: str
+    error: str
+    #: each address on its own
+    listeners: tuple[Listener, ...] = ()
+
+
 def detect_local_dns(
+    interfaces: dict[str, tuple[str, ...]],
+    prober: DnsProber,
+    addresses: tuple[str, ...],
+    name: str,
+    timeout: float,
+) -> LocalDns:
+    """Probe each address (``name`` A over the address's own family)."""
+    listeners = tuple(_listener(interfaces, prober, a, name, timeout) for a in addresses)
+    failing = next((one for one in listeners if not one.healthy), None)
+    latencies = [one.latency_seconds for one in listeners if one.latency_seconds is not None]
+    owners = dict.fromkeys(one.interface for one in listeners if one.interface)
+    return LocalDns(
+        ",".join(addresses),
+        all(one.bound for one in listeners),
+        ",".join(owners),
+        failing is None,
+        max(latencies, default=None),
+        "ok" if failing is None else failing.reason,
+        "; ".join(one.error for one in listeners if one.error),
+        listeners,
+    )
+
+
+def _listener(
     interfaces: dict[str, tuple[str, ...]],
     prober: DnsProber,
     address: str,
     name: str,
     timeout: float,
-) -> LocalDns:
+) -> Listener:
     """Probe only when the address is bound: an unbound link-local address would send the
     query off the node through the default route."""
-    owner = next((ifname for ifname, addrs in interfaces.items() if address in addrs), "")
+    wanted = _canonical(address)
+    owner = next(
+        (ifname for ifname, addrs in interfaces.items() if wanted in map(_canonical, addrs)), ""
+    )
     if not owner:
-        return LocalDns(
+        return Listener(
             address,
             False,
             "",
@@ -42,7 +91,7 @@ def detect_local_dns(
         )
     answer = prober.probe(address, name, timeout)
     error = "" if answer.ok else f"{name} A @{address}: {answer.reason} {answer.detail}".strip()
-    return LocalDns(
+    return Listener(
         address,
         True,
         owner,
@@ -51,3 +100,11 @@ def detect_local_dns(
         "ok" if answer.ok else answer.reason,
         error,
     )
+
+
+def _canonical(address: str) -> str:
+    """One spelling per address (``FD00:0::A`` is ``fd00::a``)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address

@@ -41,18 +41,19 @@ def probe_failure_label(*, bound: bool, reason: str) -> str:
 
 
 def cluster_dns_kind(
-    cluster_dns: Sequence[str], *, local: str, original: Sequence[str] | None
+    cluster_dns: Sequence[str], *, local: tuple[str, ...], original: Sequence[str] | None
 ) -> str:
     """What kubelet's cluster DNS points at, as a bounded label value (never the IP).
 
     ``original`` is the value before the agent's first change (from its journal); None
     when the agent never changed this node, in which case any value other than the local
-    DNS is the original one.
+    DNS is the original one. ``local``: every local DNS address (IPv4 and IPv6 on a
+    dual-stack node); a value made of them only is ``local``.
     """
     current = tuple(cluster_dns)
     if not current:
         return "none"
-    if current == (local,):
+    if all(server in local for server in current):
         return "local"
     if original is None or current == tuple(original):
         return "original"

@@ -273,7 +273,11 @@ class Metrics:
         _one_hot(self.network_mode, "mode", NETWORK_MODES, network_mode_label(mode))
 
     def set_kubelet_cluster_dns(
-        self, cluster_dns: Sequence[str] | None, *, local: str, original: Sequence[str] | None
+        self,
+        cluster_dns: Sequence[str] | None,
+        *,
+        local: tuple[str, ...],
+        original: Sequence[str] | None,
     ) -> None:
         """What kubelet's configuration points at; ``cluster_dns=None``: could not be read
         (every ``kind`` series goes to 0)."""

@@ -162,9 +162,12 @@ def dnsmasq_argv(
 
 
 def _socket_id(address: str, port: int) -> str:
-    """``address:port`` as /proc/net/{tcp,udp} writes it (little-endian hex)."""
-    packed = int.from_bytes(socket.inet_aton(address), "little")
-    return f"{packed:08X}:{port:04X}"
+    """``address:port`` as /proc/net/{tcp,udp}[6] writes it: each 32-bit word of the
+    address in host (little-endian) order, in hex."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    packed = socket.inet_pton(family, address)
+    words = (packed[i : i + 4] for i in range(0, len(packed), 4))
+    return "".join(f"{int.from_bytes(word, 'little'):08X}" for word in words) + f":{port:04X}"
 
 
 def python_path() -> str:
@@ -551,7 +554,10 @@ class SandboxNode:
         no difference) holding ``addresses``."""
         self._run(["ip", "link", "add", name, "type", link_type()])
         for address in addresses:
-            self._run(["ip", "addr", "add", f"{address}/32", "dev", name])
+            # an IPv6 address without duplicate address detection: usable at once
+            v6 = ":" in address
+            prefix = ["/128", "nodad"] if v6 else ["/32"]
+            self._run(["ip", "addr", "add", address + prefix[0], "dev", name, *prefix[1:]])
         if up:
             self._run(["ip", "link", "set", name, "up"])
 
@@ -611,7 +617,8 @@ class SandboxNode:
         """Whether a socket of the node listens on ``address:port`` (``tcp``/``udp``)."""
         wanted = _socket_id(address, port)
         listen_state = "0A" if proto == "tcp" else "07"
-        with open(f"/proc/{self.init_pid}/net/{proto}") as table:
+        table_name = proto + ("6" if ":" in address else "")
+        with open(f"/proc/{self.init_pid}/net/{table_name}") as table:
             for line in table.readlines()[1:]:
                 fields = line.split()
                 if fields[1] == wanted and fields[3] == listen_state:
