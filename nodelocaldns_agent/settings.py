@@ -253,6 +253,9 @@ class Settings:
 #: host's systemd answers and acts; the default of ``--systemctl-command`` and the prefix
 #: of the default ``--restart-command``
 HOST_SYSTEMCTL = _command("nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl")
+#: the default restart command; on an embedded kubelet (k3s, RKE2, MicroK8s) it restarts the
+#: unit that hosts kubelet instead (a restart command set by the user is run as given)
+DEFAULT_RESTART_COMMAND = (*HOST_SYSTEMCTL, "restart", "kubelet")
 
 
 # ----------------------------------------------------------------------------- settings
@@ -286,9 +289,10 @@ class NodeSettings(Settings):
         metadata=duration("seconds 'systemctl show' may run before it is killed"),
     )
     restart_command: tuple[str, ...] = field(
-        default=(*HOST_SYSTEMCTL, "restart", "kubelet"),
+        default=DEFAULT_RESTART_COMMAND,
         metadata=option(
-            "command that restarts kubelet (split like a shell, run without one)",
+            "command that restarts kubelet (split like a shell, run without one); the default "
+            "restarts the unit that hosts an embedded kubelet (k3s, RKE2, MicroK8s) instead",
             parse=_command,
             check=_nonempty_command,
         ),
