@@ -164,14 +164,12 @@ def locate(host: HostRoot, processes: ProcessTable, systemd: HostSystemd) -> Kub
             "kubelet, and the agent checks the running process before it edits anything)"
         )
     main = trusted_process(processes, status.main_pid, what, layout.programs)
-    if layout is MICROK8S:
-        found_kc = _microk8s(host, what)
-    else:
+    if layout is not MICROK8S:
         _check_relocation(host, layout, status, main)
-        if layout.kubelet_child:
-            found_kc = _rke2(host, processes, layout, main, what)
-        else:
-            found_kc = _k3s(host, layout, what)
+    if layout.kubelet_child:
+        found_kc = _rke2(host, processes, layout, main, what)
+    else:  # kubelet runs inside the main process: a new one is a restarted kubelet
+        found_kc = _microk8s(host, what) if layout is MICROK8S else _k3s(host, layout, what)
         found_kc = replace(found_kc, kubelet_pid=main.pid, kubelet_started=main.create_time)
     require_addresses(found_kc.cluster_dns, found_kc.source)
     return replace(found_kc, layout=layout.name, service=status.unit, note=layout.note)
