@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from nodelocaldns_agent.errors import ConfigError
-from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS, plain_path_problem
+from nodelocaldns_agent.hostpaths import (
+    DEFAULT_WRITABLE_DIRS,
+    EMBEDDED_WRITABLE_DIRS,
+    plain_path_problem,
+)
 from nodelocaldns_agent.logs import LogFormat, LogLevel
 from nodelocaldns_agent.plan import Goal
 from nodelocaldns_agent.state import DEFAULT_OPT_OUT_LABEL, Mode
@@ -326,7 +330,7 @@ class NodeSettings(Settings):
     #: (not resolved); the journal writes only into the state dir, listed here or not;
     #: /etc/systemd/system/kubelet.service.d is the agent's own unit drop-in
     writable_dirs: tuple[str, ...] = field(
-        default=DEFAULT_WRITABLE_DIRS,
+        default=DEFAULT_WRITABLE_DIRS + EMBEDDED_WRITABLE_DIRS,
         metadata=option(
             "host directories the agent may write kubelet files into, comma-separated "
             "(kubelet's pod, plugin and certificate directories and /etc/kubernetes/manifests "

@@ -15,7 +15,13 @@ import pytest
 
 from testing.sandbox.constants import CLUSTER_DNS
 from testing.sandbox.constants import LOCAL_DNS as LOCAL
-from testing.sandbox.layouts import AGENT_UNIT_DROPIN
+from testing.sandbox.layouts import (
+    AGENT_UNIT_DROPIN,
+    K3S_CONFIG,
+    K3S_CONFIG_DIR,
+    MICROK8S_ARGS,
+    RKE2_CONFIG_DIR,
+)
 from testing.sandbox.node import RunResult, SandboxNode
 from tests.conftest import NodeFactory
 
@@ -41,6 +47,11 @@ def layout_files(node: SandboxNode) -> dict[str, bytes]:
     return {path: node.read_bytes(path) for path in node.layout.files}
 
 
+def server_wide(config: bytes) -> list[str]:
+    """The ``cluster-dns:`` lines of a k3s config.yaml (k3s's server-wide setting)."""
+    return [line for line in config.decode().splitlines() if line.startswith("cluster-dns:")]
+
+
 LAYOUTS = [
     ("tke", {}, "env"),
     ("kubeadm", {}, "yaml"),
@@ -56,6 +67,18 @@ LAYOUTS = [
     ("tke", {"symlink": True}, "env"),
     ("tke", {"crlf": True, "no_trailing_newline": True, "non_utf8": True}, "env"),
     ("kubeadm", {"symlink": True, "crlf": True}, "yaml"),
+    ("k3s_kubelet_arg", {}, "k3s-arg"),
+    ("k3s_agent_flow", {}, "k3s-arg"),
+    ("k3s_dotd", {}, "k3s-arg"),
+    ("k3s_config_dir", {}, "config-dir"),
+    ("k3s_kubelet_arg", {"crlf": True, "no_trailing_newline": True}, "k3s-arg"),
+    ("rke2_agent", {}, "config-dir"),
+    ("microk8s", {}, "args-file"),
+]
+#: the agent's drop-in in kubelet's --config-dir (kubeadm's, k3s's, RKE2's)
+CONFIG_DIR_DROPINS = [
+    f"{directory}/99-nodelocaldns-agent.conf"
+    for directory in ("/etc/kubernetes/kubelet.conf.d", K3S_CONFIG_DIR, RKE2_CONFIG_DIR)
 ]
 
 
@@ -78,8 +101,10 @@ def test_check_migrate_idempotent_revert(
     assert rep["kubelet"]["format"] == fmt
     assert rep["kubelet"]["cluster_dns"] == ["10.96.0.10"]
     assert rep["action"] == "migrate" and LOCAL in rep["diff"]
+    assert rep["kubelet"]["restart_unit"] == f"{node.service}.service"
     assert restarts(node) == 0
     before = argv(node)
+    embedded_pid = node.kubelet_pid()
 
     migrate = agent(node, "migrate", "--once")
     assert migrate.returncode == 0, migrate.stderr
@@ -94,6 +119,13 @@ def test_check_migrate_idempotent_revert(
     if node.layout.symlinks:
         link = node.root / node.layout.dns_file.lstrip("/")
         assert link.is_symlink()
+    if node.service != "kubelet":  # the hosting unit was restarted: a new kubelet
+        assert node.kubelet_pid() != embedded_pid
+    if node.service.startswith("k3s"):  # the server-wide setting is never edited
+        assert server_wide(node.read_bytes(K3S_CONFIG)) == server_wide(node.layout.files[K3S_CONFIG])
+    if fmt == "args-file":  # snapd's `current` symlink is kept, its target edited
+        assert node.path("/var/snap/microk8s/current").is_symlink()
+        assert f"--cluster-dns={LOCAL}" in node.read_bytes(MICROK8S_ARGS).decode()
 
     again = agent(node, "migrate", "--once")
     assert again.returncode == 0 and restarts(node) == 1
@@ -104,7 +136,7 @@ def test_check_migrate_idempotent_revert(
     assert restarts(node) == 2
     assert argv(node) == before
     assert layout_files(node) == node.layout.files  # byte-exact
-    assert not node.path("/etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf").exists()
+    assert not any(node.path(path).exists() for path in CONFIG_DIR_DROPINS)
     assert not node.path(AGENT_UNIT_DROPIN).exists()
 
 
