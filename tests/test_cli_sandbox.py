@@ -122,7 +122,9 @@ def test_check_migrate_idempotent_revert(
     if node.service != "kubelet":  # the hosting unit was restarted: a new kubelet
         assert node.kubelet_pid() != embedded_pid
     if node.service.startswith("k3s"):  # the server-wide setting is never edited
-        assert server_wide(node.read_bytes(K3S_CONFIG)) == server_wide(node.layout.files[K3S_CONFIG])
+        assert server_wide(node.read_bytes(K3S_CONFIG)) == server_wide(
+            node.layout.files[K3S_CONFIG]
+        )
     if fmt == "args-file":  # snapd's `current` symlink is kept, its target edited
         assert node.path("/var/snap/microk8s/current").is_symlink()
         assert f"--cluster-dns={LOCAL}" in node.read_bytes(MICROK8S_ARGS).decode()

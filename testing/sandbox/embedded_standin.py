@@ -11,7 +11,8 @@ files, with parsers of its own (the product's are deliberately not used):
   ``/etc/rancher/k3s/config.yaml`` and ``config.yaml.d/*.yaml|*.yml`` (file-name order, a
   key replaces, ``key+`` appends: k3s's pkg/configfilearg/parser.go), rewrites
   ``00-k3s-defaults.conf`` in its kubelet.conf.d from the server-wide ``cluster-dns`` at
-  every start (as k3s >= 1.32 does), and runs the kubelet stand-in's logic in this very
+  every start (as k3s >= 1.32 does; an agent has no such key and gets the server's, here
+  the value the file already holds), and runs the kubelet stand-in's logic in this very
   process with ``--config-dir=<kubelet.conf.d>`` plus one ``--<kubelet-arg item>`` each
   (k3s's GetArgs).
 * ``rke2``: the same merge of ``/etc/rancher/rke2/config.yaml``, then the kubelet
@@ -74,15 +75,15 @@ def kubelet_argv(root: Path, config_file: str, config_dir: str) -> list[str]:
     merged = merged_config(root, config_file)
     items = merged.get("kubelet-arg") or []
     items = items if isinstance(items, list) else [items]
-    return [f"--config-dir={config_dir}"] + [
-        "--" + str(item).removeprefix("--") for item in items
-    ]
+    return [f"--config-dir={config_dir}"] + ["--" + str(item).removeprefix("--") for item in items]
 
 
 def k3s(files: NodeFiles) -> int:
     root = Path(files.load_config().root)
-    server_dns = str(merged_config(root, K3S_CONFIG).get("cluster-dns", "10.43.0.10"))
     defaults = reroot(root, f"{K3S_CONFIG_DIR}/00-k3s-defaults.conf")
+    # a server's own cluster-dns; an agent gets the server's (here: what it got before)
+    handed = yaml.safe_load(defaults.read_text())["clusterDNS"][0] if defaults.exists() else ""
+    server_dns = str(merged_config(root, K3S_CONFIG).get("cluster-dns", handed or "10.43.0.10"))
     defaults.parent.mkdir(parents=True, exist_ok=True)
     defaults.write_text(k3s_defaults(server_dns))
     return run_kubelet(files, kubelet_argv(root, K3S_CONFIG, K3S_CONFIG_DIR))

@@ -931,7 +931,9 @@ def k3s_agent_flow(
     return _k3s("k3s_agent_flow", root, cluster_dns, quirks, K3S_AGENT_CONFIG)
 
 
-def k3s_dotd(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
+def k3s_dotd(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
     """k3s server whose ``config.yaml.d/50-nodelocal.yaml`` replaces config.yaml's
     ``kubelet-arg`` list: the ``.d`` file's item decides."""
     return _k3s("k3s_dotd", root, cluster_dns, quirks, K3S_DOTD_BASE, K3S_DOTD_OVERRIDE)
@@ -980,9 +982,7 @@ def microk8s(
     unit = "/etc/systemd/system/snap.microk8s.daemon-kubelite.service"
     tree.write(unit, MICROK8S_UNIT)
     real = MICROK8S_ARGS.replace("/current/", f"/{MICROK8S_REVISION}/")
-    tree.write_deciding(
-        real, MICROK8S_KUBELET_ARGS.format(dns=cluster_dns), "args-file", quirks
-    )
+    tree.write_deciding(real, MICROK8S_KUBELET_ARGS.format(dns=cluster_dns), "args-file", quirks)
     (root / "var/snap/microk8s/current").symlink_to(MICROK8S_REVISION)
     return tree.layout(
         "microk8s",

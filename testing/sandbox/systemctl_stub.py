@@ -199,7 +199,9 @@ class Systemd:
         # kubelet.service keeps the file names it always had
         stem = "" if name == UNIT else f"{name}."
         self.unit_json = files.systemd / f"{stem}unit.json"
-        self.state_json = files.systemd / ("kubelet.state.json" if not stem else f"{stem}state.json")
+        self.state_json = files.systemd / (
+            "kubelet.state.json" if not stem else f"{stem}state.json"
+        )
 
     # -- state ----------------------------------------------------------------------------
     def unit(self, reload: bool = False) -> ServiceUnit:
