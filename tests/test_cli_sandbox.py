@@ -142,6 +142,21 @@ def test_check_migrate_idempotent_revert(
     assert not node.path(AGENT_UNIT_DROPIN).exists()
 
 
+def test_embedded_restart_unit_and_user_restart_command(sandbox_node: NodeFactory) -> None:
+    """The default restart command restarts the unit that hosts an embedded kubelet; a
+    restart command the user sets is run as given (here: try-restart instead of restart)."""
+    node = sandbox_node(layout="microk8s")
+    rep = json.loads(agent(node, "check", "--json").stdout)
+    assert rep["kubelet"]["restart_unit"] == "snap.microk8s.daemon-kubelite.service"
+    assert "control-plane" in rep["reason"] and "API server" in rep["kubelet"]["note"]
+    own = "nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl try-restart "
+    result = agent(node, "migrate", "--once", "--restart-command", own + node.service)
+    assert result.returncode == 0, result.stderr
+    [call] = node.restarts()
+    assert call["argv"] == ["try-restart", node.service]
+    assert node.kubelet_dns() == [LOCAL]
+
+
 def test_iptables_mode_is_not_needed(sandbox_node: NodeFactory) -> None:
     node = sandbox_node(layout="tke", proxy_mode="iptables")
     rep = json.loads(agent(node, "check", "--json").stdout)

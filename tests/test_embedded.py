@@ -272,7 +272,7 @@ def test_locate_k3s_kubelet_arg_in_dotd(tmp_path: Path) -> None:
         tmp_path,
         {
             "/etc/rancher/k3s/config.yaml": "cluster-dns: 10.43.0.10\nkubelet-arg: [v=2]\n",
-            "/etc/rancher/k3s/config.yaml.d/50-dns.yaml": "kubelet-arg+:\n- cluster-dns=10.43.0.10\n",
+            "/etc/rancher/k3s/config.yaml.d/50-dns.yaml": "kubelet-arg+: [cluster-dns=10.43.0.10]",
             f"{K3S.config_dir}/00-k3s-defaults.conf": K3S_DEFAULTS,
         },
     )
