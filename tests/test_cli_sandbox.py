@@ -20,6 +20,7 @@ from testing.sandbox.layouts import (
     K3S_CONFIG,
     K3S_CONFIG_DIR,
     MICROK8S_ARGS,
+    RKE2_CONFIG,
     RKE2_CONFIG_DIR,
 )
 from testing.sandbox.node import RunResult, SandboxNode
@@ -73,6 +74,7 @@ LAYOUTS = [
     ("k3s_config_dir", {}, "config-dir"),
     ("k3s_kubelet_arg", {"crlf": True, "no_trailing_newline": True}, "k3s-arg"),
     ("rke2_agent", {}, "config-dir"),
+    ("rke2_server_kubelet_arg", {}, "k3s-arg"),
     ("microk8s", {}, "args-file"),
 ]
 #: the agent's drop-in in kubelet's --config-dir (kubeadm's, k3s's, RKE2's)
@@ -121,10 +123,9 @@ def test_check_migrate_idempotent_revert(
         assert link.is_symlink()
     if node.service != "kubelet":  # the hosting unit was restarted: a new kubelet
         assert node.kubelet_pid() != embedded_pid
-    if node.service.startswith("k3s"):  # the server-wide setting is never edited
-        assert server_wide(node.read_bytes(K3S_CONFIG)) == server_wide(
-            node.layout.files[K3S_CONFIG]
-        )
+    if fmt == "k3s-arg":  # the server-wide setting is never edited
+        config = K3S_CONFIG if node.service.startswith("k3s") else RKE2_CONFIG
+        assert server_wide(node.read_bytes(config)) == server_wide(node.layout.files[config])
     if fmt == "args-file":  # snapd's `current` symlink is kept, its target edited
         assert node.path("/var/snap/microk8s/current").is_symlink()
         assert f"--cluster-dns={LOCAL}" in node.read_bytes(MICROK8S_ARGS).decode()

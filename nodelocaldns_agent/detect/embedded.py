@@ -90,8 +90,8 @@ K3S = Embedded(
     "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d",
     ("K3S_CONFIG_FILE", "K3S_DATA_DIR"),
     ("--config", "-c", "--data-dir", "-d", "--kubelet-arg"),
-    "restarting k3s restarts everything k3s runs on this node (kubelet, containerd's "
-    "supervisor, kube-proxy and, on a server, the control plane); pods keep running",
+    "restarting k3s restarts kubelet, kube-proxy and, on a server, the API server and the "
+    "rest of the control plane, which run inside k3s; pods keep running (KillMode=process)",
 )
 #: RKE2 (its CLI wraps k3s's: RKE2_CONFIG_FILE, RKE2_DATA_DIR)
 RKE2 = Embedded(
@@ -103,8 +103,8 @@ RKE2 = Embedded(
     "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d",
     ("RKE2_CONFIG_FILE", "RKE2_DATA_DIR"),
     ("--config", "-c", "--data-dir", "-d", "--kubelet-arg"),
-    "restarting rke2 restarts its kubelet and, on a server, its control-plane static pods' "
-    "supervisor; pods keep running",
+    "restarting rke2 restarts its kubelet child and, on a server, the supervisor of the "
+    "control plane's static pods; pods keep running (KillMode=process)",
 )
 MICROK8S = Embedded(
     "microk8s",

@@ -750,21 +750,21 @@ ExecStart=/usr/local/bin/k3s \\
     {command} \\
 
 """
-#: RKE2's tarball install (rancher/rke2, bundle/lib/systemd/system/rke2-agent.service)
-RKE2_AGENT_UNIT = """\
+#: RKE2's tarball install (rancher/rke2, bundle/lib/systemd/system/rke2-{server,agent}.service)
+RKE2_UNIT = """\
 [Unit]
-Description=Rancher Kubernetes Engine v2 (agent)
+Description=Rancher Kubernetes Engine v2 ({kind})
 Documentation=https://github.com/rancher/rke2#readme
 Wants=network-online.target
 After=network-online.target
-Conflicts=rke2-server.service
+Conflicts=rke2-{other}.service
 
 [Install]
 WantedBy=multi-user.target
 
 [Service]
 Type=notify
-EnvironmentFile=-/usr/local/lib/systemd/system/rke2-agent.env
+EnvironmentFile=-/usr/local/lib/systemd/system/rke2-{kind}.env
 KillMode=process
 Delegate=yes
 LimitNOFILE=1048576
@@ -776,7 +776,7 @@ Restart=always
 RestartSec=5s
 ExecStartPre=-/sbin/modprobe br_netfilter
 ExecStartPre=-/sbin/modprobe overlay
-ExecStart=/usr/local/bin/rke2 agent
+ExecStart=/usr/local/bin/rke2 {kind}
 """
 #: what snapd generates for the microk8s snap's kubelite daemon
 MICROK8S_UNIT = f"""\
@@ -947,30 +947,50 @@ def k3s_config_dir(
     return _k3s("k3s_config_dir", root, cluster_dns, quirks, K3S_PLAIN_CONFIG)
 
 
+def _rke2(name: str, root: Path, cluster_dns: str, quirks: Quirks, server: bool) -> Layout:
+    """RKE2 from the tarball (units in /usr/local/lib/systemd/system), kubelet a child
+    process with ``--config-dir`` whose 00-rke2-defaults.conf holds the cluster DNS. A
+    server's config.yaml also gives kubelet ``cluster-dns=`` in ``kubelet-arg``, which
+    decides then (a flag beats the config dir)."""
+    tree = _Tree(root)
+    kind = "server" if server else "agent"
+    unit = f"/usr/local/lib/systemd/system/rke2-{kind}.service"
+    tree.write(unit, RKE2_UNIT.format(kind=kind, other="agent" if server else "server"))
+    config = "node-ip: 10.0.0.31\nkubelet-arg:\n- max-pods=200\n"
+    if server:
+        config = f"cni: canal\ncluster-dns: {cluster_dns}\n{config}- cluster-dns={cluster_dns}\n"
+    else:
+        config = f"server: https://10.0.0.1:9345\ntoken: K10sandbox::server:secret\n{config}"
+    defaults = f"{RKE2_CONFIG_DIR}/00-rke2-defaults.conf"
+    if server:
+        tree.write(defaults, k3s_defaults(cluster_dns))
+        tree.write_deciding(RKE2_CONFIG, config, "yaml", quirks)
+    else:
+        tree.write(RKE2_CONFIG, config)
+        tree.write_deciding(defaults, k3s_defaults(cluster_dns), "yaml", quirks)
+    return tree.layout(
+        name,
+        dns_file=RKE2_CONFIG if server else defaults,
+        dns_format="k3s-arg" if server else "config-dir",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        service=f"rke2-{kind}",
+    )
+
+
 def rke2_agent(
     root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
 ) -> Layout:
-    """RKE2 agent from the tarball: ``/usr/local/lib/systemd/system/rke2-agent.service``,
-    config.yaml without a kubelet ``cluster-dns``, kubelet a child process with
-    ``--config-dir`` whose 00-rke2-defaults.conf decides."""
-    tree = _Tree(root)
-    unit = "/usr/local/lib/systemd/system/rke2-agent.service"
-    tree.write(unit, RKE2_AGENT_UNIT)
-    tree.write(
-        RKE2_CONFIG,
-        "server: https://10.0.0.1:9345\ntoken: K10sandbox::server:secret\n"
-        "node-ip: 10.0.0.31\nkubelet-arg:\n- max-pods=200\n",
-    )
-    defaults = f"{RKE2_CONFIG_DIR}/00-rke2-defaults.conf"
-    tree.write_deciding(defaults, k3s_defaults(cluster_dns), "yaml", quirks)
-    return tree.layout(
-        "rke2_agent",
-        dns_file=defaults,
-        dns_format="config-dir",
-        cluster_dns=(cluster_dns,),
-        unit=unit,
-        service="rke2-agent",
-    )
+    """RKE2 agent: no kubelet ``cluster-dns``; the agent adds its drop-in to kubelet.conf.d."""
+    return _rke2("rke2_agent", root, cluster_dns, quirks, server=False)
+
+
+def rke2_server_kubelet_arg(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """RKE2 server whose config.yaml has ``kubelet-arg: [..., cluster-dns=...]``: kubelet
+    runs with ``--cluster-dns``; the agent edits the item."""
+    return _rke2("rke2_server_kubelet_arg", root, cluster_dns, quirks, server=True)
 
 
 def microk8s(
@@ -1015,6 +1035,7 @@ LAYOUTS: dict[str, LayoutFunction] = {
     "k3s_dotd": k3s_dotd,
     "k3s_config_dir": k3s_config_dir,
     "rke2_agent": rke2_agent,
+    "rke2_server_kubelet_arg": rke2_server_kubelet_arg,
     "microk8s": microk8s,
 }
 #: CNI plugin each layout gets unless told otherwise.
