@@ -7,16 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nodelocaldns_agent.detect import embedded
 from nodelocaldns_agent.detect.embedded import K3S, MICROK8S, RKE2, choose_layout
 from nodelocaldns_agent.detect.trust import untrusted
+from nodelocaldns_agent.engine import NodeEngine
 from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.host.files import FileJournal
 from nodelocaldns_agent.host.systemd import UnitStatus
 from nodelocaldns_agent.hostpaths import HostRoot
 from nodelocaldns_agent.kubeletconfig import argsfile, k3sconfig
+from nodelocaldns_agent.plan import Goal
+from nodelocaldns_agent.settings import HOST_SYSTEMCTL, NodeSettings
+from nodelocaldns_agent.state import Result
+from testing.fakenode import FakeNode
 from testing.fakes import FakeProcesses, host_process
 
 
@@ -356,6 +363,16 @@ def test_locate_rke2_kubelet_child(tmp_path: Path) -> None:
     procs.parents = {}
     with pytest.raises(ConfigError, match="0 kubelet child processes"):
         embedded.locate(root, procs, units)
+    # a kubelet child in a pod's cgroup (a decoy a container could not start there, but
+    # the trust test holds for the child too): refused, never used
+    pod = (
+        "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+        "0c6d2f5e_8d3b_4c1e_9a57_3f0e2b1c4d5a.slice/cri-containerd-" + "a" * 64 + ".scope",
+    )
+    procs.running[2] = host_process(52, 7.0, kubelet_argv, pod)
+    procs.parents = {52: 50}
+    with pytest.raises(ConfigError, match="runs in a pod's cgroup"):
+        embedded.locate(root, procs, units)
 
 
 def test_locate_microk8s(tmp_path: Path) -> None:
@@ -371,3 +388,80 @@ def test_locate_microk8s(tmp_path: Path) -> None:
 def test_kubelet_service_wins(tmp_path: Path) -> None:
     units = Units({"kubelet.service": status("kubelet.service"), "k3s.service": status("k3s")})
     assert embedded.detect(units) is None
+
+
+# ---------------------------------------------------------------- the engine on a fake k3s
+class K3sHost:
+    """A k3s server: ``k3s.service`` whose main process is replaced by a restart."""
+
+    def __init__(self, root: Path) -> None:
+        self.node = FakeNode(root)
+        self.node.write(K3S.config_file, K3S_BLOCK)
+        self.node.write(f"{K3S.config_dir}/00-k3s-defaults.conf", K3S_DEFAULTS)
+        self.units = Units()
+        self.comes_back = True
+        self.start()
+        self.node.runner.on_run = self.restart
+
+    def start(self) -> None:
+        self.node.pid += 1
+        self.node.processes.running = [
+            host_process(self.node.pid, self.node.clock.now, ("/usr/local/bin/k3s server",))
+        ]
+        self.units.units["k3s.service"] = status("k3s.service", pid=self.node.pid)
+
+    def restart(self, argv: tuple[str, ...]) -> None:
+        self.node.clock.now += 1
+        if self.comes_back:
+            self.start()
+        else:
+            self.node.processes.running = []
+            self.units.units["k3s.service"] = status("k3s.service", active="failed")
+            self.comes_back = True  # the rollback's restart works
+
+    def engine(self, **settings: Any) -> NodeEngine:
+        s = NodeSettings(host_root=self.node.root, verify_timeout=5.0, **settings)
+        host = HostRoot(self.node.root, s.writable_dirs)
+        node = self.node
+        return NodeEngine(
+            s,
+            host,
+            node.interfaces,
+            node.http,
+            node.prober,
+            node.processes,
+            self.units,
+            node.runner,
+            node.clock,
+            FileJournal(host, s.state_dir),
+        )
+
+
+def test_engine_migrates_and_reverts_k3s(tmp_path: Path) -> None:
+    k3s = K3sHost(tmp_path)
+    out = k3s.engine().reconcile(Goal.MIGRATE)
+    assert out.state is Result.MIGRATED, out.error
+    # the default restart command restarts the unit that hosts kubelet
+    assert k3s.node.runner.calls == [(*HOST_SYSTEMCTL, "restart", "k3s.service")]
+    migrated = k3s.node.read(K3S.config_file).decode()
+    assert migrated == K3S_BLOCK.replace("cluster-dns=10.43.0.10", "cluster-dns=169.254.20.10")
+    back = k3s.engine().reconcile(Goal.REVERT)
+    assert back.state is Result.REVERTED, back.error
+    assert k3s.node.read(K3S.config_file) == K3S_BLOCK.encode()
+
+
+def test_engine_runs_the_users_restart_command_as_given(tmp_path: Path) -> None:
+    k3s = K3sHost(tmp_path)
+    out = k3s.engine(restart_command=("my-restart", "k3s")).reconcile(Goal.MIGRATE)
+    assert out.state is Result.MIGRATED, out.error
+    assert k3s.node.runner.calls == [("my-restart", "k3s")]
+
+
+def test_engine_rolls_back_when_k3s_does_not_come_back(tmp_path: Path) -> None:
+    k3s = K3sHost(tmp_path)
+    k3s.comes_back = False
+    out = k3s.engine().reconcile(Goal.MIGRATE)
+    assert out.state is Result.FAILED and out.rolled_back
+    assert "k3s.service is failed" in out.error
+    assert k3s.node.read(K3S.config_file) == K3S_BLOCK.encode()
+    assert len(k3s.node.runner.calls) == 2
