@@ -76,7 +76,7 @@ WELL_KNOWN_CONFIG_FILES = (
 class KubeletConfig:
     #: host path of the file the agent edits (for a config dir: the agent's own drop-in)
     source: str
-    #: env, yaml, json or config-dir
+    #: env, yaml, json, config-dir, unit; k3s-arg or args-file (embedded kubelets)
     format: str
     #: what the configuration on disk makes kubelet use
     cluster_dns: tuple[str, ...]
