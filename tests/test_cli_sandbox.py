@@ -158,6 +158,35 @@ def test_embedded_restart_unit_and_user_restart_command(sandbox_node: NodeFactor
     assert node.kubelet_dns() == [LOCAL]
 
 
+@pytest.mark.parametrize("layout", ["k3s_kubelet_arg", "rke2_server_kubelet_arg"])
+def test_embedded_kubelet_not_coming_back_is_rolled_back(
+    sandbox_node: NodeFactory, layout: str
+) -> None:
+    node = sandbox_node(layout=layout)
+    node.set_kubelet_fault()
+    result = agent(node, "migrate", "--once")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rolling back" in result.stderr
+    assert node.dns_file.read_bytes() == node.original
+    assert restarts(node) == 2
+
+
+def test_k3s_killed_after_the_write_is_finished_by_the_next_run(
+    sandbox_node: NodeFactory,
+) -> None:
+    """The journal's pending change owes a restart of k3s (k3s's kubelet has no command
+    line of its own to show the old value): the next run restarts it, once at most."""
+    node = sandbox_node(layout="k3s_dotd")
+    assert node.layout is not None
+    node.agent_killed_at("written", "migrate", "--once", "--verify-timeout", "10")
+    restarted = restarts(node)  # the kill may leave the restart command running to its end
+    done = agent(node, "migrate", "--once", "--json")
+    assert done.returncode == 0, done
+    assert done.json()["state"] == "migrated" and restarts(node) - restarted <= 1
+    assert node.kubelet_dns() == [LOCAL]
+    assert agent(node, "migrate", "--once", "--json").json()["restarted"] is False
+
+
 def test_iptables_mode_is_not_needed(sandbox_node: NodeFactory) -> None:
     node = sandbox_node(layout="tke", proxy_mode="iptables")
     rep = json.loads(agent(node, "check", "--json").stdout)
