@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from nodelocaldns_agent.detect import embedded
 from nodelocaldns_agent.detect.hostos import Appliance, detect_appliance
 from nodelocaldns_agent.detect.kubelet import (
     KubeletConfig,
     format_named,
     host_kubelet,
-    locate_kubelet,
     systemd_cluster_dns,
 )
 from nodelocaldns_agent.detect.localdns import LocalDns, detect_local_dns
@@ -44,7 +44,7 @@ from nodelocaldns_agent.plan import (
     on_appliance,
     uses_only_local,
 )
-from nodelocaldns_agent.settings import NodeSettings
+from nodelocaldns_agent.settings import DEFAULT_RESTART_COMMAND, NodeSettings
 from nodelocaldns_agent.state import NodeState, Result, Stage
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class NodeEngine:
         kubelet: KubeletConfig | None = None
         error = ""
         try:
-            kubelet = locate_kubelet(self.host, self.processes, self.systemd)
+            kubelet = embedded.locate(self.host, self.processes, self.systemd)
         except ConfigError as exc:
             error = str(exc)
         record = self.journal.load()
@@ -183,6 +183,12 @@ class NodeEngine:
                 diff = _diff(facts.kubelet, self._render(facts.kubelet, plan.target, facts.record))
             except ConfigError as exc:
                 plan = Plan(Action.BLOCKED, str(exc), blocker=Blocker.CONFIG)
+        if (
+            plan.action not in (Action.NONE, Action.BLOCKED)
+            and facts.kubelet
+            and facts.kubelet.note
+        ):
+            plan = replace(plan, reason=f"{plan.reason}; note: {facts.kubelet.note}")
         return report(facts, plan, diff)
 
     # ---------------------------------------------------------------- act
@@ -399,9 +405,18 @@ class NodeEngine:
             )
         event(log, "systemd reloaded", step="reloaded", cluster_dns=list(effective))
 
+    def restart_argv(self, kc: KubeletConfig) -> tuple[str, ...]:
+        """The restart command: the user's when set; by default ``systemctl restart`` of the
+        unit that hosts an embedded kubelet, or of kubelet."""
+        command = self.settings.restart_command
+        if kc.service and command == DEFAULT_RESTART_COMMAND:
+            return (*self.settings.systemctl_command, "restart", kc.service)
+        return command
+
     def _restart_and_verify(self, kc: KubeletConfig, target: tuple[str, ...]) -> None:
-        event(log, "restarting kubelet", step="restart", argv=list(self.settings.restart_command))
-        self.runner.run(self.settings.restart_command, timeout=self.settings.restart_timeout)
+        argv = self.restart_argv(kc)
+        event(log, "restarting kubelet", step="restart", argv=list(argv), unit=kc.service)
+        self.runner.run(argv, timeout=self.settings.restart_timeout)
         event(log, "restart command done; verifying", step="restarted")
         self._verify(kc, target)
         event(log, "kubelet healthy", step="verified")
@@ -422,7 +437,10 @@ class NodeEngine:
 
     def _kubelet_problem(self, before: KubeletConfig, target: tuple[str, ...]) -> str:
         """Why kubelet is not (yet) back, or "" when it is: the main process of the host's
-        kubelet.service is a new one, passes the trust test, and runs with ``target``."""
+        kubelet.service is a new one, passes the trust test, and runs with ``target``.
+        An embedded kubelet: see :meth:`_embedded_problem`."""
+        if before.service:
+            return self._embedded_problem(before, target)
         try:
             running = host_kubelet(self.systemd, self.processes)
         except ConfigError as exc:
@@ -440,6 +458,37 @@ class NodeEngine:
                 f"kubelet {now.pid} runs with --cluster-dns={','.join(flagged)}, "
                 f"expected {','.join(target)}"
             )
+        return self._healthz_problem()
+
+    def _embedded_problem(self, before: KubeletConfig, target: tuple[str, ...]) -> str:
+        """For an embedded kubelet: the unit that hosts it has a new trusted main process
+        (RKE2: a new trusted kubelet child), the configuration on disk makes kubelet use
+        ``target`` (k3s's merged kubelet-arg items or its ``--config-dir``; MicroK8s's
+        arguments file), a kubelet command line (RKE2) has ``target``, and healthz answers.
+        kubelet inside k3s or kubelite has no command line of its own to check."""
+        try:
+            now = embedded.locate(self.host, self.processes, self.systemd)
+        except ConfigError as exc:
+            return str(exc)
+        if now.service != before.service:
+            return f"kubelet now runs in {now.service or UNIT_NAME}, expected {before.service}"
+        if now.kubelet_pid == before.kubelet_pid and (now.kubelet_started or 0) <= (
+            before.kubelet_started or 0
+        ):
+            return f"{before.service} process {now.kubelet_pid} is still the one from before"
+        if now.cluster_dns != target:
+            return (
+                f"{now.source} now gives kubelet {','.join(now.cluster_dns)}, expected "
+                f"{','.join(target)}"
+            )
+        if now.running_cluster_dns is not None and now.running_cluster_dns != target:
+            return (
+                f"kubelet {now.kubelet_pid} runs with "
+                f"--cluster-dns={','.join(now.running_cluster_dns)}, expected {','.join(target)}"
+            )
+        return self._healthz_problem()
+
+    def _healthz_problem(self) -> str:
         url = self.settings.kubelet_healthz_url
         try:
             result = self.http.get(url, timeout=2.0)
@@ -562,6 +611,9 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
             "variable": kc.variable if kc else "",
             "pid": kc.kubelet_pid if kc else None,
             "systemd_error": kc.systemd_error if kc else "",
+            "layout": kc.layout if kc else "",
+            "restart_unit": (kc.service or UNIT_NAME) if kc else "",
+            "note": kc.note if kc else "",
             "error": facts.kubelet_error,
         },
         "journal": {

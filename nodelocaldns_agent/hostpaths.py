@@ -55,6 +55,17 @@ DEFAULT_WRITABLE_DIRS = (
     "/etc/sysconfig",
     "/etc/systemd/system/kubelet.service.d",
 )
+#: The same for the embedded kubelets (:mod:`nodelocaldns_agent.detect.embedded`): k3s's
+#: and RKE2's config.yaml(.d) and kubelet.conf.d, MicroK8s's snap data (its ``current``
+#: symlink leads to ``/var/snap/microk8s/<revision>``; ``common`` below it is never
+#: written). The chart's ``k3s``, ``rke2`` and ``microk8s`` layouts mount these.
+EMBEDDED_WRITABLE_DIRS = (
+    "/etc/rancher/k3s",
+    "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d",
+    "/etc/rancher/rke2",
+    "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d",
+    "/var/snap/microk8s",
+)
 #: Host directories where pods can write, directory -> what writes there: a kubelet
 #: configuration path in one of them is never trusted (:mod:`nodelocaldns_agent.detect.
 #: kubelet`) and never written. Under kubelet's root directory (``/var/lib/kubelet``,
@@ -78,6 +89,13 @@ POD_WRITABLE_DIRS = {
     "/var/lib/docker": "containers' file systems",
     "/var/lib/containers": "containers' file systems",
     "/run/containers": "containers' file systems",
+    # k3s's and RKE2's containerd (``<data-dir>/agent/containerd``, k3s's
+    # pkg/agent/config); MicroK8s keeps kubelet's root, containerd and logs under
+    # $SNAP_COMMON (microk8s-resources/default-args: --root-dir=${SNAP_COMMON}/var/lib/kubelet)
+    "/var/lib/rancher/k3s/agent/containerd": "containers' file systems",
+    "/var/lib/rancher/rke2/agent/containerd": "containers' file systems",
+    "/run/k3s/containerd": "containers' file systems",
+    "/var/snap/microk8s/common": "MicroK8s's kubelet root, containers and logs",
 }
 #: Never written, whatever ``--writable-dirs`` says: directory -> why. Pod-writable
 #: directories, plus kubelet's checkpoints and its ``--cert-dir`` default, and the

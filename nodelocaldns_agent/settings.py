@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from nodelocaldns_agent.errors import ConfigError
-from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS, plain_path_problem
+from nodelocaldns_agent.hostpaths import (
+    DEFAULT_WRITABLE_DIRS,
+    EMBEDDED_WRITABLE_DIRS,
+    plain_path_problem,
+)
 from nodelocaldns_agent.logs import LogFormat, LogLevel
 from nodelocaldns_agent.plan import Goal
 from nodelocaldns_agent.state import DEFAULT_OPT_OUT_LABEL, Mode
@@ -273,6 +277,9 @@ class Settings:
 #: host's systemd answers and acts; the default of ``--systemctl-command`` and the prefix
 #: of the default ``--restart-command``
 HOST_SYSTEMCTL = _command("nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl")
+#: the default restart command; on an embedded kubelet (k3s, RKE2, MicroK8s) it restarts the
+#: unit that hosts kubelet instead (a restart command set by the user is run as given)
+DEFAULT_RESTART_COMMAND = (*HOST_SYSTEMCTL, "restart", "kubelet")
 
 
 # ----------------------------------------------------------------------------- settings
@@ -315,9 +322,10 @@ class NodeSettings(Settings):
         metadata=duration("seconds 'systemctl show' may run before it is killed"),
     )
     restart_command: tuple[str, ...] = field(
-        default=(*HOST_SYSTEMCTL, "restart", "kubelet"),
+        default=DEFAULT_RESTART_COMMAND,
         metadata=option(
-            "command that restarts kubelet (split like a shell, run without one)",
+            "command that restarts kubelet (split like a shell, run without one); the default "
+            "restarts the unit that hosts an embedded kubelet (k3s, RKE2, MicroK8s) instead",
             parse=_command,
             check=_nonempty_command,
         ),
@@ -351,7 +359,7 @@ class NodeSettings(Settings):
     #: (not resolved); the journal writes only into the state dir, listed here or not;
     #: /etc/systemd/system/kubelet.service.d is the agent's own unit drop-in
     writable_dirs: tuple[str, ...] = field(
-        default=DEFAULT_WRITABLE_DIRS,
+        default=DEFAULT_WRITABLE_DIRS + EMBEDDED_WRITABLE_DIRS,
         metadata=option(
             "host directories the agent may write kubelet files into, comma-separated "
             "(kubelet's pod, plugin and certificate directories and /etc/kubernetes/manifests "

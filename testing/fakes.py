@@ -71,10 +71,16 @@ class FakeProcesses:
         default_factory=lambda: host_process(1, 0.0, ("/sbin/init",), ("0::/init.scope",))
     )
 
+    #: child pid -> parent pid
+    parents: dict[int, int] = field(default_factory=dict)
+
     def get(self, pid: int) -> ProcessInfo | None:
         if pid == 1:
             return self.init
         return next((p for p in self.running if p.pid == pid), None)
+
+    def children(self, pid: int) -> tuple[int, ...]:
+        return tuple(p.pid for p in self.running if self.parents.get(p.pid) == pid)
 
 
 @dataclass

@@ -1317,6 +1317,11 @@ LAYOUT_WRITES = {
     "eks": {"/etc/kubernetes/kubelet", UNIT_DROPINS},
     "tke": {"/etc/kubernetes"},
     "all": {"/etc/kubernetes", "/var/lib/kubelet", "/etc/default", "/etc/sysconfig", UNIT_DROPINS},
+    # embedded kubelets (nodelocaldns_agent/detect/embedded.py, hostpaths.py
+    # EMBEDDED_WRITABLE_DIRS): only their own configuration directories
+    "k3s": {"/etc/rancher/k3s", "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d"},
+    "rke2": {"/etc/rancher/rke2", "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d"},
+    "microk8s": {"/var/snap/microk8s"},
 }
 
 
@@ -1414,7 +1419,7 @@ def test_agent_host_paths(default: list[Doc], helm_bin: str) -> None:
         ({"agent.hostPaths.opt-kubelet": {"readOnly": False}}, "needs path and type"),
         ({"agent.hostPaths.opt-kubelet": {"path": "/opt/../etc", "type": "Directory"}}, "path"),
         ({"agent.hostPaths.opt-kubelet": {"path": "/opt/kubelet/", "type": "Directory"}}, "path"),
-        ({"agent.layout": "k3s"}, "layout"),
+        ({"agent.layout": "k0s"}, "layout"),
     ],
 )
 def test_bad_host_paths_fail(helm_bin: str, values: dict[str, Any], message: str) -> None:
@@ -1513,7 +1518,8 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
         "NODELOCALDNS_AGENT_RESYNC_INTERVAL": "600",
         "NODELOCALDNS_AGENT_VERIFY_TIMEOUT": "120",
         "NODELOCALDNS_AGENT_METRICS_ADDRESS": "0.0.0.0:9779",
-        # the agent's own default (nodelocaldns_agent/hostpaths.py DEFAULT_WRITABLE_DIRS)
+        # the classic layouts (hostpaths.py DEFAULT_WRITABLE_DIRS; the CLI default adds
+        # EMBEDDED_WRITABLE_DIRS, which only the k3s, rke2 and microk8s layouts mount)
         "NODELOCALDNS_AGENT_WRITABLE_DIRS": ",".join(DEFAULT_WRITABLE_DIRS),
         "NODELOCALDNS_AGENT_LOG_FORMAT": "json",
         "NODELOCALDNS_AGENT_LOG_LEVEL": "info",

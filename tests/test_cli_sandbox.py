@@ -15,7 +15,14 @@ import pytest
 
 from testing.sandbox.constants import CLUSTER_DNS
 from testing.sandbox.constants import LOCAL_DNS as LOCAL
-from testing.sandbox.layouts import AGENT_UNIT_DROPIN
+from testing.sandbox.layouts import (
+    AGENT_UNIT_DROPIN,
+    K3S_CONFIG,
+    K3S_CONFIG_DIR,
+    MICROK8S_ARGS,
+    RKE2_CONFIG,
+    RKE2_CONFIG_DIR,
+)
 from testing.sandbox.node import RunResult, SandboxNode
 from tests.conftest import NodeFactory
 
@@ -41,6 +48,11 @@ def layout_files(node: SandboxNode) -> dict[str, bytes]:
     return {path: node.read_bytes(path) for path in node.layout.files}
 
 
+def server_wide(config: bytes) -> list[str]:
+    """The ``cluster-dns:`` lines of a k3s config.yaml (k3s's server-wide setting)."""
+    return [line for line in config.decode().splitlines() if line.startswith("cluster-dns:")]
+
+
 LAYOUTS = [
     ("tke", {}, "env"),
     ("kubeadm", {}, "yaml"),
@@ -56,6 +68,19 @@ LAYOUTS = [
     ("tke", {"symlink": True}, "env"),
     ("tke", {"crlf": True, "no_trailing_newline": True, "non_utf8": True}, "env"),
     ("kubeadm", {"symlink": True, "crlf": True}, "yaml"),
+    ("k3s_kubelet_arg", {}, "k3s-arg"),
+    ("k3s_agent_flow", {}, "k3s-arg"),
+    ("k3s_dotd", {}, "k3s-arg"),
+    ("k3s_config_dir", {}, "config-dir"),
+    ("k3s_kubelet_arg", {"crlf": True, "no_trailing_newline": True}, "k3s-arg"),
+    ("rke2_agent", {}, "config-dir"),
+    ("rke2_server_kubelet_arg", {}, "k3s-arg"),
+    ("microk8s", {}, "args-file"),
+]
+#: the agent's drop-in in kubelet's --config-dir (kubeadm's, k3s's, RKE2's)
+CONFIG_DIR_DROPINS = [
+    f"{directory}/99-nodelocaldns-agent.conf"
+    for directory in ("/etc/kubernetes/kubelet.conf.d", K3S_CONFIG_DIR, RKE2_CONFIG_DIR)
 ]
 
 
@@ -78,8 +103,10 @@ def test_check_migrate_idempotent_revert(
     assert rep["kubelet"]["format"] == fmt
     assert rep["kubelet"]["cluster_dns"] == ["10.96.0.10"]
     assert rep["action"] == "migrate" and LOCAL in rep["diff"]
+    assert rep["kubelet"]["restart_unit"] == f"{node.service}.service"
     assert restarts(node) == 0
     before = argv(node)
+    embedded_pid = node.kubelet_pid()
 
     migrate = agent(node, "migrate", "--once")
     assert migrate.returncode == 0, migrate.stderr
@@ -94,6 +121,14 @@ def test_check_migrate_idempotent_revert(
     if node.layout.symlinks:
         link = node.root / node.layout.dns_file.lstrip("/")
         assert link.is_symlink()
+    if node.service != "kubelet":  # the hosting unit was restarted: a new kubelet
+        assert node.kubelet_pid() != embedded_pid
+    if fmt == "k3s-arg":  # the server-wide setting is never edited
+        config = K3S_CONFIG if node.service.startswith("k3s") else RKE2_CONFIG
+        assert server_wide(node.read_bytes(config)) == server_wide(node.layout.files[config])
+    if fmt == "args-file":  # snapd's `current` symlink is kept, its target edited
+        assert node.path("/var/snap/microk8s/current").is_symlink()
+        assert f"--cluster-dns={LOCAL}" in node.read_bytes(MICROK8S_ARGS).decode()
 
     again = agent(node, "migrate", "--once")
     assert again.returncode == 0 and restarts(node) == 1
@@ -104,8 +139,52 @@ def test_check_migrate_idempotent_revert(
     assert restarts(node) == 2
     assert argv(node) == before
     assert layout_files(node) == node.layout.files  # byte-exact
-    assert not node.path("/etc/kubernetes/kubelet.conf.d/99-nodelocaldns-agent.conf").exists()
+    assert not any(node.path(path).exists() for path in CONFIG_DIR_DROPINS)
     assert not node.path(AGENT_UNIT_DROPIN).exists()
+
+
+def test_embedded_restart_unit_and_user_restart_command(sandbox_node: NodeFactory) -> None:
+    """The default restart command restarts the unit that hosts an embedded kubelet; a
+    restart command the user sets is run as given (here: try-restart instead of restart)."""
+    node = sandbox_node(layout="microk8s")
+    rep = json.loads(agent(node, "check", "--json").stdout)
+    assert rep["kubelet"]["restart_unit"] == "snap.microk8s.daemon-kubelite.service"
+    assert "control-plane" in rep["reason"] and "API server" in rep["kubelet"]["note"]
+    own = "nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl try-restart "
+    result = agent(node, "migrate", "--once", "--restart-command", own + node.service)
+    assert result.returncode == 0, result.stderr
+    [call] = node.restarts()
+    assert call["argv"] == ["try-restart", node.service]
+    assert node.kubelet_dns() == [LOCAL]
+
+
+@pytest.mark.parametrize("layout", ["k3s_kubelet_arg", "rke2_server_kubelet_arg"])
+def test_embedded_kubelet_not_coming_back_is_rolled_back(
+    sandbox_node: NodeFactory, layout: str
+) -> None:
+    node = sandbox_node(layout=layout)
+    node.set_kubelet_fault()
+    result = agent(node, "migrate", "--once")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rolling back" in result.stderr
+    assert node.dns_file.read_bytes() == node.original
+    assert restarts(node) == 2
+
+
+def test_k3s_killed_after_the_write_is_finished_by_the_next_run(
+    sandbox_node: NodeFactory,
+) -> None:
+    """The journal's pending change owes a restart of k3s (k3s's kubelet has no command
+    line of its own to show the old value): the next run restarts it, once at most."""
+    node = sandbox_node(layout="k3s_dotd")
+    assert node.layout is not None
+    node.agent_killed_at("written", "migrate", "--once", "--verify-timeout", "10")
+    restarted = restarts(node)  # the kill may leave the restart command running to its end
+    done = agent(node, "migrate", "--once", "--json")
+    assert done.returncode == 0, done
+    assert done.json()["state"] == "migrated" and restarts(node) - restarted <= 1
+    assert node.kubelet_dns() == [LOCAL]
+    assert agent(node, "migrate", "--once", "--json").json()["restarted"] is False
 
 
 def test_iptables_mode_is_not_needed(sandbox_node: NodeFactory) -> None:

@@ -128,10 +128,17 @@ def test_layout_writes_what_it_returns(tmp_path: Path, name: str) -> None:
     assert layout.cluster_dns == ("10.96.0.10",)
     assert layout.cni is not None
     assert any(p.startswith("/etc/cni/net.d/") for p in layout.files)
-    unit = load_unit(tmp_path)
+    unit = load_unit(tmp_path, f"{layout.service}.service")
     assert unit.sources[0] == layout.unit
-    # the hard way installs kubelet under /usr/local/bin
-    assert unit.exec_start[0] in ("/usr/bin/kubelet", "/usr/local/bin/kubelet")
+    # the hard way installs kubelet under /usr/local/bin; k3s and RKE2 in /usr/local/bin
+    # too, MicroK8s's kubelite runs through `snap run`
+    assert unit.exec_start[0] in (
+        "/usr/bin/kubelet",
+        "/usr/local/bin/kubelet",
+        "/usr/local/bin/k3s",
+        "/usr/local/bin/rke2",
+        "/usr/bin/snap",
+    )
 
 
 def test_layout_quirks_change_only_the_deciding_file(tmp_path: Path) -> None:

@@ -74,6 +74,11 @@ def value(argv: list[str], env: dict[str, str], name: str) -> Any:
                 "/etc/default",
                 "/etc/sysconfig",
                 "/etc/systemd/system/kubelet.service.d",
+                "/etc/rancher/k3s",
+                "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d",
+                "/etc/rancher/rke2",
+                "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d",
+                "/var/snap/microk8s",
             ),
         ),
         (["check", "--writable-dirs", "/a, /b,"], {}, "writable_dirs", ("/a", "/b")),
@@ -303,6 +308,9 @@ def test_an_enum_value_becomes_its_member() -> None:
 DELIBERATE = {
     "$NODELOCALDNS_AGENT_LOG_FORMAT": "json: a pod's logs go to a log collector; text is for a "
     "terminal",
+    "$NODELOCALDNS_AGENT_WRITABLE_DIRS": "the chart's default layout `all` mounts the classic "
+    "layouts' directories; the embedded kubelets' (k3s, RKE2, MicroK8s) only with their own "
+    "layout, which would otherwise create them on every node. The CLI covers every layout",
     "revert-fleet --timeout": "the uninstall hook (agent.uninstall.timeoutSeconds, 1800 s) waits "
     "for a whole fleet reverted one kubelet restart at a time, unattended; `helm uninstall "
     "--timeout` bounds it. A revert-fleet run by hand returns sooner and can be run again",

@@ -217,6 +217,13 @@ kubeletconfig/unitfile.py UNIT_DIRS, detect/network.py CNI_DIR, the state dir):
            /etc/systemd/system/kubelet.service.d (--cluster-dns in a unit's Environment=
            or ExecStart=: ACK's 10-kubeadm.conf, EKS AL2's 30-kubelet-extra-args.conf)
   all      every one of the above
+  k3s      writes /etc/rancher/k3s (config.yaml and config.yaml.d: a kubelet-arg
+           cluster-dns= item) and /var/lib/rancher/k3s/agent/etc/kubelet.conf.d (its drop-in)
+  rke2     the same under /etc/rancher/rke2 and /var/lib/rancher/rke2
+  microk8s writes /var/snap/microk8s (args/kubelet through the `current` symlink; the agent
+           never writes /var/snap/microk8s/common)
+  The embedded layouts' directories are mounted only by their own layout (never created
+  by `all`: a kubeadm node has no /etc/rancher).
 Every layout mounts the others' directories read-only (the agent finds and reports a
 kubelet configuration it is not allowed to change), the systemd unit directories,
 /etc/cni/net.d and the file /etc/os-release (appliance OSes are refused:
@@ -227,7 +234,10 @@ detect/hostos.py) read-only, and its state directory read-write.
       "kubeadm" (list "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d")
       "eks" (list "etc-kubernetes-kubelet" "kubelet-service-d")
       "tke" (list "etc-kubernetes")
-      "all" (list "etc-kubernetes" "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d") }}
+      "all" (list "etc-kubernetes" "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d")
+      "k3s" (list "etc-rancher-k3s" "k3s-kubelet-conf-d")
+      "rke2" (list "etc-rancher-rke2" "rke2-kubelet-conf-d")
+      "microk8s" (list "var-snap-microk8s") }}
 {{- $layout := .Values.agent.layout }}
 {{- $rw := get $writable $layout }}
 {{- $preset := dict
@@ -248,6 +258,16 @@ detect/hostos.py) read-only, and its state directory read-write.
 {{- /* under the read-only /etc/kubernetes; Directory: never created where it is missing
        (or is TKE's file of that name): such a node is not an EKS node */}}
 {{- $_ := set $preset "etc-kubernetes-kubelet" (dict "path" "/etc/kubernetes/kubelet" "type" "Directory") }}
+{{- end }}
+{{- /* embedded kubelets (nodelocaldns_agent/detect/embedded.py): the distribution's own
+       configuration directory must exist (Directory); kubelet.conf.d is created by k3s and
+       RKE2 from v1.32, by the mount on older ones (the agent then refuses with a reason) */}}
+{{- if eq $layout "k3s" "rke2" }}
+{{- $_ := set $preset (printf "etc-rancher-%s" $layout) (dict "path" (printf "/etc/rancher/%s" $layout) "type" "Directory") }}
+{{- $_ := set $preset (printf "%s-kubelet-conf-d" $layout) (dict "path" (printf "/var/lib/rancher/%s/agent/etc/kubelet.conf.d" $layout) "type" "DirectoryOrCreate") }}
+{{- end }}
+{{- if eq $layout "microk8s" }}
+{{- $_ := set $preset "var-snap-microk8s" (dict "path" "/var/snap/microk8s" "type" "Directory") }}
 {{- end }}
 {{- $out := dict }}
 {{- range $name, $entry := $preset }}
@@ -290,7 +310,7 @@ the same mounts as the volumes, so the two cannot disagree.
 {{- /* the layouts' directories in the agent's order (its default for `all` is
        /etc/kubernetes,/var/lib/kubelet,/etc/default,/etc/sysconfig,
        /etc/systemd/system/kubelet.service.d), then your own */}}
-{{- $known := list "etc-kubernetes" "etc-kubernetes-kubelet" "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d" "agent-state" }}
+{{- $known := list "etc-kubernetes" "etc-kubernetes-kubelet" "var-lib-kubelet" "etc-default" "etc-sysconfig" "kubelet-service-d" "etc-rancher-k3s" "k3s-kubelet-conf-d" "etc-rancher-rke2" "rke2-kubelet-conf-d" "var-snap-microk8s" "agent-state" }}
 {{- $names := $known }}
 {{- range $name := keys $paths | sortAlpha }}
 {{- if not (has $name $known) }}{{ $names = append $names $name }}{{ end }}

@@ -21,16 +21,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from nodelocaldns_agent.detect.trust import untrusted
+from nodelocaldns_agent.detect.trust import KUBELET, untrusted
 from nodelocaldns_agent.errors import ConfigError, HostError, SystemdError
 from nodelocaldns_agent.host.probes import ProcessInfo, ProcessTable
 from nodelocaldns_agent.host.systemd import HostSystemd, UnitStatus
 from nodelocaldns_agent.hostpaths import POD_WRITABLE_DIRS, HostRoot
 from nodelocaldns_agent.kubeletconfig import (
     Format,
+    argsfile,
     dropin,
     envfile,
     jsonconf,
+    k3sconfig,
     unitdropin,
     yamlconf,
 )
@@ -74,7 +76,7 @@ WELL_KNOWN_CONFIG_FILES = (
 class KubeletConfig:
     #: host path of the file the agent edits (for a config dir: the agent's own drop-in)
     source: str
-    #: env, yaml, json or config-dir
+    #: env, yaml, json, config-dir, unit; k3s-arg or args-file (embedded kubelets)
     format: str
     #: what the configuration on disk makes kubelet use
     cluster_dns: tuple[str, ...]
@@ -93,6 +95,16 @@ class KubeletConfig:
     systemd_error: str = ""
     #: what the agent's unit drop-in overrides (unit format), None otherwise
     override: Override | None = None
+    #: an embedded kubelet (:mod:`nodelocaldns_agent.detect.embedded`): the layout (k3s,
+    #: rke2, microk8s) and the unit that hosts kubelet, restarted instead of
+    #: kubelet.service; "" for kubelet.service
+    layout: str = ""
+    service: str = ""
+    #: kubelet runs inside ``service``'s main process (k3s, MicroK8s): there is no kubelet
+    #: command line to check after the restart
+    in_process: bool = False
+    #: what the user must know about the restart ("" when nothing)
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,8 @@ def format_named(name: str) -> Format:
         "yaml": yamlconf.FORMAT,
         "json": jsonconf.FORMAT,
         "config-dir": dropin.FORMAT,
+        "k3s-arg": k3sconfig.FORMAT,
+        "args-file": argsfile.FORMAT,
     }
     return formats[name]
 
@@ -138,24 +152,33 @@ def host_kubelet(systemd: HostSystemd, processes: ProcessTable) -> HostKubelet:
     if service.main_pid == 0:
         return HostKubelet(service, None)
     what = f"{UNIT_NAME}'s MainPID {service.main_pid}"
+    return HostKubelet(service, trusted_process(processes, service.main_pid, what))
+
+
+def trusted_process(
+    processes: ProcessTable, pid: int, what: str, names: tuple[str, ...] = (KUBELET,)
+) -> ProcessInfo:
+    """Process ``pid`` (``what`` names it), when it passes the trust test of
+    :func:`nodelocaldns_agent.detect.trust.untrusted` with ``names``; :class:`ConfigError`
+    otherwise (it is never used, and nothing else is)."""
     try:
-        proc = processes.get(service.main_pid)
+        proc = processes.get(pid)
         init = processes.get(1)
     except HostError as exc:
         raise ConfigError(f"{what}: {exc}; expected to read it and PID 1") from exc
     if proc is None or init is None:
-        gone = "PID 1" if proc is not None else f"process {service.main_pid}"
+        gone = "PID 1" if proc is not None else f"process {pid}"
         raise ConfigError(
             f"{what}: {gone} is not running or not visible; expected the agent to see the "
             "host's processes (hostPID) and kubelet to stay up while it looks"
         )
-    why = untrusted(proc, init)
+    why = untrusted(proc, init, names)
     if why:
         raise ConfigError(
-            f"{what} is not the host's kubelet: {why}; expected kubelet itself, in PID 1's "
-            "mount and pid namespaces and outside any pod's cgroup"
+            f"{what} is not the host's kubelet: {why}; expected {' or '.join(names)} itself, "
+            "in PID 1's mount and pid namespaces and outside any pod's cgroup"
         )
-    return HostKubelet(service, proc)
+    return proc
 
 
 def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd) -> KubeletConfig:
@@ -192,7 +215,7 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd
     running_dns = tuple(flags.cluster_dns) if flags.cluster_dns is not None and proc else None
 
     def done(found: KubeletConfig) -> KubeletConfig:
-        _require_addresses(found.cluster_dns, found.source)
+        require_addresses(found.cluster_dns, found.source)
         return replace(
             found,
             running_cluster_dns=running_dns,
@@ -213,7 +236,7 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd
     if flags.cluster_dns is not None:
         return done(_from_flag_source(host, unit, found_by, running.service))
     if flags.config_dir:
-        return done(_from_config_dir(host, flags.config_dir, flags.config, found_by))
+        return done(from_config_dir(host, flags.config_dir, flags.config, found_by))
     if flags.config:
         return done(_from_config_file(host, flags.config, f"--config of {found_by}"))
     if argv:
@@ -363,6 +386,19 @@ def _from_env_file(host: HostRoot, carrier: EnvFileCarrier, found_by: str) -> Ku
     )
 
 
+def unit_environment(host: HostRoot, status: UnitStatus) -> dict[str, str]:
+    """The environment systemd will start the unit with: its ``Environment=``, overridden
+    by the environment files it names, read now as systemd will read them at the start."""
+    environment = dict(item.partition("=")[::2] for item in status.environment)
+    for env_file in status.environment_files:
+        for path in env_file_paths(host, env_file.path):
+            if env_file.optional and not host.is_file(path):
+                continue
+            for assignment in envfile.parse_env(host.read_bytes(path), path):
+                environment[assignment.name] = assignment.value
+    return environment
+
+
 def systemd_cluster_dns(host: HostRoot, status: UnitStatus) -> tuple[str, ...] | None:
     """The ``--cluster-dns`` kubelet would start with, from the host's systemd's own view
     of the unit: its ``ExecStart=`` words (``argv[]``, shown joined by blanks) expanded with
@@ -376,13 +412,7 @@ def systemd_cluster_dns(host: HostRoot, status: UnitStatus) -> tuple[str, ...] |
             f"the host's systemd shows {len(status.exec_start)} ExecStart= for "
             f"{status.unit}; expected exactly one"
         )
-    environment = dict(item.partition("=")[::2] for item in status.environment)
-    for env_file in status.environment_files:
-        for path in env_file_paths(host, env_file.path):
-            if env_file.optional and not host.is_file(path):
-                continue
-            for assignment in envfile.parse_env(host.read_bytes(path), path):
-                environment[assignment.name] = assignment.value
+    environment = unit_environment(host, status)
     words = status.exec_start[0].argv.split(" ")
     where = f"{status.unit} as the host's systemd will start it"
     return parse_kubelet_flags(expand_words(words, environment), where).cluster_dns
@@ -396,7 +426,7 @@ def _from_config_file(host: HostRoot, path: str, found_by: str) -> KubeletConfig
     return KubeletConfig(path, fmt, values, data, found_by)
 
 
-def _from_config_dir(
+def from_config_dir(
     host: HostRoot, directory: str, config: str | None, found_by: str
 ) -> KubeletConfig:
     check_config_path(host, directory, "kubelet --config-dir")
@@ -453,7 +483,7 @@ def _from_well_known(host: HostRoot) -> KubeletConfig:
     )
 
 
-def _require_addresses(values: tuple[str, ...], source: str) -> None:
+def require_addresses(values: tuple[str, ...], source: str) -> None:
     """kubelet itself refuses a cluster DNS that is not an IP; so does the agent."""
     for value in values:
         try:

@@ -7,6 +7,13 @@ hold:
 * it is the ``MainPID`` of the host's ``kubelet.service`` (asked from the host's systemd,
   see :mod:`nodelocaldns_agent.host.systemd`);
 * it is named ``kubelet`` (a wrapper script as main process is not kubelet);
+
+An embedded kubelet (:mod:`nodelocaldns_agent.detect.embedded`) is trusted the same way,
+with the unit that hosts it and that unit's program's names: the ``MainPID`` of
+``k3s.service`` named ``k3s`` (kubelet runs inside it), a ``kubelet`` child of the
+``MainPID`` of ``rke2-agent.service`` named ``rke2``, and so on; each must also pass the
+two namespace and cgroup tests:
+
 * it has PID 1's mount and pid namespaces (a container's process has its own);
 * none of its cgroups is a pod's (see :func:`pod_cgroup`).
 """
@@ -52,12 +59,19 @@ def pod_cgroup(cgroup: tuple[str, ...]) -> str:
     return ""
 
 
-def untrusted(proc: ProcessInfo, init: ProcessInfo) -> str:
-    """Why ``proc`` (systemd's main process of kubelet.service) is not the host's kubelet,
-    or "" when it is. ``init`` is PID 1 as the agent sees it."""
-    argv0 = proc.argv[0].rsplit("/", 1)[-1] if proc.argv else ""
-    if KUBELET not in (proc.name, argv0):
-        return f"it is {proc.name or argv0 or 'unnamed'!r}, not {KUBELET}"
+def program_name(argv: tuple[str, ...]) -> str:
+    """The program's name from ``argv[0]``: its base name up to the first blank (k3s and
+    RKE2 rewrite their ``argv[0]`` to ``/usr/local/bin/k3s server``)."""
+    return argv[0].rsplit("/", 1)[-1].split(" ", 1)[0] if argv else ""
+
+
+def untrusted(proc: ProcessInfo, init: ProcessInfo, names: tuple[str, ...] = (KUBELET,)) -> str:
+    """Why ``proc`` (the main process of the unit that hosts kubelet, or its kubelet child)
+    is not what the host runs as kubelet, or "" when it is: its kernel name or program name
+    must be one of ``names``. ``init`` is PID 1 as the agent sees it."""
+    argv0 = program_name(proc.argv)
+    if proc.name not in names and argv0 not in names:
+        return f"it is {proc.name or argv0 or 'unnamed'!r}, not {' or '.join(names)}"
     for kind, mine, init_ns in (
         ("mount", proc.mnt_ns, init.mnt_ns),
         ("pid", proc.pid_ns, init.pid_ns),

@@ -88,6 +88,10 @@ class ProcessTable(Protocol):
         runs but cannot be read."""
         ...
 
+    def children(self, pid: int) -> tuple[int, ...]:
+        """Pids of the direct children of ``pid`` (none when it does not run)."""
+        ...
+
 
 #: bytes of /proc/<pid>/cgroup read (a line per hierarchy: a few hundred bytes)
 _MAX_CGROUP = 16 * 1024
@@ -114,6 +118,14 @@ class PsutilProcessTable:
         except (psutil.Error, OSError) as exc:
             raise HostError(f"/proc/{pid}: cannot read the process: {exc}") from exc
         return ProcessInfo(pid, started, argv, name, mnt_ns, pid_ns, tuple(cgroup.splitlines()))
+
+    def children(self, pid: int) -> tuple[int, ...]:
+        try:
+            return tuple(child.pid for child in psutil.Process(pid).children())
+        except psutil.NoSuchProcess:
+            return ()
+        except psutil.Error as exc:
+            raise HostError(f"/proc/{pid}: cannot list its children: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -81,28 +81,29 @@ def line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
-def _compose(text: str, where: str) -> yaml.Node | None:
+def compose(text: str, where: str, expected: str = "KubeletConfiguration YAML") -> yaml.Node | None:
+    """The YAML document ``text`` as PyYAML's node tree (marks give positions); None when
+    empty. :class:`ConfigError` naming ``where`` and ``expected`` when it is not YAML."""
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" line {mark.line + 1}" if mark is not None else ""
         problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
-        raise ConfigError(f"{where}{at}: expected KubeletConfiguration YAML: {problem}") from None
+        raise ConfigError(f"{where}{at}: expected {expected}: {problem}") from None
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
-        raise ConfigError(f"{where}: expected KubeletConfiguration YAML: {detail}") from None
+        raise ConfigError(f"{where}: expected {expected}: {detail}") from None
     except RecursionError:
-        raise ConfigError(
-            f"{where}: nested too deeply; expected a KubeletConfiguration YAML document"
-        ) from None
+        raise ConfigError(f"{where}: nested too deeply; expected {expected}") from None
 
 
-def _item(text: str, node: yaml.Node, where: str) -> Item:
+def scalar_item(text: str, node: yaml.Node, where: str, key: str = KEY) -> Item:
+    """Where the string scalar ``node`` (an item of ``key``) is written in ``text``."""
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.ScalarNode) or node.tag != _STR_TAG:
         raise ConfigError(
-            f"{where} line {line}: a {KEY} item is not a string; expected a list of addresses"
+            f"{where} line {line}: a {key} item is not a string; expected a list of strings"
         )
     start, end = node.start_mark.index, node.end_mark.index
     value = str(node.value)
@@ -128,7 +129,7 @@ def _site(text: str, key: yaml.Node, node: yaml.Node, where: str) -> ListSite:
     items: list[Item] = []
     previous = node.start_mark.index
     for child in node.value:
-        item = _item(text, child, where)
+        item = scalar_item(text, child, where)
         if item.token[0] < previous:  # an alias: its marks are those of the anchor
             raise ConfigError(
                 f"{where} line {line}: a {KEY} item is an alias; expected the address itself"
@@ -153,7 +154,7 @@ def find_list(text: str, where: str) -> ListSite | None:
     Raises :class:`ConfigError` when ``text`` is not YAML, its top level is not a mapping,
     ``clusterDNS`` repeats, or it is not a list of strings.
     """
-    root = _compose(text, where)
+    root = compose(text, where)
     if root is None:
         return None
     if not isinstance(root, yaml.MappingNode):

@@ -124,7 +124,12 @@ def effective_cluster_dns(root: Path, flags: Flags) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    files = NodeFiles.from_env()
+    return run_kubelet(NodeFiles.from_env(), argv)
+
+
+def run_kubelet(files: NodeFiles, argv: list[str]) -> int:
+    """kubelet with the flags ``argv``, in this process (an embedded kubelet runs it inside
+    the program that embeds it, see embedded_standin.py)."""
     config = files.load_config()
     start = {"pid": os.getpid(), "time": time.time(), "argv": argv}
     with open(files.kubelet_starts, "a", encoding="utf-8") as starts:

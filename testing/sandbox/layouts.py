@@ -65,6 +65,9 @@ class Layout:
     files: dict[str, bytes] = field(default_factory=dict)
     #: host path -> absolute target of every symlink written
     symlinks: dict[str, str] = field(default_factory=dict)
+    #: the unit that runs kubelet (started at boot, restarted by the agent): kubelet, or
+    #: the unit of an embedded kubelet (k3s, k3s-agent, rke2-agent, ...)
+    service: str = "kubelet"
 
     def real_path(self, host_path: str) -> Path:
         """Where a host path written by this layout lives, symlinks followed."""
@@ -700,6 +703,317 @@ def hardway(
     )
 
 
+# --- embedded kubelets: k3s, RKE2, MicroK8s -----------------------------------------------
+
+K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
+#: kubelet's --config-dir that k3s >= 1.32 passes (docs.k3s.io "Kubelet Configuration
+#: Files": k3s writes its defaults to 00-k3s-defaults.conf there at every start)
+K3S_CONFIG_DIR = "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d"
+RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
+#: what a running rke2-agent's kubelet child shows (``kubelet ... --config-dir=
+#: /var/lib/rancher/rke2/agent/etc/kubelet.conf.d ...`` in ``systemctl status
+#: rke2-agent``); RKE2 shares k3s's agent code, which names the defaults file after the
+#: program: 00-rke2-defaults.conf
+RKE2_CONFIG_DIR = "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d"
+#: MicroK8s's kubelet flags; ``current`` is snapd's symlink to the revision directory
+MICROK8S_REVISION = "7394"
+MICROK8S_ARGS = "/var/snap/microk8s/current/args/kubelet"
+
+#: k3s's install.sh (get.k3s.io, create_systemd_service_file), written to
+#: /etc/systemd/system/k3s.service (server) or k3s-agent.service (agent)
+K3S_UNIT = """\
+[Unit]
+Description=Lightweight Kubernetes
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type={type}
+EnvironmentFile=-/etc/systemd/system/{unit}.env
+KillMode=process
+Delegate=yes
+User=root
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/k3s \\
+    {command} \\
+
+"""
+#: RKE2's tarball install (rancher/rke2, bundle/lib/systemd/system/rke2-{server,agent}.service)
+RKE2_UNIT = """\
+[Unit]
+Description=Rancher Kubernetes Engine v2 ({kind})
+Documentation=https://github.com/rancher/rke2#readme
+Wants=network-online.target
+After=network-online.target
+Conflicts=rke2-{other}.service
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/usr/local/lib/systemd/system/rke2-{kind}.env
+KillMode=process
+Delegate=yes
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/rke2 {kind}
+"""
+#: what snapd generates for the microk8s snap's kubelite daemon
+MICROK8S_UNIT = f"""\
+[Unit]
+# Auto-generated, DO NOT EDIT
+Description=Service for snap application microk8s.daemon-kubelite
+Requires=snap-microk8s-{MICROK8S_REVISION}.mount
+Wants=network.target
+After=snap-microk8s-{MICROK8S_REVISION}.mount network.target snapd.apparmor.service
+X-Snappy=yes
+
+[Service]
+EnvironmentFile=-/etc/environment
+ExecStart=/usr/bin/snap run microk8s.daemon-kubelite
+SyslogIdentifier=microk8s.daemon-kubelite
+Restart=always
+WorkingDirectory=/var/snap/microk8s/{MICROK8S_REVISION}
+TimeoutStopSec=30
+Type=simple
+
+[Install]
+WantedBy=multi-user.target
+"""
+#: microk8s/microk8s-resources/default-args/kubelet, plus the two lines that
+#: ``microk8s enable dns`` appends
+MICROK8S_KUBELET_ARGS = """\
+--kubeconfig=${{SNAP_DATA}}/credentials/kubelet.config
+--cert-dir=${{SNAP_DATA}}/certs
+--client-ca-file=${{SNAP_DATA}}/certs/ca.crt
+--anonymous-auth=false
+--root-dir=${{SNAP_COMMON}}/var/lib/kubelet
+--fail-swap-on=false
+--eviction-hard="memory.available<100Mi,nodefs.available<1Gi,imagefs.available<1Gi"
+--container-runtime-endpoint=${{SNAP_COMMON}}/run/containerd.sock
+--containerd=${{SNAP_COMMON}}/run/containerd.sock
+--node-labels="microk8s.io/cluster=true,node.kubernetes.io/microk8s-controlplane=microk8s-controlplane"
+--authentication-token-webhook=true
+--read-only-port=0
+--serialize-image-pulls=false
+--cluster-domain=cluster.local
+--cluster-dns={dns}
+"""
+
+
+def k3s_defaults(cluster_dns: str) -> str:
+    """The ``00-k3s-defaults.conf`` k3s (>= 1.32) writes at every start (an excerpt: the
+    fields that matter here), with the server-wide cluster DNS."""
+    return (
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+        "authentication:\n  anonymous:\n    enabled: false\n"
+        f"clusterDNS:\n- {cluster_dns}\nclusterDomain: cluster.local\n"
+        "healthzBindAddress: 127.0.0.1\nreadOnlyPort: 0\n"
+        "shutdownGracePeriod: 0s\nshutdownGracePeriodCriticalPods: 0s\n"
+    )
+
+
+def _k3s(
+    name: str, root: Path, cluster_dns: str, quirks: Quirks, config: str, dotd: str = ""
+) -> Layout:
+    """A k3s node whose config.yaml is ``config`` (``{dns}`` filled in), with
+    ``config.yaml.d/50-nodelocal.yaml`` = ``dotd`` when given. Without a ``kubelet-arg``
+    item for the DNS, the deciding file is 00-k3s-defaults.conf."""
+    tree = _Tree(root)
+    agent = "agent" in name
+    unit_name = "k3s-agent" if agent else "k3s"
+    unit = f"/etc/systemd/system/{unit_name}.service"
+    tree.write(
+        unit,
+        K3S_UNIT.format(
+            type="exec" if agent else "notify",
+            unit=f"{unit_name}.service",
+            command="agent" if agent else "server",
+        ),
+    )
+    tree.write(
+        f"/etc/systemd/system/{unit_name}.service.env",
+        "K3S_TOKEN=K10sandbox::server:secret\n"
+        + ("K3S_URL=https://10.0.0.1:6443\n" if agent else ""),
+    )
+    defaults = f"{K3S_CONFIG_DIR}/00-k3s-defaults.conf"
+    tree.write(defaults, k3s_defaults(cluster_dns))
+    dns_file, fmt = defaults, "config-dir"
+    if "cluster-dns=" in config:
+        dns_file, fmt = K3S_CONFIG, "k3s-arg"
+    tree.write_deciding(K3S_CONFIG, config.format(dns=cluster_dns), "yaml", quirks)
+    if dotd:
+        dns_file = f"{K3S_CONFIG}.d/50-nodelocal.yaml"
+        tree.write(dns_file, dotd.format(dns=cluster_dns))
+    return tree.layout(
+        name,
+        dns_file=dns_file,
+        dns_format=fmt,
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        service=unit_name,
+    )
+
+
+#: a k3s server's config.yaml (docs.k3s.io "Configuration File"): the server-wide
+#: ``cluster-dns`` and a per-node kubelet ``cluster-dns`` in a block ``kubelet-arg`` list
+K3S_SERVER_CONFIG = """\
+write-kubeconfig-mode: "0644"
+cluster-dns: {dns}
+tls-san:
+  - "k3s.example.internal"
+node-label:
+  - "topology.kubernetes.io/zone=zone-a"
+kubelet-arg:
+  - "max-pods=150"
+  - "cluster-dns={dns}"
+  - "image-gc-high-threshold=85"
+"""
+#: a k3s agent's config.yaml with a flow ``kubelet-arg`` list
+K3S_AGENT_CONFIG = """\
+server: https://10.0.0.1:6443
+node-ip: 10.0.0.21
+kubelet-arg: [max-pods=150, cluster-dns={dns}, "eviction-hard=memory.available<200Mi"]
+"""
+#: config.yaml sets a kubelet-arg list that config.yaml.d/50-nodelocal.yaml replaces
+#: (a key without ``+`` replaces the earlier files' value: k3s's readConfigFile)
+K3S_DOTD_BASE = """\
+cluster-dns: {dns}
+kubelet-arg:
+- cluster-dns=10.43.0.99
+"""
+K3S_DOTD_OVERRIDE = """\
+# per-node kubelet arguments, managed by configuration management
+kubelet-arg:
+- max-pods=150
+- cluster-dns={dns}
+"""
+#: no kubelet-arg: kubelet's cluster DNS is 00-k3s-defaults.conf's
+K3S_PLAIN_CONFIG = """\
+write-kubeconfig-mode: "0644"
+cluster-dns: {dns}
+disable:
+  - traefik
+"""
+
+
+def k3s_kubelet_arg(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """k3s server, ``cluster-dns=`` in a block ``kubelet-arg`` list of config.yaml."""
+    return _k3s("k3s_kubelet_arg", root, cluster_dns, quirks, K3S_SERVER_CONFIG)
+
+
+def k3s_agent_flow(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """k3s agent (``k3s-agent.service``), ``cluster-dns=`` in a flow ``kubelet-arg`` list."""
+    return _k3s("k3s_agent_flow", root, cluster_dns, quirks, K3S_AGENT_CONFIG)
+
+
+def k3s_dotd(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """k3s server whose ``config.yaml.d/50-nodelocal.yaml`` replaces config.yaml's
+    ``kubelet-arg`` list: the ``.d`` file's item decides."""
+    return _k3s("k3s_dotd", root, cluster_dns, quirks, K3S_DOTD_BASE, K3S_DOTD_OVERRIDE)
+
+
+def k3s_config_dir(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """k3s server without a kubelet ``cluster-dns``: 00-k3s-defaults.conf in
+    kubelet.conf.d decides (the agent adds its own drop-in there)."""
+    return _k3s("k3s_config_dir", root, cluster_dns, quirks, K3S_PLAIN_CONFIG)
+
+
+def _rke2(name: str, root: Path, cluster_dns: str, quirks: Quirks, server: bool) -> Layout:
+    """RKE2 from the tarball (units in /usr/local/lib/systemd/system), kubelet a child
+    process with ``--config-dir`` whose 00-rke2-defaults.conf holds the cluster DNS. A
+    server's config.yaml also gives kubelet ``cluster-dns=`` in ``kubelet-arg``, which
+    decides then (a flag beats the config dir)."""
+    tree = _Tree(root)
+    kind = "server" if server else "agent"
+    unit = f"/usr/local/lib/systemd/system/rke2-{kind}.service"
+    tree.write(unit, RKE2_UNIT.format(kind=kind, other="agent" if server else "server"))
+    config = "node-ip: 10.0.0.31\nkubelet-arg:\n- max-pods=200\n"
+    if server:
+        config = f"cni: canal\ncluster-dns: {cluster_dns}\n{config}- cluster-dns={cluster_dns}\n"
+    else:
+        config = f"server: https://10.0.0.1:9345\ntoken: K10sandbox::server:secret\n{config}"
+    defaults = f"{RKE2_CONFIG_DIR}/00-rke2-defaults.conf"
+    if server:
+        tree.write(defaults, k3s_defaults(cluster_dns))
+        tree.write_deciding(RKE2_CONFIG, config, "yaml", quirks)
+    else:
+        tree.write(RKE2_CONFIG, config)
+        tree.write_deciding(defaults, k3s_defaults(cluster_dns), "yaml", quirks)
+    return tree.layout(
+        name,
+        dns_file=RKE2_CONFIG if server else defaults,
+        dns_format="k3s-arg" if server else "config-dir",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        service=f"rke2-{kind}",
+    )
+
+
+def rke2_agent(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """RKE2 agent: no kubelet ``cluster-dns``; the agent adds its drop-in to kubelet.conf.d."""
+    return _rke2("rke2_agent", root, cluster_dns, quirks, server=False)
+
+
+def rke2_server_kubelet_arg(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """RKE2 server whose config.yaml has ``kubelet-arg: [..., cluster-dns=...]``: kubelet
+    runs with ``--cluster-dns``; the agent edits the item."""
+    return _rke2("rke2_server_kubelet_arg", root, cluster_dns, quirks, server=True)
+
+
+def microk8s(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """MicroK8s: ``--cluster-dns`` on a line of ``/var/snap/microk8s/current/args/kubelet``
+    (``current`` a relative symlink to the revision, as snapd makes it)."""
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/snap.microk8s.daemon-kubelite.service"
+    tree.write(unit, MICROK8S_UNIT)
+    real = MICROK8S_ARGS.replace("/current/", f"/{MICROK8S_REVISION}/")
+    tree.write_deciding(real, MICROK8S_KUBELET_ARGS.format(dns=cluster_dns), "args-file", quirks)
+    (root / "var/snap/microk8s/current").symlink_to(MICROK8S_REVISION)
+    return tree.layout(
+        "microk8s",
+        dns_file=real,
+        dns_format="args-file",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        service="snap.microk8s.daemon-kubelite",
+    )
+
+
 # --- dispatch ---------------------------------------------------------------------------
 
 LayoutFunction = Callable[[Path, str, Quirks], Layout]
@@ -716,6 +1030,13 @@ LAYOUTS: dict[str, LayoutFunction] = {
     "ack_kubeadm": ack_kubeadm,
     "eks_extra_args": eks_extra_args,
     "hardway": hardway,
+    "k3s_kubelet_arg": k3s_kubelet_arg,
+    "k3s_agent_flow": k3s_agent_flow,
+    "k3s_dotd": k3s_dotd,
+    "k3s_config_dir": k3s_config_dir,
+    "rke2_agent": rke2_agent,
+    "rke2_server_kubelet_arg": rke2_server_kubelet_arg,
+    "microk8s": microk8s,
 }
 #: CNI plugin each layout gets unless told otherwise.
 DEFAULT_CNI: Mapping[str, str] = {

@@ -358,7 +358,7 @@ class SandboxNode:
             if self.options["kube_proxy"]:
                 self._start_kube_proxy()
             if self.options["kubelet"]:
-                self.systemctl("start", "kubelet", quiet=True, check=True)
+                self.systemctl("start", self.service, quiet=True, check=True)
             if self.local_dns == "up":
                 self._wait_dns()
             if self.options["kube_proxy"]:
@@ -448,7 +448,7 @@ class SandboxNode:
         and the wrapper that runs the systemctl stub."""
         self.files.bin.mkdir(exist_ok=True)
         python = os.path.realpath(sys.executable)
-        for daemon in ("kubelet", "kube-proxy"):
+        for daemon in ("kubelet", "kube-proxy", "k3s", "rke2", "kubelite"):
             link = self.files.bin / daemon
             link.unlink(missing_ok=True)
             link.symlink_to(python)
@@ -986,13 +986,18 @@ class SandboxNode:
         lines = path.read_text().splitlines() if path.exists() else []
         return [json.loads(line) for line in lines]
 
+    @property
+    def service(self) -> str:
+        """The unit that runs kubelet: ``kubelet``, or the one hosting an embedded kubelet."""
+        return self.layout.service if self.layout is not None else "kubelet"
+
     def restarts(self) -> list[dict[str, Any]]:
-        """The logged ``systemctl restart|try-restart kubelet`` invocations."""
+        """The logged ``systemctl restart|try-restart`` invocations of :attr:`service`."""
         found = []
         for call in self.systemctl_calls():
             positional = parse_argv(call["argv"])[0]
             units = {u.removesuffix(".service") for u in positional[1:]}
-            if positional[:1] in (["restart"], ["try-restart"]) and "kubelet" in units:
+            if positional[:1] in (["restart"], ["try-restart"]) and self.service in units:
                 found.append(call)
         return found
 

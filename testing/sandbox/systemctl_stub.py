@@ -1,4 +1,6 @@
-"""A recording ``systemctl`` for a sandbox node, managing only ``kubelet.service``.
+"""A recording ``systemctl`` for a sandbox node, managing ``kubelet.service`` and the units
+that host an embedded kubelet (``k3s``, ``k3s-agent``, ``rke2-server``, ``rke2-agent``,
+``snap.microk8s.daemon-kubelite``) when their unit file is in the fake host root.
 
 Bind-mounted over ``/usr/bin/systemctl`` inside the node's mount namespace (through the
 wrapper ``<workdir>/bin/systemctl``). Every invocation is appended to
@@ -40,6 +42,15 @@ from typing import Any
 from testing.sandbox.nodefiles import NODE_DIR_ENV, NodeConfig, NodeFiles, reroot, write_json
 
 UNIT = "kubelet.service"
+#: ExecStart= program -> (the stand-in's name in <workdir>/bin, its script, its first
+#: argument): an embedded kubelet runs testing/sandbox/embedded_standin.py; ``snap run
+#: microk8s.daemon-kubelite`` ends up as ``kubelite`` (snap's run script execs it)
+PROGRAMS = {
+    "kubelet": ("kubelet", "kubelet_standin.py", ()),
+    "k3s": ("k3s", "embedded_standin.py", ("k3s",)),
+    "rke2": ("rke2", "embedded_standin.py", ("rke2",)),
+    "snap": ("kubelite", "embedded_standin.py", ("microk8s",)),
+}
 #: systemd's unit search path, highest priority first.
 UNIT_DIRS = (
     "/etc/systemd/system",
@@ -47,6 +58,14 @@ UNIT_DIRS = (
     "/usr/local/lib/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",
+)
+#: units that host an embedded kubelet (detect/embedded.py of the product names the same)
+HOSTING_UNITS = (
+    "k3s",
+    "k3s-agent",
+    "rke2-server",
+    "rke2-agent",
+    "snap.microk8s.daemon-kubelite",
 )
 #: Set by the rig for its own calls (boot, teardown), which are not logged.
 QUIET_ENV = "SANDBOX_SYSTEMCTL_QUIET"
@@ -127,20 +146,25 @@ def _unit_lines(text: str) -> Iterator[tuple[str, str]]:
             yield section, line
 
 
-def load_unit(root: Path) -> ServiceUnit:
-    """kubelet.service and its drop-ins from the root, merged the way systemd does."""
-    unit_path = next((d for d in UNIT_DIRS if reroot(root, f"{d}/{UNIT}").is_file()), None)
+def unit_dir(root: Path, name: str) -> str | None:
+    """The directory of unit ``name`` under the root (highest priority first), or None."""
+    return next((d for d in UNIT_DIRS if reroot(root, f"{d}/{name}").is_file()), None)
+
+
+def load_unit(root: Path, name: str = UNIT) -> ServiceUnit:
+    """Unit ``name`` and its drop-ins from the root, merged the way systemd does."""
+    unit_path = unit_dir(root, name)
     if unit_path is None:
-        raise StubError(f"Unit {UNIT} not found.", EXIT_NO_UNIT)
+        raise StubError(f"Unit {name} not found.", EXIT_NO_UNIT)
     dropins: dict[str, str] = {}
     for directory in reversed(UNIT_DIRS):
-        real = reroot(root, f"{directory}/{UNIT}.d")
+        real = reroot(root, f"{directory}/{name}.d")
         if real.is_dir():
             dropins.update(
-                {n: f"{directory}/{UNIT}.d/{n}" for n in os.listdir(real) if n.endswith(".conf")}
+                {n: f"{directory}/{name}.d/{n}" for n in os.listdir(real) if n.endswith(".conf")}
             )
     unit = ServiceUnit()
-    for host_path in [f"{unit_path}/{UNIT}"] + [dropins[n] for n in sorted(dropins)]:
+    for host_path in [f"{unit_path}/{name}"] + [dropins[n] for n in sorted(dropins)]:
         unit.sources.append(host_path)
         text = reroot(root, host_path).read_bytes().decode("utf-8", "replace")
         for section, line in _unit_lines(text):
@@ -165,19 +189,24 @@ def _bash_word(token: str) -> str:
 
 
 class Systemd:
-    """kubelet.service of one sandbox node."""
+    """One unit (kubelet.service by default) of one sandbox node."""
 
-    def __init__(self, files: NodeFiles) -> None:
+    def __init__(self, files: NodeFiles, name: str = UNIT) -> None:
         self.files = files
+        self.name = name
         self.config: NodeConfig = files.load_config()
         self.root = Path(self.config.root)
-        self.unit_json = files.systemd / "unit.json"
-        self.state_json = files.systemd / "kubelet.state.json"
+        # kubelet.service keeps the file names it always had
+        stem = "" if name == UNIT else f"{name}."
+        self.unit_json = files.systemd / f"{stem}unit.json"
+        self.state_json = files.systemd / (
+            "kubelet.state.json" if not stem else f"{stem}state.json"
+        )
 
     # -- state ----------------------------------------------------------------------------
     def unit(self, reload: bool = False) -> ServiceUnit:
         if reload or not self.unit_json.exists():
-            write_json(self.unit_json, vars(load_unit(self.root)))
+            write_json(self.unit_json, vars(load_unit(self.root, self.name)))
         return ServiceUnit(**json.loads(self.unit_json.read_text()))
 
     def state(self) -> dict[str, object]:
@@ -200,7 +229,7 @@ class Systemd:
         """The bash script that starts kubelet the way systemd would."""
         unit = self.unit()
         if not unit.exec_start:
-            raise StubError(f"{UNIT} has no ExecStart= (read {', '.join(unit.sources)})")
+            raise StubError(f"{self.name} has no ExecStart= (read {', '.join(unit.sources)})")
         lines = ["set -efa"]
         lines += [f"{name}={shlex.quote(value)}" for name, value in unit.environment]
         for index, (host_path, optional) in enumerate(unit.environment_files):
@@ -209,16 +238,17 @@ class Systemd:
                 if optional:
                     continue
                 raise StubError(
-                    f"Job for {UNIT} failed because EnvironmentFile={host_path} is missing."
+                    f"Job for {self.name} failed because EnvironmentFile={host_path} is missing."
                 )
             copy = self.files.systemd / f"environment-{index}"
             copy.write_bytes(real.read_bytes().replace(b"\r\n", b"\n"))
             lines.append(f". {shlex.quote(str(copy))}")
-        kubelet = [
-            str(self.files.bin / "kubelet"),
-            str(Path(__file__).with_name("kubelet_standin.py")),
-        ]
-        words = [shlex.quote(w) for w in kubelet] + [_bash_word(t) for t in unit.exec_start[1:]]
+        program = unit.exec_start[0].rsplit("/", 1)[-1]
+        if program not in PROGRAMS:
+            raise StubError(f"{self.name}: this stub cannot run {unit.exec_start[0]}")
+        binary, script, first = PROGRAMS[program]
+        standin = [str(self.files.bin / binary), str(Path(__file__).with_name(script)), *first]
+        words = [shlex.quote(w) for w in standin] + [_bash_word(t) for t in unit.exec_start[1:]]
         lines.append("exec " + " ".join(words))
         return "\n".join(lines) + "\n"
 
@@ -232,7 +262,7 @@ class Systemd:
             "PYTHONPATH": self.config.pythonpath,
             NODE_DIR_ENV: str(self.files.workdir),
         }
-        log = str(self.files.log("kubelet"))
+        log = str(self.files.log(self.name.removesuffix(".service")))
         # posix_spawn, not Popen: the process outlives this stub (the node's init reaps it).
         pid = os.posix_spawn(
             "/bin/bash",
@@ -255,13 +285,13 @@ class Systemd:
 
 
 def _alive(pid: int) -> bool:
-    """A running (not zombie) kubelet stand-in, or the bash about to exec it."""
+    """A running (not zombie) stand-in of a unit's program, or the bash about to exec it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-    return state != "Z" and comm in ("kubelet", "bash")
+    return state != "Z" and comm in ("kubelet", "bash", *(p[0] for p in PROGRAMS.values()))
 
 
 def _terminate(pid: int) -> None:
@@ -288,12 +318,12 @@ def _show(systemd: Systemd, properties: list[str], value_only: bool) -> str:
     main_pid = systemd.main_pid()
     try:
         unit: ServiceUnit | None = systemd.unit()
-    except StubError:  # no kubelet.service: systemd still answers
+    except StubError:  # no such unit: systemd still answers
         unit = None
     sources = unit.sources if unit else []
     since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(str(state["since"]))))
     values: dict[str, list[str]] = {
-        "Id": [UNIT],
+        "Id": [systemd.name],
         "LoadState": ["loaded" if unit else "not-found"],
         "MainPID": [str(main_pid)],
         "ActiveState": [active],
@@ -359,27 +389,29 @@ def run(files: NodeFiles, argv: list[str]) -> tuple[int, str]:
     positional, properties, value_only = parse_argv(argv)
     if not positional:
         raise StubError("this stub needs a command verb (start, stop, restart, ...)")
-    verb, units = positional[0], [u.removesuffix(".service") for u in positional[1:]]
-    systemd = Systemd(files)
+    verb, units = positional[0], [_unit_name(u) for u in positional[1:]]
     if verb == "daemon-reload":
-        systemd.unit(reload=True)
+        for name in _managed(files):
+            Systemd(files, name).unit(reload=True)
         return 0, ""
     if verb not in ("start", "stop", "restart", "try-restart", "is-active", "status", "show"):
         raise StubError(f"Unknown command verb '{verb}'.")
     if not units:
         raise StubError(f"Too few arguments: '{verb}' needs a unit.")
-    unknown = [u for u in units if u != "kubelet"]
+    managed = _managed(files)
     if verb == "is-active":
-        states = [systemd.active_state() if u == "kubelet" else "inactive" for u in units]
+        states = [Systemd(files, u).active_state() if u in managed else "inactive" for u in units]
         ok = all(s == "active" for s in states)
         return (0 if ok else EXIT_NOT_ACTIVE), "".join(f"{s}\n" for s in states)
+    if verb == "show":  # systemd answers for any unit name (LoadState=not-found)
+        return 0, _show(Systemd(files, units[0]), properties, value_only)
+    unknown = [u for u in units if u not in managed]
     if unknown:
-        raise StubError(f"Unit {unknown[0]}.service not found.", EXIT_NO_UNIT)
-    if verb == "show":
-        return 0, _show(systemd, properties, value_only)
+        raise StubError(f"Unit {unknown[0]} not found.", EXIT_NO_UNIT)
+    systemd = Systemd(files, units[0])
     if verb == "status":
         active = systemd.active_state()
-        text = f"* {UNIT}\n   Active: {active}\n Main PID: {systemd.main_pid()}\n"
+        text = f"* {systemd.name}\n   Active: {active}\n Main PID: {systemd.main_pid()}\n"
         return (0 if active == "active" else EXIT_NOT_ACTIVE), text
     running = bool(systemd.main_pid())
     if verb in ("stop", "restart") or (verb == "try-restart" and running):
@@ -387,6 +419,18 @@ def run(files: NodeFiles, argv: list[str]) -> tuple[int, str]:
     if verb in ("start", "restart") or (verb == "try-restart" and running):
         systemd.start()
     return 0, ""
+
+
+def _unit_name(name: str) -> str:
+    return name if name.endswith(".service") else f"{name}.service"
+
+
+def _managed(files: NodeFiles) -> set[str]:
+    """kubelet.service (always: a node without it gets "not found" when it is started)
+    and every hosting unit whose unit file the root has."""
+    root = Path(files.load_config().root)
+    hosting = {f"{name}.service" for name in HOSTING_UNITS}
+    return {UNIT} | {name for name in hosting if unit_dir(root, name) is not None}
 
 
 @contextmanager
