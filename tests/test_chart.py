@@ -32,6 +32,7 @@ ALERTS = CHART / "files" / "alerts.yaml"
 NAMESPACE = "nodelocaldns"
 RELEASE = "nlda"
 KUBE_DNS = "10.96.0.10"
+UPSTREAM_IP = "10.96.0.53"
 LOCAL_IP = "169.254.20.10"
 LOCAL_IP6 = "fd00::a"
 #: the oldest Kubernetes the chart claims (Chart.yaml kubeVersion)
@@ -92,6 +93,9 @@ NO_CLUSTER_ARGS = (
     f"nodeLocalDNS.kubeDNSServiceIP={KUBE_DNS}",
     "--set",
     f"agent.image.repository={IMAGE}",
+    # the release namespace is not kube-system: the upstream Service's address is set
+    "--set",
+    f"nodeLocalDNS.upstreamService.clusterIP={UPSTREAM_IP}",
 )
 #: ... and a cluster >= 1.30 that serves ValidatingAdmissionPolicy (as Argo CD passes it)
 DEFAULT_ARGS = (*NO_CLUSTER_ARGS, "--api-versions", VAP_CAPABILITY)
@@ -186,9 +190,12 @@ def test_every_ci_scenario_renders_objects(scenarios: dict[str, list[Doc]]) -> N
         for doc in docs:
             if doc["kind"] in {"ClusterRole", "ClusterRoleBinding", *VAP_KINDS}:
                 continue
-            # the Node Events' Role and binding live where the Events go
-            events = doc["metadata"]["labels"]["app.kubernetes.io/component"] == "agent-events"
-            expected_ns = "default" if events else NAMESPACE
+            # the Node Events' Role and binding live where the Events go, the upstream
+            # Service where the cluster DNS pods are
+            comp = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+            expected_ns = {"agent-events": "default", "dns-upstream": "kube-system"}.get(
+                comp, NAMESPACE
+            )
             assert doc["metadata"]["namespace"] == expected_ns, (name, doc["kind"])
 
 
@@ -1004,7 +1011,6 @@ def test_pod_monitors_are_well_formed(scenarios: dict[str, list[Doc]]) -> None:
     for pm in monitors:
         check_monitor_common(pm)
         assert set(pm["spec"]) == {"namespaceSelector", "selector", "podMetricsEndpoints"}
-        check_endpoints(pm["spec"]["podMetricsEndpoints"])
         (ds,) = [
             d
             for d in find(docs, "DaemonSet")
@@ -1012,7 +1018,24 @@ def test_pod_monitors_are_well_formed(scenarios: dict[str, list[Doc]]) -> None:
                 pm["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"]
             )
         ]
-        assert "metrics" in {p["name"] for p in container(ds)["ports"]}
+        (ep,) = pm["spec"]["podMetricsEndpoints"]
+        if "ports" in container(ds):
+            check_endpoints([ep])
+            assert "metrics" in {p["name"] for p in container(ds)["ports"]}
+        else:
+            # node-cache declares no ports: Prometheus makes a port-free target per
+            # container, kept for the node-cache container and given the metrics port
+            check_endpoints([{**ep, "port": "metrics"}])
+            assert "port" not in ep
+            keep, address = ep["relabelings"][:2]
+            assert keep == {
+                "action": "keep",
+                "sourceLabels": ["__meta_kubernetes_pod_container_name"],
+                "regex": "node-cache",
+            }
+            assert address["targetLabel"] == "__address__"
+            assert address["sourceLabels"] == ["__meta_kubernetes_pod_ip"]
+            assert address["replacement"] == "$1:9253"
 
 
 def test_prometheus_rule_ships_alerts_yaml(scenarios: dict[str, list[Doc]], tmp_path: Path) -> None:
@@ -1159,12 +1182,10 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     }
     assert {"name": "xtables-lock", "mountPath": "/run/xtables.lock"} in c["volumeMounts"]
     assert volumes["config"]["configMap"]["items"] == [{"key": "Corefile", "path": "Corefile.base"}]
-    assert {(p["containerPort"], p["protocol"]) for p in c["ports"]} == {
-        (53, "UDP"),
-        (53, "TCP"),
-        (9253, "TCP"),
-    }
+    # no declared ports: on a hostNetwork pod they are host ports (surge pod unschedulable)
+    assert "ports" not in c
     upstream = one(default, "Service", "kube-dns-upstream")
+    assert upstream["metadata"]["namespace"] == "kube-system"
     assert upstream["spec"]["selector"] == {"k8s-app": "kube-dns"}
     assert {(p["port"], p["protocol"]) for p in upstream["spec"]["ports"]} == {
         (53, "UDP"),
@@ -1172,6 +1193,7 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     }
     (metrics,) = component(default, "Service", "node-cache")
     assert metrics["spec"]["ports"][0]["port"] == 9253
+    assert metrics["spec"]["ports"][0]["targetPort"] == 9253  # a number: no port names
 
 
 def test_node_cache_dual_stack_runs_an_ipv6_listener(scenarios: dict[str, list[Doc]]) -> None:
@@ -1194,8 +1216,7 @@ def test_node_cache_dual_stack_runs_an_ipv6_listener(scenarios: dict[str, list[D
     assert arg_after(args, "-metrics-listen-address") == "0.0.0.0:9354"
     for probe in ("livenessProbe", "readinessProbe"):
         assert v6[probe]["httpGet"] == {"host": LOCAL_IP6, "path": "/health", "port": 8080}
-    # a host port is declared once per pod: 53 stays the IPv4 container's
-    assert [(p["name"], p["containerPort"]) for p in v6["ports"]] == [("metrics-ipv6", 9254)]
+    assert "ports" not in v6  # host ports would make a surge pod unschedulable
     assert v6["securityContext"] == v4["securityContext"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["configMap"]["items"] == [
