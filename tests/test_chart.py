@@ -1241,6 +1241,259 @@ def test_a_link_local_ipv6_address_fails_the_render(helm_bin: str) -> None:
     assert "nodeLocalDNS.localIPv6=FE80::a is link-local" in result.stderr
 
 
+# ----------------------------------------------------------------------------- node-cache updates
+def node_cache_scenarios(scenarios: dict[str, list[Doc]]) -> dict[str, list[Doc]]:
+    return {
+        name: docs for name, docs in scenarios.items() if component(docs, "DaemonSet", "node-cache")
+    }
+
+
+def test_node_cache_rolls_only_on_its_own_spec(helm_bin: str, tmp_path: Path) -> None:
+    """A new pod template restarts node-cache on every node. Neither a chart bump, nor an
+    agent-only change, nor a Corefile edit may change it: node-cache polls the directory of
+    its mounted Corefile.base every 10 s and rewrites /etc/Corefile (kubernetes/dns
+    cmd/node-cache/app/configmap.go initDNSConfigSync, DefaultConfigSyncPeriod), which the
+    `reload` plugin applies. Only node-cache's own spec rolls it."""
+
+    def pod_template(*args: str, chart: Path = CHART) -> Doc:
+        result = run_helm(
+            helm_bin,
+            "template",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            NAMESPACE,
+            *DEFAULT_ARGS,
+            *args,
+        )
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return dict(node_cache_ds(docs)["spec"]["template"])
+
+    base = pod_template()
+    bumped = tmp_path / "chart"
+    subprocess.run(["cp", "-r", str(CHART), str(bumped)], check=True, timeout=30)
+    meta = yaml.safe_load((bumped / "Chart.yaml").read_text())
+    meta["version"], meta["appVersion"] = "9.9.9", "9.9.9"
+    (bumped / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    unchanged = {
+        "chart and agent version": pod_template(chart=bumped),
+        "agent only": pod_template(
+            "--set", "agent.image.tag=2.0.0", "--set", "agent.logLevel=debug"
+        ),
+        "Corefile": pod_template(
+            "--set",
+            "nodeLocalDNS.cache.ttl=60",
+            "--set",
+            "nodeLocalDNS.cache.serveStale.enabled=true",
+        ),
+    }
+    for change, template_ in unchanged.items():
+        assert template_ == base, change
+    assert pod_template("--set", "nodeLocalDNS.image.tag=1.26.0") != base
+    assert pod_template("--set", "nodeLocalDNS.healthPort=8081") != base
+
+
+def test_node_cache_updates_by_surge(scenarios: dict[str, list[Doc]], helm_bin: str) -> None:
+    """The new pod serves before the old one stops, and the old one removes nothing:
+    - DaemonSet maxSurge with maxUnavailable 0: the old pod is deleted once the new one is
+      available (Ready for minReadySeconds; kubernetes pkg/controller/daemon/update.go);
+    - no declared ports: a hostNetwork pod's container ports are host ports (defaulted
+      hostPort = containerPort, pkg/apis/core/v1/defaults.go), and the scheduler's NodePorts
+      filter refuses a pod whose host ports another pod on the node holds: the surge pod
+      would stay Pending;
+    - -skipteardown in IPVS mode: without it the old process's SIGTERM deletes the
+      interface holding localIP (cmd/node-cache/app/cache_app.go TeardownNetworking);
+    - -pidfile: the NOTRACK/ACCEPT rules as soon as CoreDNS listens, not after the first
+      60 s sync (cache_app.go runPeriodic)."""
+    checked = node_cache_scenarios(scenarios)
+    assert {"default", "iptables", "dual-stack"} <= set(checked)
+    for name, docs in checked.items():
+        ds = node_cache_ds(docs)
+        assert ds["spec"]["updateStrategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "10%", "maxUnavailable": 0},
+        }, name
+        assert ds["spec"]["minReadySeconds"] == 10, name
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["hostNetwork"] is True
+        for c in pod["containers"]:
+            assert "ports" not in c, (name, c["name"])
+            assert arg_after(c["args"], "-pidfile") == "/etc/coredns.pid"
+            ipvs = name != "iptables"
+            assert ("-skipteardown=true" in c["args"]) is ipvs, (name, c["name"])
+        labels = ds["spec"]["template"]["metadata"]["labels"]
+        assert not {"helm.sh/chart", "app.kubernetes.io/version"} & set(labels)
+        assert "checksum/config" not in ds["spec"]["template"]["metadata"].get("annotations", {})
+    off = render(helm_bin, *DEFAULT_ARGS, "--set", "nodeLocalDNS.skipTeardown=false")
+    assert "-skipteardown=true" not in container(node_cache_ds(off))["args"]
+    refused = template(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        "nodeLocalDNS.proxyMode=iptables",
+        "--set",
+        "nodeLocalDNS.skipTeardown=true",
+    )
+    assert refused.returncode != 0
+    assert "nodeLocalDNS.skipTeardown=true with proxyMode=iptables" in refused.stderr
+    assert "kube-dns ClusterIP" in refused.stderr
+
+
+def test_upstream_service_lives_with_the_cluster_dns(helm_bin: str) -> None:
+    """A Service selects pods of its own namespace only: kube-dns-upstream goes where
+    CoreDNS runs. node-cache takes its address from $<NAME>_SERVICE_HOST (kubernetes/dns
+    cmd/node-cache/app/cache_app.go toSvcEnv), and kubelet injects those for the Services
+    of the pod's own namespace only (kubernetes pkg/kubelet/kubelet_pods.go
+    getServiceEnvVarMap): installed elsewhere, the chart sets the variable itself."""
+    same = run_helm(
+        helm_bin,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        "kube-system",
+        *NO_CLUSTER_ARGS[:4],
+        "--api-versions",
+        VAP_CAPABILITY,
+    )
+    assert same.returncode == 0, same.stderr
+    docs = [d for d in yaml.safe_load_all(same.stdout) if d]
+    svc = one(docs, "Service", "kube-dns-upstream")
+    assert svc["metadata"]["namespace"] == "kube-system"
+    assert "clusterIP" not in svc["spec"]
+    assert "env" not in container(node_cache_ds(docs))  # the service link gives it
+
+    refused = template(helm_bin, *DEFAULT_ARGS[:4], "--api-versions", VAP_CAPABILITY)
+    assert refused.returncode != 0
+    for part in (
+        "nodeLocalDNS.upstreamService.clusterIP is required",
+        f"the release namespace is {NAMESPACE}",
+        "KUBE_DNS_UPSTREAM_SERVICE_HOST",
+        "helm install -n kube-system",
+    ):
+        assert part in refused.stderr, part
+
+    for scenario in ("default", "dual-stack"):
+        docs = render(helm_bin, "-f", str(CHART / "ci" / f"{scenario}-values.yaml"))
+        svc = one(docs, "Service", "kube-dns-upstream")
+        assert svc["metadata"]["namespace"] == "kube-system"
+        assert svc["spec"]["clusterIP"] == UPSTREAM_IP
+        for c in node_cache_ds(docs)["spec"]["template"]["spec"]["containers"]:
+            assert c["env"] == [{"name": "KUBE_DNS_UPSTREAM_SERVICE_HOST", "value": UPSTREAM_IP}]
+            assert arg_after(c["args"], "-upstreamsvc") == "kube-dns-upstream"
+
+    docs = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        "nodeLocalDNS.upstreamService.name=coredns-upstream",
+        "--set",
+        "nodeLocalDNS.upstreamService.namespace=dns",
+    )
+    svc = one(docs, "Service", "coredns-upstream")
+    assert svc["metadata"]["namespace"] == "dns"
+    c = container(node_cache_ds(docs))
+    assert c["env"] == [{"name": "COREDNS_UPSTREAM_SERVICE_HOST", "value": UPSTREAM_IP}]
+    assert arg_after(c["args"], "-upstreamsvc") == "coredns-upstream"
+
+
+def server_blocks(text: str) -> dict[str, list[str]]:
+    """Server block header -> its directive lines (stripped)."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    depth = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if depth == 0 and stripped.endswith("{"):
+            current = blocks.setdefault(stripped[:-1].strip(), [])
+            depth = 1
+            continue
+        depth += stripped.count("{") - stripped.count("}")
+        if depth > 0 and current is not None:
+            current.append(stripped)
+    return blocks
+
+
+def test_corefile_options(scenarios: dict[str, list[Doc]], helm_bin: str) -> None:
+    """The deliveryhero chart's node-cache options, as CoreDNS's cache plugin
+    (success/denial/prefetch/serve_stale) and forward plugin (force_tcp/prefer_udp) take
+    them; every extra server block binds the listening addresses."""
+    assert corefile(scenarios["default"]).count("force_tcp") == 3  # the cluster zones only
+    blocks = server_blocks(corefile(scenarios["tuned"]))
+    cluster = blocks["cluster.local:53"]
+    assert cluster[:8] == [
+        "errors",
+        "cache {",
+        "success 9984 10",
+        "denial 9984 5",
+        "prefetch 3 1m 10%",
+        "serve_stale 1h verify",
+        "}",
+        "reload",
+    ]
+    assert "forward . __PILLAR__CLUSTER__DNS__ {" in cluster and "prefer_udp" in cluster
+    assert blocks[".:53"][1] == "cache 60 {"
+    assert "forward . __PILLAR__UPSTREAM__SERVERS__ {" in blocks[".:53"]
+    assert "force_tcp" in blocks[".:53"]
+    stub = blocks["corp.example.com:53"]
+    assert stub[1] == "cache 300 {"
+    assert f"bind {LOCAL_IP}" in stub
+    assert "forward . 10.0.0.53 10.0.1.53" in stub
+
+    iptables = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        "nodeLocalDNS.proxyMode=iptables",
+        "--set-json",
+        'nodeLocalDNS.extraServerBlocks=[{"zones":["a.example","b.example"],"forward":["10.0.0.1"],'
+        '"protocol":"force_tcp"},{"zones":["c.example"],"forward":["10.0.0.2"],'
+        '"bind":["169.254.20.11"]}]',
+    )
+    blocks = server_blocks(corefile(iptables))
+    assert f"bind {LOCAL_IP} {KUBE_DNS}" in blocks["a.example:53 b.example:53"]
+    assert "force_tcp" in blocks["a.example:53 b.example:53"]
+    assert "bind 169.254.20.11" in blocks["c.example:53"]
+
+    override = "custom:53 {\n    bind 169.254.20.10\n    health 169.254.20.10:8080\n}"
+    docs = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set-json",
+        f"nodeLocalDNS.corefileOverride={json.dumps(override)}",
+    )
+    assert corefile(docs).strip() == override
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("scenario", ["default", "tuned"])
+def test_the_real_node_cache_serves_the_rendered_corefile(scenario: str) -> None:
+    """The rendered Corefile and arguments, run by the real node-cache in a namespace of
+    the benchmark's own (bench/nodecache_surge.py --check): it starts, adds its iptables
+    rules at once (-pidfile) and answers a cluster and an outside name through glibc."""
+    values = CHART / "ci" / f"{scenario}-values.yaml"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "nodecache_surge.py"),
+            "--check",
+            "--json",
+            "-f",
+            str(values),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["corefile_served"] is True and result["failed"] == 0, result
+    assert result["lookups"] > 10
+    assert result["first_start"]["iptables_rules_s"] is not None  # not the 60 s sync
+
+
 def test_node_cache_disabled_renders_only_the_agent(scenarios: dict[str, list[Doc]]) -> None:
     docs = scenarios["node-cache-disabled"]
     for kind in ("DaemonSet", "ConfigMap", "Service", "ServiceAccount"):
