@@ -339,7 +339,8 @@ def start_first(inside: Inside, args: list[str]) -> tuple[subprocess.Popen[bytes
 
 def surge(inside: Inside, args: list[str], before: float, overlap: float, after: float) -> JSON:
     first_proc, first = start_first(inside, args)
-    pod = inside.pod(before + overlap + after + 10)
+    pod = inside.pod(before + overlap + after + 60)
+    pod_started = time.monotonic()
     time.sleep(before)
     second = inside.node_cache(2, args)
     # #2 ready: its own CoreDNS servers listen (caddy writes the pidfile after Start),
@@ -361,9 +362,12 @@ def surge(inside: Inside, args: list[str], before: float, overlap: float, after:
         == 0
     )
     rules_kept = nodecache_rules()
-    result = pod_result(inside, pod, before + overlap + after + 30)
+    time.sleep(after)
+    pod.send_signal(signal.SIGTERM)
+    result = pod_result(inside, pod, 30)
     return {
         "first_start": first,
+        "sigterm_s": round(sigterm_at - pod_started, 2),
         "first_exit_s": exited_s,
         "interface_kept": interface_kept,
         "iptables_rules_kept": rules_kept,
@@ -387,7 +391,7 @@ def inside_main(opts: argparse.Namespace) -> JSON:
             inside.dnsmasq()
             if opts.check:
                 _, first = start_first(inside, args)
-                result = pod_result(inside, inside.pod(1.0), 30)
+                result = pod_result(inside, inside.pod(1.5), 30)
                 return {"corefile_served": result["failed"] == 0, "first_start": first, **result}
             return surge(inside, args, opts.before, opts.overlap, opts.after)
         finally:
@@ -396,12 +400,15 @@ def inside_main(opts: argparse.Namespace) -> JSON:
 
 # ----------------------------------------------------------------------------- the pod
 def resolver_loop(seconds: float) -> JSON:
-    """getaddrinfo (glibc, /etc/resolv.conf) every 10 ms for ``seconds``; one JSON line."""
+    """getaddrinfo (glibc, /etc/resolv.conf) every 10 ms for ``seconds`` or until SIGTERM;
+    one JSON line."""
     latencies: list[float] = []
     failures: list[float] = []
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
     start = time.monotonic()
     i = 0
-    while time.monotonic() - start < seconds:
+    while not stopped and time.monotonic() - start < seconds:
         name, want = NAMES[i % len(NAMES)]
         i += 1
         t0 = time.monotonic()
@@ -479,6 +486,7 @@ def preflight() -> None:
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="one JSON line")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("-f", "--values", action="append", default=[], help="chart values file")
     p.add_argument("--before", type=float, default=3.0, help="seconds of lookups before #2")
     p.add_argument("--overlap", type=float, default=2.0, help="seconds #1 and #2 both run")
@@ -507,10 +515,11 @@ def main(argv: Sequence[str]) -> int:
         if opts.check:
             emit(in_namespace(binary, corefile, args, opts, check=True), opts.json)
             return 0
-        runs = {
-            "chart": in_namespace(binary, corefile, args, opts, check=False),
-            "old": in_namespace(binary, corefile, old_args(args), opts, check=False),
-        }
+        runs = {}
+        for name, run_args in (("chart", args), ("old", old_args(args))):
+            if not opts.quiet:
+                print(f"nodecache_surge: {name} arguments: {' '.join(run_args)}", file=sys.stderr)
+            runs[name] = in_namespace(binary, corefile, run_args, opts, check=False)
         emit(
             {
                 "benchmark": "nodecache_surge",
