@@ -54,8 +54,17 @@ COMMANDS = {
         "1",
     ],
     "metrics_dos": ["bench/metrics_dos.py", "--connections", "50", "--hold", "1"],
+    "nodecache_surge": [
+        "bench/nodecache_surge.py",
+        "--before",
+        "1",
+        "--overlap",
+        "1",
+        "--after",
+        "2",
+    ],
 }
-NEEDS_ROOT = {"faults", "footprint"}
+NEEDS_ROOT = {"faults", "footprint", "nodecache_surge"}
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +169,21 @@ def test_metrics_dos(results: dict[str, Any]) -> None:
     assert run["during"]["threads"] == run["after_close"]["threads"] == threads
     for phase in ("during", "after_1s", "after_close"):
         assert isinstance(run[phase]["healthz_seconds"], float), phase
+
+
+@pytest.mark.netns
+def test_nodecache_surge(results: dict[str, Any]) -> None:
+    """The chart's node-cache surge update (real node-cache, rendered Corefile and
+    arguments): zero failed lookups; the old arguments (no -skipteardown) lose localIP
+    with the old process. Needs the node-cache binary (NODE_CACHE_BIN or
+    ../shared/tools/node-cache) and the Debian package iptables: fails, saying so, without."""
+    r = result(results, "nodecache_surge")
+    chart, old = r["runs"]["chart"], r["runs"]["old"]
+    for run in (chart, old):
+        for key in ("lookups", "failed", "p50_ms", "p99_ms", "max_ms", "interface_kept"):
+            assert key in run, key
+        assert run["lookups"] > 100
+    assert chart["failed"] == 0, chart
+    assert chart["interface_kept"] is True and chart["iptables_rules_kept"] > 0
+    assert chart["first_start"]["iptables_rules_s"] is not None  # -pidfile
+    assert old["failed"] > 0 and old["interface_kept"] is False

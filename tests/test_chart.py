@@ -8,7 +8,9 @@ the test with the command to run; nothing here is skipped.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -32,6 +34,7 @@ ALERTS = CHART / "files" / "alerts.yaml"
 NAMESPACE = "nodelocaldns"
 RELEASE = "nlda"
 KUBE_DNS = "10.96.0.10"
+UPSTREAM_IP = "10.96.0.53"
 LOCAL_IP = "169.254.20.10"
 LOCAL_IP6 = "fd00::a"
 #: the oldest Kubernetes the chart claims (Chart.yaml kubeVersion)
@@ -92,6 +95,9 @@ NO_CLUSTER_ARGS = (
     f"nodeLocalDNS.kubeDNSServiceIP={KUBE_DNS}",
     "--set",
     f"agent.image.repository={IMAGE}",
+    # the release namespace is not kube-system: the upstream Service's address is set
+    "--set",
+    f"nodeLocalDNS.upstreamService.clusterIP={UPSTREAM_IP}",
 )
 #: ... and a cluster >= 1.30 that serves ValidatingAdmissionPolicy (as Argo CD passes it)
 DEFAULT_ARGS = (*NO_CLUSTER_ARGS, "--api-versions", VAP_CAPABILITY)
@@ -186,9 +192,12 @@ def test_every_ci_scenario_renders_objects(scenarios: dict[str, list[Doc]]) -> N
         for doc in docs:
             if doc["kind"] in {"ClusterRole", "ClusterRoleBinding", *VAP_KINDS}:
                 continue
-            # the Node Events' Role and binding live where the Events go
-            events = doc["metadata"]["labels"]["app.kubernetes.io/component"] == "agent-events"
-            expected_ns = "default" if events else NAMESPACE
+            # the Node Events' Role and binding live where the Events go, the upstream
+            # Service where the cluster DNS pods are
+            comp = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+            expected_ns = {"agent-events": "default", "dns-upstream": "kube-system"}.get(
+                comp, NAMESPACE
+            )
             assert doc["metadata"]["namespace"] == expected_ns, (name, doc["kind"])
 
 
@@ -1004,7 +1013,6 @@ def test_pod_monitors_are_well_formed(scenarios: dict[str, list[Doc]]) -> None:
     for pm in monitors:
         check_monitor_common(pm)
         assert set(pm["spec"]) == {"namespaceSelector", "selector", "podMetricsEndpoints"}
-        check_endpoints(pm["spec"]["podMetricsEndpoints"])
         (ds,) = [
             d
             for d in find(docs, "DaemonSet")
@@ -1012,7 +1020,27 @@ def test_pod_monitors_are_well_formed(scenarios: dict[str, list[Doc]]) -> None:
                 pm["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"]
             )
         ]
-        assert "metrics" in {p["name"] for p in container(ds)["ports"]}
+        (ep,) = pm["spec"]["podMetricsEndpoints"]
+        if "ports" in container(ds):
+            check_endpoints([ep])
+            assert "metrics" in {p["name"] for p in container(ds)["ports"]}
+        else:
+            # node-cache declares no ports: Prometheus makes a port-free target per
+            # container, kept for the node-cache container and given the metrics port
+            check_endpoints([{**ep, "port": "metrics"}])
+            assert "port" not in ep
+            keep, address, address6 = ep["relabelings"][:3]
+            assert keep == {
+                "action": "keep",
+                "sourceLabels": ["__meta_kubernetes_pod_container_name"],
+                "regex": "node-cache",
+            }
+            assert address["targetLabel"] == "__address__"
+            assert address["sourceLabels"] == ["__meta_kubernetes_pod_ip"]
+            assert (address["regex"], address["replacement"]) == ("([^:]+)", "$1:9253")
+            # a hostNetwork pod's IP is the node's: IPv6 in brackets
+            assert address6["targetLabel"] == "__address__"
+            assert (address6["regex"], address6["replacement"]) == ("(.*:.*)", "[$1]:9253")
 
 
 def test_prometheus_rule_ships_alerts_yaml(scenarios: dict[str, list[Doc]], tmp_path: Path) -> None:
@@ -1159,12 +1187,10 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     }
     assert {"name": "xtables-lock", "mountPath": "/run/xtables.lock"} in c["volumeMounts"]
     assert volumes["config"]["configMap"]["items"] == [{"key": "Corefile", "path": "Corefile.base"}]
-    assert {(p["containerPort"], p["protocol"]) for p in c["ports"]} == {
-        (53, "UDP"),
-        (53, "TCP"),
-        (9253, "TCP"),
-    }
+    # no declared ports: on a hostNetwork pod they are host ports (surge pod unschedulable)
+    assert "ports" not in c
     upstream = one(default, "Service", "kube-dns-upstream")
+    assert upstream["metadata"]["namespace"] == "kube-system"
     assert upstream["spec"]["selector"] == {"k8s-app": "kube-dns"}
     assert {(p["port"], p["protocol"]) for p in upstream["spec"]["ports"]} == {
         (53, "UDP"),
@@ -1172,6 +1198,7 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     }
     (metrics,) = component(default, "Service", "node-cache")
     assert metrics["spec"]["ports"][0]["port"] == 9253
+    assert metrics["spec"]["ports"][0]["targetPort"] == 9253  # a number: no port names
 
 
 def test_node_cache_dual_stack_runs_an_ipv6_listener(scenarios: dict[str, list[Doc]]) -> None:
@@ -1194,8 +1221,7 @@ def test_node_cache_dual_stack_runs_an_ipv6_listener(scenarios: dict[str, list[D
     assert arg_after(args, "-metrics-listen-address") == "0.0.0.0:9354"
     for probe in ("livenessProbe", "readinessProbe"):
         assert v6[probe]["httpGet"] == {"host": LOCAL_IP6, "path": "/health", "port": 8080}
-    # a host port is declared once per pod: 53 stays the IPv4 container's
-    assert [(p["name"], p["containerPort"]) for p in v6["ports"]] == [("metrics-ipv6", 9254)]
+    assert "ports" not in v6  # host ports would make a surge pod unschedulable
     assert v6["securityContext"] == v4["securityContext"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["configMap"]["items"] == [
@@ -1218,6 +1244,291 @@ def test_a_link_local_ipv6_address_fails_the_render(helm_bin: str) -> None:
     result = template(helm_bin, *DEFAULT_ARGS, "--set", "nodeLocalDNS.localIPv6=FE80::a")
     assert result.returncode != 0
     assert "nodeLocalDNS.localIPv6=FE80::a is link-local" in result.stderr
+
+
+# ----------------------------------------------------------------------------- node-cache updates
+def node_cache_scenarios(scenarios: dict[str, list[Doc]]) -> dict[str, list[Doc]]:
+    return {
+        name: docs for name, docs in scenarios.items() if component(docs, "DaemonSet", "node-cache")
+    }
+
+
+def test_node_cache_rolls_only_on_its_own_spec(helm_bin: str, tmp_path: Path) -> None:
+    """A new pod template restarts node-cache on every node. Neither a chart bump, nor an
+    agent-only change, nor a Corefile edit may change it: node-cache polls the directory of
+    its mounted Corefile.base every 10 s and rewrites /etc/Corefile (kubernetes/dns
+    cmd/node-cache/app/configmap.go initDNSConfigSync, DefaultConfigSyncPeriod), which the
+    `reload` plugin applies. Only node-cache's own spec rolls it."""
+
+    def pod_template(*args: str, chart: Path = CHART) -> Doc:
+        result = run_helm(
+            helm_bin,
+            "template",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            NAMESPACE,
+            *DEFAULT_ARGS,
+            *args,
+        )
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return dict(node_cache_ds(docs)["spec"]["template"])
+
+    base = pod_template()
+    bumped = tmp_path / "chart"
+    subprocess.run(["cp", "-r", str(CHART), str(bumped)], check=True, timeout=30)
+    meta = yaml.safe_load((bumped / "Chart.yaml").read_text())
+    meta["version"], meta["appVersion"] = "9.9.9", "9.9.9"
+    (bumped / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    unchanged = {
+        "chart and agent version": pod_template(chart=bumped),
+        "agent only": pod_template(
+            "--set", "agent.image.tag=2.0.0", "--set", "agent.logLevel=debug"
+        ),
+        "Corefile": pod_template(
+            "--set",
+            "nodeLocalDNS.cache.ttl=60",
+            "--set",
+            "nodeLocalDNS.cache.serveStale.enabled=true",
+        ),
+    }
+    for change, template_ in unchanged.items():
+        assert template_ == base, change
+    assert pod_template("--set", "nodeLocalDNS.image.tag=1.26.0") != base
+    assert pod_template("--set", "nodeLocalDNS.healthPort=8081") != base
+
+
+def test_node_cache_updates_by_surge(scenarios: dict[str, list[Doc]], helm_bin: str) -> None:
+    """The new pod serves before the old one stops, and the old one removes nothing:
+    - DaemonSet maxSurge with maxUnavailable 0: the old pod is deleted once the new one is
+      available (Ready for minReadySeconds; kubernetes pkg/controller/daemon/update.go);
+    - no declared ports: a hostNetwork pod's container ports are host ports (defaulted
+      hostPort = containerPort, pkg/apis/core/v1/defaults.go), and the scheduler's NodePorts
+      filter refuses a pod whose host ports another pod on the node holds: the surge pod
+      would stay Pending;
+    - -skipteardown in IPVS mode: without it the old process's SIGTERM deletes the
+      interface holding localIP (cmd/node-cache/app/cache_app.go TeardownNetworking);
+    - -pidfile: the NOTRACK/ACCEPT rules as soon as CoreDNS listens, not after the first
+      60 s sync (cache_app.go runPeriodic)."""
+    checked = node_cache_scenarios(scenarios)
+    assert {"default", "iptables", "dual-stack"} <= set(checked)
+    for name, docs in checked.items():
+        ds = node_cache_ds(docs)
+        assert ds["spec"]["updateStrategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "10%", "maxUnavailable": 0},
+        }, name
+        assert ds["spec"]["minReadySeconds"] == 10, name
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["hostNetwork"] is True
+        for c in pod["containers"]:
+            assert "ports" not in c, (name, c["name"])
+            assert arg_after(c["args"], "-pidfile") == "/etc/coredns.pid"
+            ipvs = name != "iptables"
+            assert ("-skipteardown=true" in c["args"]) is ipvs, (name, c["name"])
+        labels = ds["spec"]["template"]["metadata"]["labels"]
+        assert not {"helm.sh/chart", "app.kubernetes.io/version"} & set(labels)
+        assert "checksum/config" not in ds["spec"]["template"]["metadata"].get("annotations", {})
+    off = render(helm_bin, *DEFAULT_ARGS, "--set", "nodeLocalDNS.skipTeardown=false")
+    assert "-skipteardown=true" not in container(node_cache_ds(off))["args"]
+    refused = template(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        "nodeLocalDNS.proxyMode=iptables",
+        "--set",
+        "nodeLocalDNS.skipTeardown=true",
+    )
+    assert refused.returncode != 0
+    assert "nodeLocalDNS.skipTeardown=true with proxyMode=iptables" in refused.stderr
+    assert "kube-dns ClusterIP" in refused.stderr
+
+
+def test_upstream_service_lives_with_the_cluster_dns(helm_bin: str) -> None:
+    """A Service selects pods of its own namespace only: kube-dns-upstream goes where
+    CoreDNS runs. node-cache takes its address from $<NAME>_SERVICE_HOST (kubernetes/dns
+    cmd/node-cache/app/cache_app.go toSvcEnv), and kubelet injects those for the Services
+    of the pod's own namespace only (kubernetes pkg/kubelet/kubelet_pods.go
+    getServiceEnvVarMap): installed elsewhere, the chart sets the variable itself."""
+    same = run_helm(
+        helm_bin,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        "kube-system",
+        *NO_CLUSTER_ARGS[:4],
+        "--api-versions",
+        VAP_CAPABILITY,
+    )
+    assert same.returncode == 0, same.stderr
+    docs = [d for d in yaml.safe_load_all(same.stdout) if d]
+    svc = one(docs, "Service", "kube-dns-upstream")
+    assert svc["metadata"]["namespace"] == "kube-system"
+    assert "clusterIP" not in svc["spec"]
+    assert "env" not in container(node_cache_ds(docs))  # the service link gives it
+
+    refused = template(helm_bin, *DEFAULT_ARGS[:4], "--api-versions", VAP_CAPABILITY)
+    assert refused.returncode != 0
+    for part in (
+        "nodeLocalDNS.upstreamService.clusterIP is required",
+        f"the release namespace is {NAMESPACE}",
+        "KUBE_DNS_UPSTREAM_SERVICE_HOST",
+        "helm install -n kube-system",
+    ):
+        assert part in refused.stderr, part
+
+    for scenario in ("default", "dual-stack"):
+        docs = render(helm_bin, "-f", str(CHART / "ci" / f"{scenario}-values.yaml"))
+        svc = one(docs, "Service", "kube-dns-upstream")
+        assert svc["metadata"]["namespace"] == "kube-system"
+        assert svc["spec"]["clusterIP"] == UPSTREAM_IP
+        for c in node_cache_ds(docs)["spec"]["template"]["spec"]["containers"]:
+            assert c["env"] == [{"name": "KUBE_DNS_UPSTREAM_SERVICE_HOST", "value": UPSTREAM_IP}]
+            assert arg_after(c["args"], "-upstreamsvc") == "kube-dns-upstream"
+
+    docs = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        "nodeLocalDNS.upstreamService.name=coredns-upstream",
+        "--set",
+        "nodeLocalDNS.upstreamService.namespace=dns",
+    )
+    svc = one(docs, "Service", "coredns-upstream")
+    assert svc["metadata"]["namespace"] == "dns"
+    c = container(node_cache_ds(docs))
+    assert c["env"] == [{"name": "COREDNS_UPSTREAM_SERVICE_HOST", "value": UPSTREAM_IP}]
+    assert arg_after(c["args"], "-upstreamsvc") == "coredns-upstream"
+
+
+def server_blocks(text: str) -> dict[str, list[str]]:
+    """Server block header -> its directive lines (stripped)."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    depth = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if depth == 0 and stripped.endswith("{"):
+            current = blocks.setdefault(stripped[:-1].strip(), [])
+            depth = 1
+            continue
+        depth += stripped.count("{") - stripped.count("}")
+        if depth > 0 and current is not None:
+            current.append(stripped)
+    return blocks
+
+
+def test_corefile_options(scenarios: dict[str, list[Doc]], helm_bin: str) -> None:
+    """The deliveryhero chart's node-cache options, as CoreDNS's cache plugin
+    (success/denial/prefetch/serve_stale) and forward plugin (force_tcp/prefer_udp) take
+    them; every extra server block binds the listening addresses."""
+    assert corefile(scenarios["default"]).count("force_tcp") == 3  # the cluster zones only
+    blocks = server_blocks(corefile(scenarios["tuned"]))
+    cluster = blocks["cluster.local:53"]
+    assert cluster[:8] == [
+        "errors",
+        "cache {",
+        "success 9984 10",
+        "denial 9984 5",
+        "prefetch 3 1m 10%",
+        "serve_stale 1h verify",
+        "}",
+        "reload",
+    ]
+    assert "forward . __PILLAR__CLUSTER__DNS__ {" in cluster and "prefer_udp" in cluster
+    assert blocks[".:53"][1] == "cache 60 {"
+    assert "forward . __PILLAR__UPSTREAM__SERVERS__ {" in blocks[".:53"]
+    assert "force_tcp" in blocks[".:53"]
+    stub = blocks["corp.example.com:53"]
+    assert stub[1] == "cache 300 {"
+    assert f"bind {LOCAL_IP}" in stub
+    assert "forward . 10.0.0.53 10.0.1.53" in stub
+
+    iptables = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set",
+        "nodeLocalDNS.proxyMode=iptables",
+        "--set-json",
+        'nodeLocalDNS.extraServerBlocks=[{"zones":["a.example","b.example"],"forward":["10.0.0.1"],'
+        '"protocol":"force_tcp"},{"zones":["c.example"],"forward":["10.0.0.2"],'
+        '"bind":["169.254.20.11"]}]',
+    )
+    blocks = server_blocks(corefile(iptables))
+    assert f"bind {LOCAL_IP} {KUBE_DNS}" in blocks["a.example:53 b.example:53"]
+    assert "force_tcp" in blocks["a.example:53 b.example:53"]
+    assert "bind 169.254.20.11" in blocks["c.example:53"]
+
+    override = "custom:53 {\n    bind 169.254.20.10\n    health 169.254.20.10:8080\n}"
+    docs = render(
+        helm_bin,
+        *DEFAULT_ARGS,
+        "--set-json",
+        f"nodeLocalDNS.corefileOverride={json.dumps(override)}",
+    )
+    assert corefile(docs).strip() == override
+
+
+def test_the_node_cache_binary_is_found_or_the_message_says_how(tmp_path: Path) -> None:
+    """NODE_CACHE_BIN, else the shared .xz checked against SHA256SUMS and unpacked once;
+    when neither works the message says how to provide it (issue 15: no silent skip)."""
+    import lzma
+
+    from bench.nodecache_surge import BenchError, node_cache_binary
+
+    shared, cache = tmp_path / "shared", tmp_path / "cache"
+    shared.mkdir()
+    with pytest.raises(BenchError, match="set NODE_CACHE_BIN"):
+        node_cache_binary({}, shared, cache)
+    with pytest.raises(BenchError, match="NODE_CACHE_BIN=/nonexistent is not an executable"):
+        node_cache_binary({"NODE_CACHE_BIN": "/nonexistent"}, shared, cache)
+    payload = b"#!/bin/sh\necho node-cache\n"
+    (shared / "node-cache-linux-amd64.xz").write_bytes(lzma.compress(payload))
+    xz_sum = hashlib.sha256((shared / "node-cache-linux-amd64.xz").read_bytes()).hexdigest()
+    bin_sum = hashlib.sha256(payload).hexdigest()
+    (shared / "SHA256SUMS").write_text(
+        f"{'0' * 64}  node-cache-linux-amd64.xz\n{bin_sum}  node-cache-linux-amd64\n"
+    )
+    with pytest.raises(BenchError, match="does not match"):
+        node_cache_binary({}, shared, cache)
+    (shared / "SHA256SUMS").write_text(
+        f"{xz_sum}  node-cache-linux-amd64.xz\n{bin_sum}  node-cache-linux-amd64\n"
+    )
+    found = node_cache_binary({}, shared, cache)
+    assert found.parent == cache and found.read_bytes() == payload
+    assert os.access(found, os.X_OK)
+    assert node_cache_binary({}, shared, cache) == found  # unpacked once
+    assert node_cache_binary({"NODE_CACHE_BIN": str(found)}, tmp_path, cache) == found
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("scenario", ["default", "tuned"])
+def test_the_real_node_cache_serves_the_rendered_corefile(scenario: str) -> None:
+    """The rendered Corefile and arguments, run by the real node-cache in a namespace of
+    the benchmark's own (bench/nodecache_surge.py --check): it starts, adds its iptables
+    rules at once (-pidfile) and answers a cluster and an outside name through glibc."""
+    values = CHART / "ci" / f"{scenario}-values.yaml"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "nodecache_surge.py"),
+            "--check",
+            "--json",
+            "-f",
+            str(values),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["corefile_served"] is True and result["failed"] == 0, result
+    assert result["lookups"] > 10
+    assert result["first_start"]["iptables_rules_s"] is not None  # not the 60 s sync
 
 
 def test_node_cache_disabled_renders_only_the_agent(scenarios: dict[str, list[Doc]]) -> None:

@@ -11,8 +11,11 @@ localIPv6 (dual-stack): a second Corefile for a second node-cache process that b
           process (cmd/node-cache/main.go refuses -localip of mixed families). Its health
           endpoint is [localIPv6]:healthPort, its metrics ipv6MetricsPort (the IPv4
           process's `prometheus :metricsPort` holds that port on every address).
-          extraCorefile goes into the IPv4 Corefile only (its server blocks bind what
-          they name).
+          extraServerBlocks and extraCorefile go into the IPv4 Corefile only.
+Options (values nodeLocalDNS.cache, clusterProtocol, upstreamProtocol, extraServerBlocks,
+corefileOverride) follow the CoreDNS plugins cache (success/denial/prefetch/serve_stale)
+and forward (force_tcp/prefer_udp). Every server block binds the listening addresses: a
+block without `bind` would take port 53 on every address of the node.
 */}}
 {{- define "nodelocaldns-agent.bindAddresses" -}}
 {{- if eq .Values.nodeLocalDNS.proxyMode "iptables" }}
@@ -24,9 +27,23 @@ localIPv6 (dual-stack): a second Corefile for a second node-cache process that b
 
 {{- define "nodelocaldns-agent.corefile" -}}
 {{- $nld := .Values.nodeLocalDNS }}
-{{- include "nodelocaldns-agent.corefileFor" (list . (include "nodelocaldns-agent.bindAddresses" .) (printf "%s:%v" $nld.localIP $nld.healthPort) $nld.metricsPort) }}
+{{- if $nld.corefileOverride }}
+{{- $nld.corefileOverride }}
+{{- else }}
+{{- $bind := include "nodelocaldns-agent.bindAddresses" . }}
+{{- include "nodelocaldns-agent.corefileFor" (list . $bind (printf "%s:%v" $nld.localIP $nld.healthPort) $nld.metricsPort) }}
+{{- range $block := $nld.extraServerBlocks }}
+{{ include "nodelocaldns-agent.serverBlock" (dict
+      "zones" $block.zones
+      "bind" (join " " ($block.bind | default (splitList " " $bind)))
+      "forward" (join " " $block.forward)
+      "protocol" ($block.protocol | default "")
+      "cache" (include "nodelocaldns-agent.cache" (list $nld (hasKey $block "cacheTTL" | ternary $block.cacheTTL $nld.cache.ttl) false))
+      "metricsPort" $nld.metricsPort) }}
+{{- end }}
 {{- with $nld.extraCorefile }}
 {{ . }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -48,36 +65,74 @@ localIPv6 (dual-stack): a second Corefile for a second node-cache process that b
 {{- $upstream = join " " . }}
 {{- end }}
 {{- range $zone := list $nld.clusterDomain "in-addr.arpa" "ip6.arpa" }}
-{{ $zone }}:53 {
-    errors
-    {{- if eq $zone $nld.clusterDomain }}
-    cache {
-        success 9984 30
-        denial 9984 5
-    }
-    {{- else }}
-    cache 30
-    {{- end }}
-    reload
-    loop
-    bind {{ $bind }}
-    forward . {{ $cluster }} {
-        force_tcp
-    }
-    prometheus :{{ $metricsPort }}
-    {{- if eq $zone $nld.clusterDomain }}
-    health {{ $health }}
-    {{- end }}
+{{- $isCluster := eq $zone $nld.clusterDomain }}
+{{ include "nodelocaldns-agent.serverBlock" (dict
+      "zones" (list $zone)
+      "bind" $bind
+      "forward" $cluster
+      "protocol" $nld.clusterProtocol
+      "cache" (include "nodelocaldns-agent.cache" (list $nld $nld.cache.ttl $isCluster))
+      "metricsPort" $metricsPort
+      "health" (ternary $health "" $isCluster)) }}
+{{- end }}
+{{ include "nodelocaldns-agent.serverBlock" (dict
+      "zones" (list ".")
+      "bind" $bind
+      "forward" $upstream
+      "protocol" $nld.upstreamProtocol
+      "cache" (include "nodelocaldns-agent.cache" (list $nld $nld.cache.ttl false))
+      "metricsPort" $metricsPort) }}
+{{- end }}
+
+{{/*
+The `cache` directive. Args: nodeLocalDNS values, max TTL, cluster zone (bool: its
+success/denial capacities and TTLs, as the upstream manifest has them).
+*/}}
+{{- define "nodelocaldns-agent.cache" -}}
+{{- $nld := index . 0 }}
+{{- $ttl := index . 1 }}
+{{- $cluster := index . 2 }}
+{{- $c := $nld.cache }}
+{{- $lines := list }}
+{{- if $cluster }}
+{{- $lines = append $lines (printf "success 9984 %v" $c.clusterSuccessTTL) }}
+{{- $lines = append $lines (printf "denial 9984 %v" $c.clusterDenialTTL) }}
+{{- end }}
+{{- if $c.prefetch.enabled }}
+{{- $lines = append $lines (printf "prefetch %v %s %v%%" $c.prefetch.amount $c.prefetch.duration $c.prefetch.percentage) }}
+{{- end }}
+{{- if $c.serveStale.enabled }}
+{{- $lines = append $lines (printf "serve_stale %s %s" $c.serveStale.duration $c.serveStale.refreshMode) }}
+{{- end }}
+{{- if not $lines }}cache {{ $ttl }}
+{{- else }}{{ if $cluster }}cache{{ else }}cache {{ $ttl }}{{ end }} {
+{{- range $lines }}
+    {{ . }}
+{{- end }}
 }
 {{- end }}
-.:53 {
+{{- end }}
+
+{{/*
+One server block. Arg: dict zones (list), bind, forward (servers), protocol (force_tcp,
+prefer_udp or ""), cache (the rendered directive), metricsPort, health (optional).
+*/}}
+{{- define "nodelocaldns-agent.serverBlock" -}}
+{{- $zones := list }}
+{{- range .zones }}{{ $zones = append $zones (printf "%s:53" .) }}{{ end -}}
+{{ join " " $zones }} {
     errors
-    cache 30
+    {{- .cache | nindent 4 }}
     reload
     loop
-    bind {{ $bind }}
-    forward . {{ $upstream }}
-    prometheus :{{ $metricsPort }}
+    bind {{ .bind }}
+    forward . {{ .forward }}{{ if .protocol }} {
+        {{ .protocol }}
+    }{{ end }}
+    prometheus :{{ .metricsPort }}
+    {{- with .health }}
+    health {{ . }}
+    {{- end }}
 }
 {{- end }}
 

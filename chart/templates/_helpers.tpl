@@ -78,6 +78,21 @@ app.kubernetes.io/part-of: {{ include "nodelocaldns-agent.name" $ctx }}
 {{- end }}
 
 {{/*
+Labels of a pod template that must not change with the chart or the agent's version
+(node-cache: a changed pod template restarts it on every node). The labels above without
+helm.sh/chart and app.kubernetes.io/version. Call as: (list . "node-cache")
+*/}}
+{{- define "nodelocaldns-agent.podLabels" -}}
+{{- $ctx := index . 0 -}}
+{{ include "nodelocaldns-agent.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+app.kubernetes.io/part-of: {{ include "nodelocaldns-agent.name" $ctx }}
+{{- with $ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 Selector labels (immutable in a DaemonSet: never add to them).
 Call as: include "nodelocaldns-agent.selectorLabels" (list . "agent")
 */}}
@@ -128,6 +143,66 @@ ClusterIP of kube-dns: the value, else looked up in the cluster. `helm template`
 {{- fail "nodeLocalDNS.kubeDNSServiceIP is required: the kube-dns Service could not be looked up (helm template and client dry-runs cannot read the cluster). Set it to the kube-dns ClusterIP: --set nodeLocalDNS.kubeDNSServiceIP=$(kubectl -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}')" }}
 {{- end }}
 {{- $ip }}
+{{- end }}
+
+{{/*
+"true" when node-cache keeps its interface and iptables rules at exit (-skipteardown).
+nodeLocalDNS.skipTeardown null: ipvs yes (a surge update's old process would delete the
+address its successor serves on: kubernetes/dns cmd/node-cache/app/cache_app.go
+TeardownNetworking), iptables no (the interface holds the kube-dns ClusterIP; left behind
+after an uninstall it would swallow the cluster's DNS on every node), and true is refused
+there.
+*/}}
+{{- define "nodelocaldns-agent.skipTeardown" -}}
+{{- $nld := .Values.nodeLocalDNS }}
+{{- $ipvs := eq $nld.proxyMode "ipvs" }}
+{{- if kindIs "invalid" $nld.skipTeardown }}
+{{- if $ipvs }}true{{ end }}
+{{- else if $nld.skipTeardown }}
+{{- if not $ipvs }}
+{{- fail "nodeLocalDNS.skipTeardown=true with proxyMode=iptables: node-cache's interface holds the kube-dns ClusterIP, and kept after node-cache is gone (uninstall) it would keep answering for that address locally with nothing listening: no cluster DNS on the node. Leave it null (false in iptables mode: while node-cache restarts, kube-proxy's rules for the ClusterIP take over)" }}
+{{- end }}true
+{{- end }}
+{{- end }}
+
+{{/*
+Where node-cache finds the upstream Service's ClusterIP. node-cache reads it from
+$<NAME>_SERVICE_HOST (-upstreamsvc; kubernetes/dns cmd/node-cache/app/cache_app.go
+toSvcEnv), and kubelet injects such variables only for the Services of the pod's own
+namespace (kubernetes pkg/kubelet/kubelet_pods.go getServiceEnvVarMap). So:
+  upstream Service in the release namespace -> nothing to do (service links)
+  elsewhere                                  -> the variable, set explicitly (a container
+      env entry wins over a service link of the same name), from
+      nodeLocalDNS.upstreamService.clusterIP, else from the Service this release already
+      created there (upgrades); else the render fails, saying what to set.
+Returns the container's `env:` (or nothing).
+*/}}
+{{- define "nodelocaldns-agent.upstreamServiceIP" -}}
+{{- $us := .Values.nodeLocalDNS.upstreamService }}
+{{- $ip := $us.clusterIP }}
+{{- if not $ip }}
+{{- $svc := lookup "v1" "Service" $us.namespace $us.name | default dict }}
+{{- $owner := dig "metadata" "annotations" "meta.helm.sh/release-name" "" $svc }}
+{{- $ownerNs := dig "metadata" "annotations" "meta.helm.sh/release-namespace" "" $svc }}
+{{- if and (eq $owner .Release.Name) (eq $ownerNs .Release.Namespace) }}
+{{- $ip = dig "spec" "clusterIP" "" $svc }}
+{{- end }}
+{{- end }}
+{{- $ip }}
+{{- end }}
+
+{{- define "nodelocaldns-agent.upstreamEnv" -}}
+{{- $us := .Values.nodeLocalDNS.upstreamService }}
+{{- if ne $us.namespace .Release.Namespace }}
+{{- $ip := include "nodelocaldns-agent.upstreamServiceIP" . }}
+{{- if not $ip }}
+{{- fail (printf "nodeLocalDNS.upstreamService.clusterIP is required: the release namespace is %s but the cluster DNS pods (and so the %s Service) are in %s, and node-cache finds the Service's address only in %s_SERVICE_HOST, which Kubernetes sets for Services of the pod's own namespace alone. Either install into %s (helm install -n %s), or set nodeLocalDNS.upstreamService.clusterIP to a free address of the Service CIDR (it becomes the Service's spec.clusterIP; on upgrades the existing Service's address is looked up)" .Release.Namespace $us.name $us.namespace ($us.name | upper | replace "-" "_") $us.namespace $us.namespace) }}
+{{- end }}
+env:
+  # the upstream Service is in {{ $us.namespace }}: no service link for it in this namespace
+  - name: {{ printf "%s_SERVICE_HOST" ($us.name | upper | replace "-" "_") }}
+    value: {{ $ip | quote }}
+{{- end }}
 {{- end }}
 
 {{/*

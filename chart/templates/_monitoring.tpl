@@ -1,6 +1,9 @@
 {{/*
 Scrape targets: the agent always, node-cache when this chart deploys it.
-Each: component, job name (fixed, so that alerts can match `up{job=...}`), port name.
+Each: component, job name (fixed, so that alerts can match `up{job=...}`), and for pods
+that declare no ports (node-cache: a surge pod must not hold host ports) the container
+and port number a PodMonitor scrapes (Prometheus makes a port-free target per container
+of such pods; the relabelings set the address).
 */}}
 {{- define "nodelocaldns-agent.scrapeTargets" -}}
 - component: agent
@@ -8,6 +11,8 @@ Each: component, job name (fixed, so that alerts can match `up{job=...}`), port 
 {{- if .Values.nodeLocalDNS.enabled }}
 - component: node-cache
   job: node-local-dns
+  container: node-cache
+  portNumber: {{ .Values.nodeLocalDNS.metricsPort }}
 {{- end }}
 {{- end }}
 
