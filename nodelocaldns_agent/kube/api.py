@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import urllib3
+import yaml
 
 # Named modules of the official client. (Any of them runs ``kubernetes/__init__``, which
 # loads config, watch, stream, ... but never the typed API classes or their models.)
@@ -607,6 +610,24 @@ def _pod(obj: dict[str, Any]) -> PodView:
         phase=str(status.get("phase") or ""),
         deleting=bool(meta.get("deletionTimestamp")),
     )
+
+
+def current_context(kubeconfig: str) -> str | None:
+    """kubectl's current context of ``:``-joined kubeconfig files: the first file that sets
+    one wins (client-go ``tools/clientcmd/loader.go``, ``ClientConfigLoadingRules.Load``:
+    "the first file to set a particular map key wins"; the Python client's
+    ``KubeConfigMerger`` keeps the last one instead). Missing files are skipped."""
+    for name in kubeconfig.split(os.pathsep):
+        path = Path(name).expanduser()
+        if not name or not path.is_file():
+            continue
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"kubeconfig {path}: {exc}") from exc
+        if isinstance(doc, dict) and doc.get("current-context"):
+            return str(doc["current-context"])
+    return None
 
 
 def context_namespace(kubeconfig: str, context: str | None) -> str | None:

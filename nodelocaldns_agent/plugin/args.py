@@ -59,7 +59,8 @@ def _connection(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         "--kubeconfig",
         default=default,
-        help="kubeconfig file(s), ':'-separated (default: $KUBECONFIG, else ~/.kube/config)",
+        help="the kubeconfig file (default: $KUBECONFIG, files joined by ':', merged as "
+        "kubectl merges them; else ~/.kube/config)",
     )
     parser.add_argument("--context", default=default, help="the kubeconfig context to use")
     parser.add_argument(

@@ -33,6 +33,7 @@ from nodelocaldns_agent.kube.api import (
     VERSION,
     KubeApi,
     context_namespace,
+    current_context,
     load_config,
 )
 from nodelocaldns_agent.plugin import preflight, rollout
@@ -70,10 +71,11 @@ def connect(args: Args, environ: dict[str, str] | None = None) -> Target:
     kubeconfig = (
         args.kubeconfig or env.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
     )
-    api = KubeApi(load_config(kubeconfig, args.context))
+    context = args.context or current_context(kubeconfig)
+    api = KubeApi(load_config(kubeconfig, context))
     if args.namespace:
         return Target(api, args.namespace, True)
-    return Target(api, context_namespace(kubeconfig, args.context) or DEFAULT_NAMESPACE, False)
+    return Target(api, context_namespace(kubeconfig, context) or DEFAULT_NAMESPACE, False)
 
 
 def find_daemonset(target: Target, name: str | None, component: str = "agent") -> dict[str, Any]:
