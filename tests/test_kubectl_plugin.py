@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -28,6 +29,7 @@ from rich.console import Console
 from nodelocaldns_agent.fleet import MODE_ENV
 from nodelocaldns_agent.kube.api import LEASE_LABEL, LEASE_LABEL_VALUE, SLOT_LABEL, now_rfc3339
 from nodelocaldns_agent.kube.types import LeaseView
+from nodelocaldns_agent.plugin import main as plugin_main
 from nodelocaldns_agent.plugin import preflight, rollout
 from nodelocaldns_agent.plugin.commands import (
     LIMIT_ENV,
@@ -582,3 +584,46 @@ def test_observe_check_names_the_nodes_that_would_be_blocked() -> None:
 def test_pod_security_check(labels: dict[str, str], level: preflight.Level) -> None:
     ns = {"metadata": {"name": NS, "labels": labels}}
     assert preflight.check_pod_security(facts(namespace_object=ns)).level is level
+
+
+def test_live_status_through_kubectl_off_a_terminal_ends_on_ctrl_c(
+    server: FakeApiServer, tmp_path: Path, plugin_path: Path
+) -> None:
+    """kubectl execs the plugin (the same process), so Ctrl-C reaches it: the view ends
+    with the exit code of its last read."""
+    kc = str(server.write_kubeconfig(tmp_path / "kc", namespace=NS))
+    install(server)
+    annotate(server, "a", "migrating", since="2026-01-01T00:00:00Z")
+    binary = tool("kubectl", ROOT / ".tools" / "bin" / "kubectl")
+    environ = {**os.environ, "PATH": f"{plugin_path}{os.pathsep}{os.environ.get('PATH', '')}"}
+    argv = [binary, "nodelocaldns", "status", "-w", "--interval", "0.2", "--kubeconfig", kc]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert "migrated 0/1 | restarts 0/2" in first and "1 migrating" in first
+            annotate(server, "a", "failed", since="2026-01-01T00:00:40Z", error="no kubelet")
+            second = proc.stdout.readline()
+            assert "failed: a: no kubelet" in second and "\x1b" not in first + second
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 1
+        finally:
+            proc.kill()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["status", "-w", "--interval", "0"], "--interval 0.0: expected a positive"),
+        (["status", "-w", "-o", "json"], "-w draws the live view"),
+        (["status", "-o", "csv"], "invalid choice: 'csv'"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_bad_command_lines_exit_2(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert plugin_main(argv) == 2
+    assert words in capsys.readouterr().err

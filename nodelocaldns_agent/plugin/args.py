@@ -109,6 +109,8 @@ def parse(argv: Sequence[str] | None = None) -> Args:
     ns = build_parser().parse_args(argv)
     if ns.command == "status" and ns.interval <= 0:
         raise ConfigError(f"--interval {ns.interval}: expected a positive number of seconds")
+    if ns.command == "status" and ns.watch and ns.output != "table":
+        raise ConfigError(f"-w draws the live view; -o {ns.output} is for one read (drop -w)")
     return Args(
         command=ns.command,
         kubeconfig=ns.kubeconfig,

@@ -31,6 +31,7 @@ from nodelocaldns_agent.kube.api import (
     NAMESPACE,
     SERVICE,
     VERSION,
+    ApiError,
     KubeApi,
     context_namespace,
     current_context,
@@ -125,7 +126,12 @@ def restart_limit(target: Target, ds: dict[str, Any]) -> int | None:
     value, maps = _container_env(ds, LIMIT_ENV)
     namespace = str(ds["metadata"].get("namespace") or target.namespace)
     for name in maps if value is None else []:
-        cm = target.api.read(CONFIGMAP, namespace=namespace, name=name) or {}
+        try:
+            cm = target.api.read(CONFIGMAP, namespace=namespace, name=name) or {}
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return None  # no right to read the ConfigMap: shown as "?"
         value = (cm.get("data") or {}).get(LIMIT_ENV, value)
     try:
         return int(value) if value is not None else RunSettings.max_concurrent_restarts
