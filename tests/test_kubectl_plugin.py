@@ -525,10 +525,22 @@ def proxy_cm(mode: str) -> dict[str, Any]:
         (proxy_cm("nftables"), [], preflight.Level.WARNING, "nftables"),
         (None, [], preflight.Level.WARNING, "no ConfigMap"),
         (
+            None,
+            [{"node": "x", "reason": "not needed: kube-proxy runs in nftables mode"}],
+            preflight.Level.WARNING,
+            "no ConfigMap kube-system/kube-proxy (a managed or kube-proxy-less cluster?); 1",
+        ),
+        (
             proxy_cm("ipvs"),
             [{"node": "x", "reason": "not needed: kube-proxy runs in iptables mode"}],
             preflight.Level.WARNING,
             "1 node(s) report no kube-ipvs0: x",
+        ),
+        (
+            None,
+            [{"node": "y", "reason": "", "error": "kube-proxy mode is unknown (no kube-ipvs0"}],
+            preflight.Level.FAILED,
+            "1 node(s) show neither kube-ipvs0 nor kube-proxy's /proxyMode: y",
         ),
     ],
 )
@@ -627,3 +639,13 @@ def test_bad_command_lines_exit_2(
 ) -> None:
     assert plugin_main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_long_lists_are_cut_in_the_views() -> None:
+    rows = [row(f"n{i:02d}", "failed", error="x") for i in range(12)]
+    r = rollout.summarize(rows, [], 1, 0.0)
+    assert rollout.plain_line(r).endswith("n09: x; and 2 more")
+    out = io.StringIO()
+    Console(file=out, width=100).print(rollout.renderable(r, "t"))
+    assert "n09" in out.getvalue() and "n10" not in out.getvalue()
+    assert "and 2 more" in out.getvalue()

@@ -244,8 +244,8 @@ def watch(
             rows = node_rows(snap.nodes)
             timer.observe(rows)
             r = rollout.summarize(rows, snap.leases, snap.limit, clock(), timer.mean)
+            failed = bool(r.failed)  # before it is shown: Ctrl-C may come right after
             viewer.show(r)
-            failed = bool(r.failed)
             done += 1
             if rounds is None or done < rounds:
                 sleep(interval)

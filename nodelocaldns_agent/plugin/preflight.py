@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from nodelocaldns_agent.plugin.rollout import some
 from nodelocaldns_agent.state import NodeState
 
 #: the chart's admission policies need the token's node-name claim (Kubernetes >= 1.30)
@@ -95,7 +96,7 @@ def _pods_on_every_node(name: str, pods: list[dict[str, Any]], nodes: list[str],
     if not pods:
         return Check(name, Level.FAILED, "no pods found", fix)
     if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        shown = some(missing)
         return Check(
             name, Level.FAILED, f"not ready on {len(missing)}/{len(nodes)} nodes: {shown}", fix
         )
@@ -103,10 +104,26 @@ def _pods_on_every_node(name: str, pods: list[dict[str, Any]], nodes: list[str],
 
 
 def check_proxy_mode(facts: ClusterFacts) -> Check:
+    """kube-proxy's ConfigMap, and what the agents found on the nodes (plan.py's reasons):
+    no kube-ipvs0 and a /proxyMode that named another mode, or neither answer."""
     name = "kube-proxy mode"
     mode = proxy_mode(facts.kube_proxy)
+    unknown = [
+        r["node"]
+        for r in facts.rows
+        if "kube-proxy mode is unknown" in r.get("reason", "") + r.get("error", "")
+    ]
     non_ipvs = [r["node"] for r in facts.rows if "kube-proxy runs in" in r.get("reason", "")]
-    evidence = f"; {len(non_ipvs)} node(s) report no kube-ipvs0: {', '.join(non_ipvs[:5])}"
+    if unknown:
+        return Check(
+            name,
+            Level.FAILED,
+            f"{len(unknown)} node(s) show neither kube-ipvs0 nor kube-proxy's /proxyMode: "
+            f"{some(unknown, 5)}; the agents block them",
+            "check kube-proxy on those nodes (127.0.0.1:10249 must answer), or migrate them "
+            "with --force (docs/troubleshooting.md)",
+        )
+    evidence = f"; {len(non_ipvs)} node(s) report no kube-ipvs0: {some(non_ipvs, 5)}"
     if mode == "ipvs":
         if non_ipvs:
             return Check(
@@ -117,10 +134,9 @@ def check_proxy_mode(facts: ClusterFacts) -> Check:
             )
         return Check(name, Level.OK, "ipvs (ConfigMap kube-system/kube-proxy)")
     if mode is None:
-        level = Level.WARNING if not non_ipvs else Level.FAILED
         return Check(
             name,
-            level,
+            Level.WARNING,
             "no ConfigMap kube-system/kube-proxy (a managed or kube-proxy-less cluster?)"
             + (evidence if non_ipvs else ""),
             "the agents decide per node from kube-ipvs0 and kube-proxy's /proxyMode; "

@@ -138,11 +138,22 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+#: failed nodes (and holders) named at most in one view; the rest are counted
+SHOWN = 10
+
+
+def some(items: list[str], limit: int = SHOWN) -> str:
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
 def plain_line(r: Rollout) -> str:
     """One line: what a pipe or a log gets for every change of the live view."""
     counts = ", ".join(f"{n} {s}" for s, n in r.counts.items()) or "no nodes"
     limit = "?" if r.limit is None else str(r.limit)
-    failed = "; ".join(f"{n}: {e}" for n, e in r.failed)
+    failed = "; ".join(f"{n}: {e}" for n, e in r.failed[:SHOWN]) + (
+        f"; and {len(r.failed) - SHOWN} more" if len(r.failed) > SHOWN else ""
+    )
     return (
         f"migrated {r.migrated}/{r.eligible} | restarts {len(r.in_flight)}/{limit}"
         f" | eta {duration(r.eta)} | {counts}" + (f" | failed: {failed}" if failed else "")
@@ -163,7 +174,7 @@ def renderable(r: Rollout, title: str) -> RenderableType:
         Text(f"{r.migrated}/{r.eligible}"),
     )
     limit = "?" if r.limit is None else str(r.limit)
-    flying = ", ".join(r.in_flight) or "none"
+    flying = some(r.in_flight) or "none"
     facts = Text.assemble(
         ("restarts in flight ", "bold"),
         f"{len(r.in_flight)}/{limit} ({flying})   ",
@@ -179,7 +190,9 @@ def renderable(r: Rollout, title: str) -> RenderableType:
         failed = Table(title="failed nodes", box=None, header_style="bold red")
         failed.add_column("NODE")
         failed.add_column("REASON", overflow="fold")
-        for node, error in r.failed:
+        for node, error in r.failed[:SHOWN]:
             failed.add_row(node, error)
+        if len(r.failed) > SHOWN:
+            failed.add_row("...", f"and {len(r.failed) - SHOWN} more: status -o wide")
         parts.append(failed)
     return Group(*parts)
