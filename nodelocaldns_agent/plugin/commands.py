@@ -37,6 +37,7 @@ from nodelocaldns_agent.kube.api import (
     current_context,
     load_config,
 )
+from nodelocaldns_agent.kube.types import LeaseView
 from nodelocaldns_agent.plugin import preflight, rollout
 from nodelocaldns_agent.plugin.args import Args
 from nodelocaldns_agent.settings import RunSettings, env_name
@@ -143,7 +144,7 @@ def restart_limit(target: Target, ds: dict[str, Any]) -> int | None:
 @dataclass
 class Snapshot:
     nodes: list[dict[str, Any]]
-    leases: list[Any]
+    leases: list[LeaseView]
     limit: int | None
 
 
