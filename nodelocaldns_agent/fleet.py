@@ -44,19 +44,29 @@ def node_rows(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "since": detail.since or "-",
                 "stale_pods": "-" if detail.stale_pods is None else detail.stale_pods,
                 "error": detail.error,
+                "reason": detail.reason,
+                "mode": detail.mode or "-",
             }
         )
     return sorted(rows, key=lambda r: r["node"])
 
 
+def _cut(text: str, width: int = 63) -> str:
+    return (text[: width - 3] + "...") if len(text) > width else text or "-"
+
+
 def render_status(nodes: list[dict[str, Any]], output: str) -> tuple[str, bool]:
-    """The fleet table (or JSON) and whether any node is ``failed``."""
+    """The fleet table (``wide``: with each node's mode and reason; or JSON) and whether
+    any node is ``failed``."""
     rows = node_rows(nodes)
     counts = Counter(r["state"] for r in rows)
     failed = counts.get(NodeState.FAILED, 0) > 0
     if output == "json":
         return json.dumps({"nodes": rows, "summary": dict(counts)}, indent=2), failed
-    header = ("NODE", "STATE", "KUBELET DNS", "SINCE", "STALE PODS", "LAST ERROR")
+    wide = output == "wide"
+    header = ("NODE", "STATE", "KUBELET DNS", "SINCE", "STALE PODS", "LAST ERROR") + (
+        ("MODE", "REASON") if wide else ()
+    )
     table = [header] + [
         (
             r["node"],
@@ -64,8 +74,9 @@ def render_status(nodes: list[dict[str, Any]], output: str) -> tuple[str, bool]:
             r["cluster_dns"],
             r["since"],
             str(r["stale_pods"]),
-            (r["error"][:60] + "...") if len(r["error"]) > 63 else r["error"] or "-",
+            _cut(r["error"]),
         )
+        + ((r["mode"], _cut(r["reason"], 100)) if wide else ())
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -232,6 +232,9 @@ def test_wheel_holds_only_the_product(wheel: Path) -> None:
         entry = zf.read(f"{dist_info}entry_points.txt").decode()
     assert top == [PRODUCT]
     assert f"nodelocaldns-agent = {PRODUCT}.cli:main" in entry
+    # the kubectl plugin ships in the same wheel; its live view's `rich` is an extra
+    # (`[plugin]`), not in requirements.lock, so never in the image
+    assert f"kubectl-nodelocaldns = {PRODUCT}.plugin:main" in entry
 
 
 def test_image_copies_only_the_product() -> None:

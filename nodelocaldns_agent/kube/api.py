@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import urllib3
+import yaml
 
 # Named modules of the official client. (Any of them runs ``kubernetes/__init__``, which
 # loads config, watch, stream, ... but never the typed API classes or their models.)
@@ -60,6 +63,15 @@ EVICTION = "/api/v1/namespaces/{namespace}/pods/{name}/eviction"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
 DAEMONSET = "/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"
+DAEMONSETS = "/apis/apps/v1/namespaces/{namespace}/daemonsets"
+NAMESPACED_PODS = "/api/v1/namespaces/{namespace}/pods"
+CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+SERVICE = "/api/v1/namespaces/{namespace}/services/{name}"
+ENDPOINTS = "/api/v1/namespaces/{namespace}/endpoints/{name}"
+NAMESPACE = "/api/v1/namespaces/{name}"
+ADMISSION_POLICIES = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+ADMISSION_BINDINGS = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+VERSION = "/version"
 
 Query = list[tuple[str, Any]]
 
@@ -73,13 +85,15 @@ class ApiError(TransientError):
         self.reason = reason
 
 
-def load_config(kubeconfig: str | None) -> ApiClient:
-    """In-cluster config by default; a kubeconfig file when given."""
+def load_config(kubeconfig: str | None, context: str | None = None) -> ApiClient:
+    """In-cluster config by default; a kubeconfig when given: one file, or several joined
+    by ``:`` (as ``$KUBECONFIG``; the client merges them as kubectl does, the first file
+    that sets a value wins), with ``context`` instead of its current-context."""
     cfg = Configuration()
     try:
         if kubeconfig:
             load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, client_configuration=cfg
+                config_file=kubeconfig, context=context or None, client_configuration=cfg
             )
         else:
             load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
@@ -477,6 +491,16 @@ class KubeApi:
         )
         return result
 
+    def list_daemonsets(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        page = self._call(
+            f"list daemonsets in {namespace}",
+            "GET",
+            DAEMONSETS,
+            {"namespace": namespace},
+            query=_query(labelSelector=selector),
+        )
+        return list(page.get("items") or [])
+
     def json_patch_daemonset(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         self._call(
             f"patch daemonset {namespace}/{name}",
@@ -486,6 +510,30 @@ class KubeApi:
             body=ops,
             content_type=JSON_PATCH,
         )
+
+    # ------------------------------------------------------------ cluster reads
+    # (``kubectl nodelocaldns``: the operator's view and preflight; raw objects)
+    def read(self, path: str, **params: str) -> dict[str, Any] | None:
+        """GET one object or list by its API path template (``CONFIGMAP``, ``SERVICE``,
+        ...) and ``params``; None when it does not exist (404)."""
+        what = f"get {path.format(**params)}"
+        try:
+            result: dict[str, Any] = self._call(what, "GET", path, params)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        page = self._call(
+            f"list pods in {namespace}",
+            "GET",
+            NAMESPACED_PODS,
+            {"namespace": namespace},
+            query=_query(labelSelector=selector),
+        )
+        return list(page.get("items") or [])
 
 
 def _lines(resp: Any) -> Iterator[str]:
@@ -562,3 +610,38 @@ def _pod(obj: dict[str, Any]) -> PodView:
         phase=str(status.get("phase") or ""),
         deleting=bool(meta.get("deletionTimestamp")),
     )
+
+
+def current_context(kubeconfig: str) -> str | None:
+    """kubectl's current context of ``:``-joined kubeconfig files: the first file that sets
+    one wins (client-go ``tools/clientcmd/loader.go``, ``ClientConfigLoadingRules.Load``:
+    "the first file to set a particular map key wins"; the Python client's
+    ``KubeConfigMerger`` keeps the last one instead). Missing files are skipped."""
+    for name in kubeconfig.split(os.pathsep):
+        path = Path(name).expanduser()
+        if not name or not path.is_file():
+            continue
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"kubeconfig {path}: {exc}") from exc
+        if isinstance(doc, dict) and doc.get("current-context"):
+            return str(doc["current-context"])
+    return None
+
+
+def context_namespace(kubeconfig: str, context: str | None) -> str | None:
+    """The namespace ``context`` (default: the current context) of ``kubeconfig`` names,
+    as kubectl uses it when no ``-n`` is given; None when it names none."""
+    from kubernetes.config.kube_config import list_kube_config_contexts
+
+    try:
+        contexts, current = list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
+        raise ConfigError(f"--kubeconfig {kubeconfig}: {exc}") from exc
+    wanted = context or (current or {}).get("name")
+    for item in contexts or []:
+        if item.get("name") == wanted:
+            namespace = (item.get("context") or {}).get("namespace")
+            return str(namespace) if namespace else None
+    raise ConfigError(f"--context {wanted}: no such context in {kubeconfig}")

@@ -202,6 +202,22 @@ RESOURCES: tuple[ResourceType, ...] = (
         ("pdb",),
         ("status",),
     ),
+    # Read by `kubectl nodelocaldns preflight` (kube-proxy's ConfigMap, the kube-dns and
+    # upstream Services and Endpoints, the admission policies): stored and served, no
+    # controller behind them (no Endpoints are made for a Service; a test puts them).
+    ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, ("cm",)),
+    ResourceType("", "v1", "services", "service", "Service", True, ("svc",), ("status",)),
+    ResourceType("", "v1", "endpoints", "endpoints", "Endpoints", True, ("ep",)),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        "ValidatingAdmissionPolicy",
+        False,
+        (),
+        ("status",),
+    ),
 )
 
 
