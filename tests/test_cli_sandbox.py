@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 
+from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS
 from testing.sandbox.constants import CLUSTER_DNS
 from testing.sandbox.constants import LOCAL_DNS as LOCAL
 from testing.sandbox.layouts import (
@@ -20,6 +21,7 @@ from testing.sandbox.layouts import (
     K3S_CONFIG,
     K3S_CONFIG_DIR,
     MICROK8S_ARGS,
+    NODEADM_CONFIG_DIR,
     RKE2_CONFIG,
     RKE2_CONFIG_DIR,
 )
@@ -76,11 +78,30 @@ LAYOUTS = [
     ("rke2_agent", {}, "config-dir"),
     ("rke2_server_kubelet_arg", {}, "k3s-arg"),
     ("microk8s", {}, "args-file"),
+    # issue 14's distributions (testing/sandbox/layouts.py says where each shape is from)
+    ("kubespray", {}, "yaml"),
+    ("eks_nodeadm", {}, "config-dir"),
+    ("aks", {}, "json"),
+    ("aks_flags", {}, "env"),
+    ("gce", {}, "yaml"),
+    ("kops", {}, "env"),
+    ("kops_config", {}, "yaml"),
+    ("flatcar_kubeadm", {}, "yaml"),
 ]
+#: the agent's flags a layout needs: GCE's kubelet configuration is under /home/kubernetes,
+#: outside the default writable directories (the chart's agent.hostPaths adds it)
+LAYOUT_ARGS = {
+    "gce": ("--writable-dirs", ",".join((*DEFAULT_WRITABLE_DIRS, "/home/kubernetes"))),
+}
 #: the agent's drop-in in kubelet's --config-dir (kubeadm's, k3s's, RKE2's)
 CONFIG_DIR_DROPINS = [
     f"{directory}/99-nodelocaldns-agent.conf"
-    for directory in ("/etc/kubernetes/kubelet.conf.d", K3S_CONFIG_DIR, RKE2_CONFIG_DIR)
+    for directory in (
+        "/etc/kubernetes/kubelet.conf.d",
+        K3S_CONFIG_DIR,
+        RKE2_CONFIG_DIR,
+        NODEADM_CONFIG_DIR,
+    )
 ]
 
 
@@ -94,7 +115,8 @@ def test_check_migrate_idempotent_revert(
 ) -> None:
     node = sandbox_node(layout=layout, **quirks)
     assert node.layout is not None
-    check = agent(node, "check", "--json")
+    own = LAYOUT_ARGS.get(layout, ())
+    check = agent(node, "check", "--json", *own)
     assert check.returncode == 0, check.stderr
     rep = json.loads(check.stdout)
     assert rep["proxy_mode"] == "ipvs"
@@ -108,8 +130,8 @@ def test_check_migrate_idempotent_revert(
     before = argv(node)
     embedded_pid = node.kubelet_pid()
 
-    migrate = agent(node, "migrate", "--once")
-    assert migrate.returncode == 0, migrate.stderr
+    migrate = agent(node, "migrate", "--once", *own)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     assert (node.kubelet() or {})["cluster_dns"] == [LOCAL]
     assert restarts(node) == 1
     # nothing else of kubelet's command line changed
@@ -130,10 +152,10 @@ def test_check_migrate_idempotent_revert(
         assert node.path("/var/snap/microk8s/current").is_symlink()
         assert f"--cluster-dns={LOCAL}" in node.read_bytes(MICROK8S_ARGS).decode()
 
-    again = agent(node, "migrate", "--once")
+    again = agent(node, "migrate", "--once", *own)
     assert again.returncode == 0 and restarts(node) == 1
 
-    revert = agent(node, "revert", "--once")
+    revert = agent(node, "revert", "--once", *own)
     assert revert.returncode == 0, revert.stderr
     assert (node.kubelet() or {})["cluster_dns"] == [CLUSTER_DNS]
     assert restarts(node) == 2
