@@ -434,3 +434,44 @@ def test_unit_dropin_converges_after_a_kill_at_any_step(
         assert argv(node) == before
     again = agent(node, goal, "--once", "--json")
     assert again.json()["restarted"] is False, again
+
+
+# ------------------------------------------------- issue 14: platforms and refusals by layout
+def test_nodeadm_rewriting_config_json_at_boot_keeps_the_migration(
+    sandbox_node: NodeFactory,
+) -> None:
+    """EKS AL2023: nodeadm writes config.json afresh at every boot (nodeadm/internal/
+    kubelet/config.go). The agent leaves it alone and adds its drop-in to config.json.d,
+    which nodeadm does not clear, so after a boot kubelet still starts with the local DNS."""
+    node = sandbox_node(layout="eks_nodeadm")
+    assert node.layout is not None
+    result = agent(node, "migrate", "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert layout_files(node) == node.layout.files  # config.json and 40-nodeadm.conf as written
+    assert node.path(f"{NODEADM_CONFIG_DIR}/99-nodelocaldns-agent.conf").is_file()
+    # the boot: nodeadm writes its files again, then systemd starts kubelet
+    for path, data in node.layout.files.items():
+        node.path(path).write_bytes(data)
+    pid = node.kubelet_pid()
+    node.systemctl("restart", "kubelet", quiet=True, check=True)
+    node.wait_kubelet(previous_pid=pid)
+    assert node.kubelet_dns() == [LOCAL]
+    check = agent(node, "check", "--json")
+    assert check.json()["action"] == "none", check
+    assert restarts(node) == 1
+
+
+def test_magnum_kubelet_in_a_podman_container_is_refused(sandbox_node: NodeFactory) -> None:
+    """OpenStack Magnum (Fedora CoreOS): kubelet.service runs ``bash -c 'podman run ...
+    kubelet $KUBELET_ARGS'``. The sandbox's systemctl cannot run podman, so kubelet is not
+    started and the unit decides; on a real node the unit's main process is podman, which
+    fails the trust test (detect/trust.py) and is refused as well. Nothing is written."""
+    node = sandbox_node(layout="magnum_fcos", kubelet=False)
+    assert node.layout is not None
+    for command in ("check", "migrate"):
+        result = agent(node, command, *(("--once",) if command == "migrate" else ()))
+        assert result.returncode == 2, result
+        assert "it runs /bin/bash, not kubelet" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert layout_files(node) == node.layout.files
+    assert restarts(node) == 0 and node.journal() is None

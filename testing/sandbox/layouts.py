@@ -1529,7 +1529,8 @@ def flatcar_kubeadm(
 #: OpenStack Magnum's Fedora CoreOS driver (openstack/magnum, magnum/drivers/common/
 #: templates/kubernetes/fragments/configure-kubernetes-minion.sh): kubelet runs in a podman
 #: container started by ``bash -c '/usr/bin/podman run --name kubelet ... kubelet
-#: $KUBELET_ARGS'``; /etc/kubernetes/kubelet holds KUBELET_ARGS with ``--cluster_dns``
+#: $KUBELET_ARGS'`` (the quoted command continued over lines, as systemd loads it);
+#: /etc/kubernetes/kubelet holds KUBELET_ARGS with ``--cluster_dns``
 MAGNUM_UNIT = """\
 [Unit]
 Description=Kubelet via Hyperkube (System Container)
@@ -1542,16 +1543,16 @@ EnvironmentFile=/etc/kubernetes/kubelet
 ExecStartPre=/bin/mkdir -p /etc/kubernetes/cni/net.d
 ExecStartPre=/bin/mkdir -p /etc/kubernetes/manifests
 ExecStartPre=-/usr/bin/podman rm kubelet
-ExecStart=/bin/bash -c '/usr/bin/podman run --name kubelet \\\\
-    --privileged \\\\
-    --pid host \\\\
-    --network host \\\\
-    --entrypoint /hyperkube \\\\
-    --volume /:/rootfs:rslave,ro \\\\
-    --volume /etc/kubernetes:/etc/kubernetes:ro,z \\\\
-    --volume /var/lib/kubelet:/var/lib/kubelet:rshared,z \\\\
-    ${HYPERKUBE_IMAGE} \\\\
-    kubelet \\\\
+ExecStart=/bin/bash -c '/usr/bin/podman run --name kubelet \\
+    --privileged \\
+    --pid host \\
+    --network host \\
+    --entrypoint /hyperkube \\
+    --volume /:/rootfs:rslave,ro \\
+    --volume /etc/kubernetes:/etc/kubernetes:ro,z \\
+    --volume /var/lib/kubelet:/var/lib/kubelet:rshared,z \\
+    ${HYPERKUBE_IMAGE} \\
+    kubelet \\
     $KUBE_LOGTOSTDERR $KUBE_LOG_LEVEL $KUBELET_API_SERVER $KUBELET_ADDRESS $KUBELET_PORT \
 $KUBELET_HOSTNAME $KUBELET_ARGS'
 ExecStop=-/usr/bin/podman stop kubelet
@@ -1638,6 +1639,9 @@ LAYOUTS: dict[str, LayoutFunction] = {
     "flatcar_kubeadm": flatcar_kubeadm,
     "magnum_fcos": magnum_fcos,
 }
+#: Layouts whose kubelet runs in a container (the unit runs podman): the sandbox's
+#: systemctl cannot start it; their nodes start with ``kubelet=False``.
+CONTAINERIZED_KUBELET = frozenset({"magnum_fcos"})
 #: CNI plugin each layout gets unless told otherwise.
 DEFAULT_CNI: Mapping[str, str] = {
     "tke": "tke-bridge",
