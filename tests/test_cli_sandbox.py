@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 
+from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS
 from testing.sandbox.constants import CLUSTER_DNS
 from testing.sandbox.constants import LOCAL_DNS as LOCAL
 from testing.sandbox.layouts import (
@@ -20,6 +21,7 @@ from testing.sandbox.layouts import (
     K3S_CONFIG,
     K3S_CONFIG_DIR,
     MICROK8S_ARGS,
+    NODEADM_CONFIG_DIR,
     RKE2_CONFIG,
     RKE2_CONFIG_DIR,
 )
@@ -76,11 +78,30 @@ LAYOUTS = [
     ("rke2_agent", {}, "config-dir"),
     ("rke2_server_kubelet_arg", {}, "k3s-arg"),
     ("microk8s", {}, "args-file"),
+    # issue 14's distributions (testing/sandbox/layouts.py says where each shape is from)
+    ("kubespray", {}, "yaml"),
+    ("eks_nodeadm", {}, "config-dir"),
+    ("aks", {}, "json"),
+    ("aks_flags", {}, "env"),
+    ("gce", {}, "yaml"),
+    ("kops", {}, "env"),
+    ("kops_config", {}, "yaml"),
+    ("flatcar_kubeadm", {}, "yaml"),
 ]
+#: the agent's flags a layout needs: GCE's kubelet configuration is under /home/kubernetes,
+#: outside the default writable directories (the chart's agent.hostPaths adds it)
+LAYOUT_ARGS = {
+    "gce": ("--writable-dirs", ",".join((*DEFAULT_WRITABLE_DIRS, "/home/kubernetes"))),
+}
 #: the agent's drop-in in kubelet's --config-dir (kubeadm's, k3s's, RKE2's)
 CONFIG_DIR_DROPINS = [
     f"{directory}/99-nodelocaldns-agent.conf"
-    for directory in ("/etc/kubernetes/kubelet.conf.d", K3S_CONFIG_DIR, RKE2_CONFIG_DIR)
+    for directory in (
+        "/etc/kubernetes/kubelet.conf.d",
+        K3S_CONFIG_DIR,
+        RKE2_CONFIG_DIR,
+        NODEADM_CONFIG_DIR,
+    )
 ]
 
 
@@ -94,7 +115,8 @@ def test_check_migrate_idempotent_revert(
 ) -> None:
     node = sandbox_node(layout=layout, **quirks)
     assert node.layout is not None
-    check = agent(node, "check", "--json")
+    own = LAYOUT_ARGS.get(layout, ())
+    check = agent(node, "check", "--json", *own)
     assert check.returncode == 0, check.stderr
     rep = json.loads(check.stdout)
     assert rep["proxy_mode"] == "ipvs"
@@ -108,8 +130,8 @@ def test_check_migrate_idempotent_revert(
     before = argv(node)
     embedded_pid = node.kubelet_pid()
 
-    migrate = agent(node, "migrate", "--once")
-    assert migrate.returncode == 0, migrate.stderr
+    migrate = agent(node, "migrate", "--once", *own)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     assert (node.kubelet() or {})["cluster_dns"] == [LOCAL]
     assert restarts(node) == 1
     # nothing else of kubelet's command line changed
@@ -130,10 +152,10 @@ def test_check_migrate_idempotent_revert(
         assert node.path("/var/snap/microk8s/current").is_symlink()
         assert f"--cluster-dns={LOCAL}" in node.read_bytes(MICROK8S_ARGS).decode()
 
-    again = agent(node, "migrate", "--once")
+    again = agent(node, "migrate", "--once", *own)
     assert again.returncode == 0 and restarts(node) == 1
 
-    revert = agent(node, "revert", "--once")
+    revert = agent(node, "revert", "--once", *own)
     assert revert.returncode == 0, revert.stderr
     assert (node.kubelet() or {})["cluster_dns"] == [CLUSTER_DNS]
     assert restarts(node) == 2
@@ -412,3 +434,44 @@ def test_unit_dropin_converges_after_a_kill_at_any_step(
         assert argv(node) == before
     again = agent(node, goal, "--once", "--json")
     assert again.json()["restarted"] is False, again
+
+
+# ------------------------------------------------- issue 14: platforms and refusals by layout
+def test_nodeadm_rewriting_config_json_at_boot_keeps_the_migration(
+    sandbox_node: NodeFactory,
+) -> None:
+    """EKS AL2023: nodeadm writes config.json afresh at every boot (nodeadm/internal/
+    kubelet/config.go). The agent leaves it alone and adds its drop-in to config.json.d,
+    which nodeadm does not clear, so after a boot kubelet still starts with the local DNS."""
+    node = sandbox_node(layout="eks_nodeadm")
+    assert node.layout is not None
+    result = agent(node, "migrate", "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert layout_files(node) == node.layout.files  # config.json and 40-nodeadm.conf as written
+    assert node.path(f"{NODEADM_CONFIG_DIR}/99-nodelocaldns-agent.conf").is_file()
+    # the boot: nodeadm writes its files again, then systemd starts kubelet
+    for path, data in node.layout.files.items():
+        node.path(path).write_bytes(data)
+    pid = node.kubelet_pid()
+    node.systemctl("restart", "kubelet", quiet=True, check=True)
+    node.wait_kubelet(previous_pid=pid)
+    assert node.kubelet_dns() == [LOCAL]
+    check = agent(node, "check", "--json")
+    assert check.json()["action"] == "none", check
+    assert restarts(node) == 1
+
+
+def test_magnum_kubelet_in_a_podman_container_is_refused(sandbox_node: NodeFactory) -> None:
+    """OpenStack Magnum (Fedora CoreOS): kubelet.service runs ``bash -c 'podman run ...
+    kubelet $KUBELET_ARGS'``. The sandbox's systemctl cannot run podman, so kubelet is not
+    started and the unit decides; on a real node the unit's main process is podman, which
+    fails the trust test (detect/trust.py) and is refused as well. Nothing is written."""
+    node = sandbox_node(layout="magnum_fcos", kubelet=False)
+    assert node.layout is not None
+    for command in ("check", "migrate"):
+        result = agent(node, command, *(("--once",) if command == "migrate" else ()))
+        assert result.returncode == 2, result
+        assert "it runs /bin/bash, not kubelet" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert layout_files(node) == node.layout.files
+    assert restarts(node) == 0 and node.journal() is None

@@ -18,7 +18,7 @@ from nodelocaldns_agent.kube.api import EVENT_NAMESPACE
 from testing.sandbox.cluster import SandboxCluster
 from testing.sandbox.constants import CLUSTER_DNS, LOCAL_DNS
 from tests.conftest import NodeFactory
-from tests.test_hostos import BOTTLEROCKET, TALOS
+from tests.test_hostos import BOTTLEROCKET, RHCOS, TALOS
 
 pytestmark = pytest.mark.netns
 
@@ -34,8 +34,11 @@ def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
     [
         (BOTTLEROCKET, f"apiclient set settings.kubernetes.cluster-dns-ip={LOCAL_DNS}"),
         (TALOS, f'machine.kubelet.clusterDNS: ["{LOCAL_DNS}"]'),
+        # OpenShift: RHCOS nodes, kubelet.service from the Machine Config Operator with a
+        # KubeletConfiguration file like EKS's; the DNS Operator's way is named instead
+        (RHCOS, "dns.operator.openshift.io/default"),
     ],
-    ids=["bottlerocket", "talos"],
+    ids=["bottlerocket", "talos", "openshift-rhcos"],
 )
 def test_an_appliance_os_is_refused_by_check_and_migrate(
     sandbox_node: NodeFactory, os_release: str, way: str

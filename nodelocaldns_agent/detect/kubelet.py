@@ -243,9 +243,16 @@ def locate_kubelet(host: HostRoot, processes: ProcessTable, systemd: HostSystemd
         # The process or the unit is authoritative: a file it does not read must not be
         # edited just because it sits at a well-known path.
         what = "the running kubelet" if proc is not None else "kubelet's unit"
+        program = argv[0].rsplit("/", 1)[-1]
+        runs = (
+            ""
+            if program == KUBELET
+            else f" (it runs {argv[0]}, not kubelet: a kubelet started inside a container, "
+            "as OpenStack Magnum's podman unit does, is not supported)"
+        )
         raise ConfigError(
             f"{what} ({found_by}) has neither {CLUSTER_DNS_FLAG} nor --config on its command "
-            "line; expected one of them to set the cluster DNS"
+            f"line{runs}; expected one of them to set the cluster DNS"
         )
     return done(_from_well_known(host))
 

@@ -344,7 +344,7 @@ Preferably, the user should use
 KUBELET_EXTRA_ARGS should be sourced from this file.
 EnvironmentFile=-{extra_args_file}
 ExecStart=
-ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS \
+ExecStart={kubelet} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS \
 $KUBELET_EXTRA_ARGS
 """
 
@@ -367,15 +367,17 @@ class _Kubeadm:
     kubeadm_flags: str = KUBEADM_FLAGS
     #: how the extra args file spells the flag and its value's separator
     cluster_dns_flag: str = "--cluster-dns="
+    #: where the kubelet binary is
+    kubelet: str = "/usr/bin/kubelet"
 
 
 def _kubeadm(tree: _Tree, cluster_dns: str, files: _Kubeadm, quirks: Quirks | None) -> str:
     """Write a kubeadm node; ``quirks`` go to config.yaml when given. Returns the unit path."""
     unit = f"{files.unit_dir}/kubelet.service"
-    tree.write(unit, _unit("kubelet: The Kubernetes Node Agent", "ExecStart=/usr/bin/kubelet\n"))
+    tree.write(unit, _unit("kubelet: The Kubernetes Node Agent", f"ExecStart={files.kubelet}\n"))
     tree.write(
         f"{files.dropin_dir}/10-kubeadm.conf",
-        KUBEADM_DROPIN.format(extra_args_file=files.extra_args_file),
+        KUBEADM_DROPIN.format(extra_args_file=files.extra_args_file, kubelet=files.kubelet),
     )
     tree.write(
         "/var/lib/kubelet/kubeadm-flags.env", f'KUBELET_KUBEADM_ARGS="{files.kubeadm_flags}"\n'
@@ -1014,6 +1016,596 @@ def microk8s(
     )
 
 
+# --- more distributions: kubespray, EKS AL2023 (nodeadm), AKS, GCE, kOps, Flatcar, Magnum ----
+
+
+def _kubelet_config_yaml(cluster_dns: str, extra: str = "") -> str:
+    """A KubeletConfiguration YAML with ``clusterDNS`` and the fields ``extra`` adds."""
+    return (
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+        f"{extra}clusterDNS:\n- {cluster_dns}\nclusterDomain: cluster.local\n"
+    )
+
+
+#: kubespray's unit (kubernetes-sigs/kubespray, roles/kubernetes/node/templates/
+#: kubelet.service.j2, rendered with bin_dir=/usr/local/bin, kube_config_dir=
+#: /etc/kubernetes, container_manager=containerd; installed as /etc/systemd/system/
+#: kubelet.service): every flag group a variable of /etc/kubernetes/kubelet.env
+KUBESPRAY_UNIT = """\
+[Unit]
+Description=Kubernetes Kubelet Server
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+After=containerd.service
+Wants=containerd.service
+
+[Service]
+EnvironmentFile=-/etc/kubernetes/kubelet.env
+ExecStart=/usr/local/bin/kubelet \\
+\t\t$KUBE_LOGTOSTDERR \\
+\t\t$KUBE_LOG_LEVEL \\
+\t\t$KUBELET_API_SERVER \\
+\t\t$KUBELET_ADDRESS \\
+\t\t$KUBELET_PORT \\
+\t\t$KUBELET_HOSTNAME \\
+\t\t$KUBELET_ARGS \\
+\t\t$DOCKER_SOCKET \\
+\t\t$KUBELET_NETWORK_PLUGIN \\
+\t\t$KUBELET_VOLUME_PLUGIN \\
+\t\t$KUBELET_CLOUDPROVIDER
+Restart=always
+RestartSec=10s
+
+[Install]
+WantedBy=multi-user.target
+"""
+#: kubelet.env.v1beta1.j2 of the same role: KUBELET_ARGS continued with ``\\`` + newline
+#: inside the double quotes (the ``{% set kubelet_args_base %}`` block), ``--config``
+#: naming kubelet-config.yaml; no ``--cluster-dns`` (it is ``clusterDNS`` of that file)
+KUBESPRAY_ENV = """\
+KUBE_LOGTOSTDERR="--logtostderr=true"
+KUBE_LOG_LEVEL="--v=2"
+KUBELET_ADDRESS="--node-ip=10.0.0.41"
+KUBELET_HOSTNAME="--hostname-override=node1"
+
+KUBELET_ARGS="--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\
+--config=/etc/kubernetes/kubelet-config.yaml \\
+--kubeconfig=/etc/kubernetes/kubelet.conf \\
+--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock \\
+--runtime-cgroups=/system.slice/containerd.service \\
+ --node-labels=  "
+KUBELET_CLOUDPROVIDER=""
+
+PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+"""
+KUBESPRAY_CONFIG = "/etc/kubernetes/kubelet-config.yaml"
+#: kubelet-config.v1beta1.yaml.j2 of the same role (an excerpt; kubespray's default
+#: ``enable_nodelocaldns: true`` puts its own node-local cache 169.254.25.10 here, this
+#: node has it off and the cluster DNS Service IP instead)
+KUBESPRAY_CONFIG_FIELDS = """\
+nodeStatusUpdateFrequency: "10s"
+failSwapOn: True
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: True
+  x509:
+    clientCAFile: /etc/kubernetes/ssl/ca.crt
+authorization:
+  mode: Webhook
+staticPodPath: /etc/kubernetes/manifests
+cgroupDriver: systemd
+containerLogMaxFiles: 5
+containerLogMaxSize: 10Mi
+maxPods: 110
+podPidsLimit: -1
+address: 10.0.0.41
+readOnlyPort: 0
+healthzPort: 10248
+healthzBindAddress: 127.0.0.1
+kubeletCgroups: /system.slice/kubelet.service
+"""
+
+
+def kubespray(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """kubespray: ``clusterDNS`` in ``/etc/kubernetes/kubelet-config.yaml``, named by
+    ``--config`` in ``KUBELET_ARGS`` of ``/etc/kubernetes/kubelet.env``."""
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/kubelet.service"
+    tree.write(unit, KUBESPRAY_UNIT)
+    tree.write("/etc/kubernetes/kubelet.env", KUBESPRAY_ENV)
+    config = _kubelet_config_yaml(cluster_dns, KUBESPRAY_CONFIG_FIELDS)
+    tree.write_deciding(KUBESPRAY_CONFIG, config, "yaml", quirks)
+    return tree.layout(
+        "kubespray",
+        dns_file=KUBESPRAY_CONFIG,
+        dns_format="yaml",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+    )
+
+
+#: EKS AL2023's unit (awslabs/amazon-eks-ami, templates/al2023/runtime/rootfs/etc/systemd/
+#: system/kubelet.service): every flag in NODEADM_KUBELET_ARGS of the environment file
+NODEADM_UNIT = """\
+[Unit]
+Description=Kubernetes Kubelet
+Documentation=https://github.com/kubernetes/kubernetes
+After=containerd.service
+Wants=containerd.service
+
+[Service]
+Slice=runtime.slice
+EnvironmentFile=/etc/eks/kubelet/environment
+ExecStartPre=/sbin/iptables -P FORWARD ACCEPT -w 5
+ExecStart=/usr/bin/kubelet $NODEADM_KUBELET_ARGS
+
+Restart=on-failure
+RestartForceExitStatus=SIGPIPE
+RestartSec=5
+KillMode=process
+CPUAccounting=true
+MemoryAccounting=true
+
+[Install]
+WantedBy=multi-user.target
+"""
+NODEADM_ENV_FILE = "/etc/eks/kubelet/environment"
+NODEADM_CONFIG = "/etc/kubernetes/kubelet/config.json"
+NODEADM_CONFIG_DIR = "/etc/kubernetes/kubelet/config.json.d"
+#: nodeadm/internal/kubelet/environment.go writes ``NAME=value`` lines, unquoted, joined
+#: by newlines (no newline after the last); config.go passes --config and, for kubelet
+#: >= 1.28, --config-dir (its own drop-in 40-nodeadm.conf holds the user's
+#: ``spec.kubelet.config``)
+NODEADM_ENV = (
+    "NODEADM_KUBELET_ARGS=--node-ip=192.168.12.34 --cloud-provider=external "
+    f"--config={NODEADM_CONFIG} --config-dir={NODEADM_CONFIG_DIR} "
+    "--kubeconfig=/var/lib/kubelet/kubeconfig "
+    "--image-credential-provider-bin-dir=/etc/eks/image-credential-provider "
+    "--image-credential-provider-config=/etc/eks/image-credential-provider/config.json "
+    "--hostname-override=ip-192-168-12-34.us-west-2.compute.internal "
+    "--node-labels=eks.amazonaws.com/nodegroup=ng-1 --v=2"
+)
+
+
+def eks_nodeadm(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """Amazon EKS AL2023 (nodeadm): ``clusterDNS`` in ``config.json``, which nodeadm
+    rewrites at every boot; ``--config-dir`` ``config.json.d`` holds nodeadm's
+    ``40-nodeadm.conf`` (the user's settings, no ``clusterDNS``). The agent adds its own
+    drop-in there instead of editing config.json, so nodeadm's rewrite does not undo it."""
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/kubelet.service"
+    tree.write(unit, NODEADM_UNIT)
+    tree.write(NODEADM_ENV_FILE, NODEADM_ENV)
+    config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": "0.0.0.0",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"cacheTTL": "2m0s", "enabled": True},
+            "x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"},
+        },
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": "systemd",
+        "clusterDNS": [cluster_dns],
+        "clusterDomain": "cluster.local",
+        "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+        "maxPods": 29,
+        "protectKernelDefaults": True,
+        "serverTLSBootstrap": True,
+    }
+    tree.write_deciding(NODEADM_CONFIG, json.dumps(config, indent=4), "json", quirks)
+    tree.write(
+        f"{NODEADM_CONFIG_DIR}/40-nodeadm.conf",
+        json.dumps(
+            {
+                "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                "kind": "KubeletConfiguration",
+                "maxPods": 58,
+                "shutdownGracePeriod": "30s",
+            },
+            indent=4,
+        ),
+    )
+    return tree.layout(
+        "eks_nodeadm",
+        dns_file=NODEADM_CONFIG,
+        dns_format="config-dir",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+    )
+
+
+#: AKS's unit (Azure/AgentBaker, parts/linux/cloud-init/artifacts/kubelet.service,
+#: rendered for containerd; written to /etc/systemd/system/kubelet.service), with the
+#: ``--config`` line of ``IsKubeletConfigFileEnabled`` when ``config`` is set
+AKS_UNIT = """\
+[Unit]
+Description=Kubelet
+ConditionPathExists=/usr/local/bin/kubelet
+
+[Service]
+Restart=always
+EnvironmentFile=/etc/default/kubelet
+SuccessExitStatus=143
+ExecStartPre=/bin/bash /opt/azure/containers/kubelet.sh
+ExecStartPre=/bin/mkdir -p /var/lib/kubelet
+ExecStartPre=/bin/mkdir -p /var/lib/cni
+ExecStartPre=/bin/mount --make-shared /var/lib/kubelet
+
+ExecStartPre=-/sbin/ebtables -t nat --list
+ExecStartPre=-/sbin/iptables -t nat --numeric --list
+
+ExecStart=/usr/local/bin/kubelet \\
+        --enable-server \\
+        --node-labels="${{KUBELET_NODE_LABELS}}" \\
+        --v=2 --container-runtime-endpoint=unix:///run/containerd/containerd.sock \\
+        --volume-plugin-dir=/etc/kubernetes/volumeplugins \\
+{config}        --kubeconfig /var/lib/kubelet/kubeconfig \\
+        --bootstrap-kubeconfig /var/lib/kubelet/bootstrap-kubeconfig \\
+        $KUBELET_FLAGS \\
+        $KUBELET_REGISTER_NODE $KUBELET_REGISTER_WITH_TAINTS
+
+[Install]
+WantedBy=multi-user.target
+"""
+AKS_ENV_FILE = "/etc/default/kubelet"
+AKS_CONFIG_JSON = "/etc/default/kubeletconfig.json"
+#: what ensureKubelet (parts/linux/cloud-init/artifacts/cse_config.sh) writes:
+#: ``echo "KUBELET_FLAGS=${KUBELET_FLAGS}"`` and friends, values unquoted
+AKS_ENV = """\
+KUBELET_FLAGS={flags}
+KUBELET_REGISTER_SCHEDULABLE=true
+NETWORK_POLICY=
+KUBELET_IMAGE=
+KUBELET_NODE_LABELS=agentpool=nodepool1,kubernetes.azure.com/agentpool=nodepool1,\
+kubernetes.azure.com/mode=system
+"""
+AKS_FLAGS = (
+    "--address=0.0.0.0 --anonymous-auth=false --authentication-token-webhook=true "
+    "--authorization-mode=Webhook --cgroups-per-qos=true "
+    "--client-ca-file=/etc/kubernetes/certs/ca.crt --cloud-config=/etc/kubernetes/azure.json "
+    "--cloud-provider=external {dns}--cluster-domain=cluster.local "
+    "--enforce-node-allocatable=pods --event-qps=0 "
+    "--eviction-hard=memory.available<750Mi,nodefs.available<10%,nodefs.inodesFree<5% "
+    "--image-gc-high-threshold=85 --image-gc-low-threshold=80 --max-pods=110 "
+    "--node-status-update-frequency=10s --pod-infra-container-image="
+    "mcr.microsoft.com/oss/kubernetes/pause:3.6 --pod-max-pids=-1 --protect-kernel-defaults=true "
+    "--read-only-port=0 --resolv-conf=/run/systemd/resolve/resolv.conf "
+    "--rotate-certificates=true --streaming-connection-idle-timeout=4h "
+    "--tls-cert-file=/etc/kubernetes/certs/kubeletserver.crt "
+    "--tls-private-key-file=/etc/kubernetes/certs/kubeletserver.key"
+)
+
+
+def _aks(name: str, root: Path, cluster_dns: str, quirks: Quirks, config_file: bool) -> Layout:
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/kubelet.service"
+    config = f"        --config {AKS_CONFIG_JSON} \\\n" if config_file else ""
+    tree.write(unit, AKS_UNIT.format(config=config))
+    flags = AKS_FLAGS.format(dns="" if config_file else f"--cluster-dns={cluster_dns} ")
+    env = AKS_ENV.format(flags=flags)
+    if not config_file:
+        tree.write_deciding(AKS_ENV_FILE, env, "env", quirks)
+        return tree.layout(
+            name,
+            dns_file=AKS_ENV_FILE,
+            dns_format="env",
+            cluster_dns=(cluster_dns,),
+            unit=unit,
+            variable="KUBELET_FLAGS",
+        )
+    tree.write(AKS_ENV_FILE, env)
+    # AgentBaker's GetKubeletConfigFileContent: the flags that have a config field, as JSON
+    doc = {
+        "kind": "KubeletConfiguration",
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "staticPodPath": "/etc/kubernetes/manifests",
+        "address": "0.0.0.0",
+        "readOnlyPort": 0,
+        "authentication": {
+            "x509": {"clientCAFile": "/etc/kubernetes/certs/ca.crt"},
+            "webhook": {"enabled": True},
+            "anonymous": {},
+        },
+        "authorization": {"mode": "Webhook", "webhook": {}},
+        "clusterDomain": "cluster.local",
+        "clusterDNS": [cluster_dns],
+        "streamingConnectionIdleTimeout": "4h0m0s",
+        "resolvConf": "/run/systemd/resolve/resolv.conf",
+        "maxPods": 110,
+        "serializeImagePulls": False,
+    }
+    tree.write_deciding(AKS_CONFIG_JSON, json.dumps(doc, indent=4), "json", quirks)
+    return tree.layout(
+        name, dns_file=AKS_CONFIG_JSON, dns_format="json", cluster_dns=(cluster_dns,), unit=unit
+    )
+
+
+def aks(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
+    """AKS (AgentBaker, kubelet config file enabled, the default of current node images):
+    ``clusterDNS`` in ``/etc/default/kubeletconfig.json``, named by ``--config`` in the
+    unit's ``ExecStart=``."""
+    return _aks("aks", root, cluster_dns, quirks, config_file=True)
+
+
+def aks_flags(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """AKS without the kubelet config file: ``--cluster-dns`` among the unquoted
+    ``KUBELET_FLAGS=`` of ``/etc/default/kubelet``."""
+    return _aks("aks_flags", root, cluster_dns, quirks, config_file=False)
+
+
+#: kube-up's GCE nodes (kubernetes/kubernetes, cluster/gce/gci/configure-helper.sh,
+#: start-kubelet): KUBELET_OPTS in /etc/default/kubelet, the unit written to
+#: /etc/systemd/system/kubelet.service, kubelet in ${KUBE_HOME}/bin
+GCE_UNIT = """\
+[Unit]
+Description=Kubernetes kubelet
+Requires=network-online.target
+After=network-online.target
+
+[Service]
+Restart=always
+RestartSec=10
+EnvironmentFile=/etc/default/kubelet
+ExecStart=/home/kubernetes/bin/kubelet $KUBELET_OPTS
+
+[Install]
+WantedBy=multi-user.target
+"""
+GCE_CONFIG = "/home/kubernetes/kubelet-config.yaml"
+#: ``KUBELET_OPTS="${KUBELET_ARGS} ${KUBELET_CONFIG_FILE_ARG:-} ${kubelet_cgroup_driver}"``;
+#: KUBELET_CONFIG_FILE_ARG is ``--config ${KUBE_HOME}/kubelet-config.yaml``
+#: (cluster/gce/gci/configure.sh)
+GCE_ENV = f"""\
+KUBELET_OPTS="--v=2 --cloud-provider=external --experimental-mounter-path=/home/kubernetes/\
+containerized_mounter/mounter --cert-dir=/var/lib/kubelet/pki/ \
+--kubeconfig=/var/lib/kubelet/kubeconfig --max-pods=110 --node-labels=cloud.google.com/\
+metadata-proxy-ready=true --volume-plugin-dir=/home/kubernetes/flexvolume \
+--container-runtime-endpoint=unix:///run/containerd/containerd.sock \
+--config {GCE_CONFIG} --cgroup-driver=systemd"
+KUBE_COVERAGE_FILE="/var/log/kubelet.cov"
+"""
+#: build-linux-kubelet-config (cluster/gce/util.sh), written by configure-helper from
+#: the kube-env's KUBELET_CONFIG
+GCE_CONFIG_FIELDS = """\
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: /etc/srv/kubernetes/pki/ca-certificates.crt
+authorization:
+  mode: Webhook
+cgroupRoot: /
+enableDebuggingHandlers: true
+hairpinMode: hairpin-veth
+readOnlyPort: 10255
+registerNode: true
+staticPodPath: /etc/kubernetes/manifests
+"""
+
+
+def gce(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
+    """GCE kube-up: ``clusterDNS`` in ``/home/kubernetes/kubelet-config.yaml``, named by
+    ``--config PATH`` in ``KUBELET_OPTS`` of ``/etc/default/kubelet``. configure-helper
+    rewrites both at every boot (the agent's drift check migrates again)."""
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/kubelet.service"
+    tree.write(unit, GCE_UNIT)
+    tree.write("/etc/default/kubelet", GCE_ENV)
+    config = _kubelet_config_yaml(cluster_dns, GCE_CONFIG_FIELDS)
+    tree.write_deciding(GCE_CONFIG, config, "yaml", quirks)
+    return tree.layout(
+        "gce", dns_file=GCE_CONFIG, dns_format="yaml", cluster_dns=(cluster_dns,), unit=unit
+    )
+
+
+#: kOps's unit (kubernetes/kops, nodeup/pkg/model/kubelet.go, buildSystemdService; nodeup
+#: installs it in /lib/systemd/system on Debian/Ubuntu): ``"$DAEMON_ARGS"`` is a word of
+#: its own after unquoting, so systemd splits it at whitespace
+KOPS_UNIT = """\
+[Unit]
+Description=Kubernetes Kubelet Server
+Documentation=https://github.com/kubernetes/kubernetes
+After=containerd.service
+
+[Service]
+EnvironmentFile=/etc/sysconfig/kubelet
+ExecStart=/usr/local/bin/kubelet "$DAEMON_ARGS"
+Restart=always
+RestartSec=2s
+StartLimitInterval=0
+KillMode=process
+User=root
+CPUAccounting=true
+MemoryAccounting=true
+
+[Install]
+WantedBy=multi-user.target
+"""
+KOPS_ENV_FILE = "/etc/sysconfig/kubelet"
+KOPS_CONFIG = "/var/lib/kubelet/kubelet.conf"
+#: buildSystemdEnvironmentFile: ``DAEMON_ARGS="<flags>"`` (flagbuilder, sorted by flag
+#: name) and ``HOME="/root"``
+KOPS_ENV = """\
+DAEMON_ARGS="--anonymous-auth=false --authentication-token-webhook=true \
+--authorization-mode=Webhook --cgroup-driver=systemd --cgroup-root=/ \
+--client-ca-file=/srv/kubernetes/ca.crt --cloud-provider=external {dns}\
+--kubeconfig=/var/lib/kubelet/kubeconfig --node-labels=node-role.kubernetes.io/node= \
+--pod-infra-container-image=registry.k8s.io/pause:3.9 --v=2 \
+--volume-plugin-dir=/usr/libexec/kubernetes/kubelet-plugins/volume/exec/{config}"
+HOME="/root"
+"""
+
+
+def kops(root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()) -> Layout:
+    """kOps before the kubelet config file: ``--cluster-dns`` in ``DAEMON_ARGS`` of
+    ``/etc/sysconfig/kubelet`` (flagbuilder wrote it from ``spec.kubelet.clusterDNS``)."""
+    tree = _Tree(root)
+    unit = "/lib/systemd/system/kubelet.service"
+    tree.write(unit, KOPS_UNIT)
+    env = KOPS_ENV.format(
+        dns=f"--cluster-dns={cluster_dns} --cluster-domain=cluster.local ", config=""
+    )
+    tree.write_deciding(KOPS_ENV_FILE, env, "env", quirks)
+    return tree.layout(
+        "kops",
+        dns_file=KOPS_ENV_FILE,
+        dns_format="env",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        variable="DAEMON_ARGS",
+    )
+
+
+def kops_config(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """Current kOps: ``DAEMON_ARGS`` ends in ``--config=/var/lib/kubelet/kubelet.conf``
+    and ``clusterDNS`` is in that file (kubeletConfiguration in nodeup's kubelet.go)."""
+    tree = _Tree(root)
+    unit = "/lib/systemd/system/kubelet.service"
+    tree.write(unit, KOPS_UNIT)
+    tree.write(KOPS_ENV_FILE, KOPS_ENV.format(dns="", config=f" --config={KOPS_CONFIG}"))
+    fields = (
+        "cgroupDriver: systemd\ncgroupRoot: /\n"
+        "containerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n"
+        "tlsCertFile: /srv/kubernetes/kubelet-server.crt\n"
+        "tlsPrivateKeyFile: /srv/kubernetes/kubelet-server.key\n"
+    )
+    tree.write_deciding(KOPS_CONFIG, _kubelet_config_yaml(cluster_dns, fields), "yaml", quirks)
+    return tree.layout(
+        "kops_config",
+        dns_file=KOPS_CONFIG,
+        dns_format="yaml",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+    )
+
+
+#: Flatcar's /etc/os-release (flatcar/scripts, the os-release of the image)
+FLATCAR_OS_RELEASE = (
+    'NAME="Flatcar Container Linux by Kinvolk"\nID=flatcar\nID_LIKE=coreos\n'
+    'VERSION=3975.2.1\nVERSION_ID=3975.2.1\nPRETTY_NAME="Flatcar Container Linux by '
+    'Kinvolk 3975.2.1 (Oklo)"\n'
+)
+
+
+def flatcar_kubeadm(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """kubeadm on Flatcar, installed "without a package manager" (kubernetes.io, Installing
+    kubeadm): ``/usr`` is read-only, so kubelet is in ``/opt/bin`` and the release's
+    kubelet.service and 10-kubeadm.conf (``sed "s:/usr/bin:/opt/bin:g"``) in
+    ``/etc/systemd/system``; the extra args file of that drop-in is /etc/sysconfig/kubelet.
+    The same decision as :func:`kubeadm`: ``clusterDNS`` of config.yaml."""
+    tree = _Tree(root)
+    files = _Kubeadm(
+        unit_dir="/etc/systemd/system",
+        extra_args_file="/etc/sysconfig/kubelet",
+        kubelet="/opt/bin/kubelet",
+    )
+    unit = _kubeadm(tree, cluster_dns, files, quirks)
+    tree.write(files.extra_args_file, "KUBELET_EXTRA_ARGS=\n")
+    tree.write("/etc/os-release", FLATCAR_OS_RELEASE)
+    return tree.layout(
+        "flatcar_kubeadm",
+        dns_file=CONFIG_YAML,
+        dns_format="yaml",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+    )
+
+
+#: OpenStack Magnum's Fedora CoreOS driver (openstack/magnum, magnum/drivers/common/
+#: templates/kubernetes/fragments/configure-kubernetes-minion.sh): kubelet runs in a podman
+#: container started by ``bash -c '/usr/bin/podman run --name kubelet ... kubelet
+#: $KUBELET_ARGS'`` (the quoted command continued over lines, as systemd loads it);
+#: /etc/kubernetes/kubelet holds KUBELET_ARGS with ``--cluster_dns``
+MAGNUM_UNIT = """\
+[Unit]
+Description=Kubelet via Hyperkube (System Container)
+Wants=rpc-statd.service
+
+[Service]
+EnvironmentFile=/etc/sysconfig/heat-params
+EnvironmentFile=/etc/kubernetes/config
+EnvironmentFile=/etc/kubernetes/kubelet
+ExecStartPre=/bin/mkdir -p /etc/kubernetes/cni/net.d
+ExecStartPre=/bin/mkdir -p /etc/kubernetes/manifests
+ExecStartPre=-/usr/bin/podman rm kubelet
+ExecStart=/bin/bash -c '/usr/bin/podman run --name kubelet \\
+    --privileged \\
+    --pid host \\
+    --network host \\
+    --entrypoint /hyperkube \\
+    --volume /:/rootfs:rslave,ro \\
+    --volume /etc/kubernetes:/etc/kubernetes:ro,z \\
+    --volume /var/lib/kubelet:/var/lib/kubelet:rshared,z \\
+    ${HYPERKUBE_IMAGE} \\
+    kubelet \\
+    $KUBE_LOGTOSTDERR $KUBE_LOG_LEVEL $KUBELET_API_SERVER $KUBELET_ADDRESS $KUBELET_PORT \
+$KUBELET_HOSTNAME $KUBELET_ARGS'
+ExecStop=-/usr/bin/podman stop kubelet
+Delegate=yes
+Restart=always
+RestartSec=10
+TimeoutStartSec=10min
+
+[Install]
+WantedBy=multi-user.target
+"""
+MAGNUM_ENV_FILE = "/etc/kubernetes/kubelet"
+MAGNUM_ENV = """\
+KUBELET_ADDRESS="--address=0.0.0.0"
+KUBELET_HOSTNAME="--hostname-override=k8s-cluster-node-0"
+KUBELET_ARGS="--register-node=true --kubeconfig /etc/kubernetes/kubelet-config.yaml \
+--cgroup-driver=systemd --cluster_dns={dns} --cluster_domain=cluster.local \
+--node-labels=magnum.openstack.org/role=worker"
+"""
+FEDORA_COREOS_OS_RELEASE = (
+    'NAME="Fedora Linux"\nVERSION="38.20230806.3.0 (CoreOS)"\nID=fedora\n'
+    'VERSION_ID=38\nVARIANT="CoreOS"\nVARIANT_ID=coreos\n'
+)
+
+
+def magnum_fcos(
+    root: Path, cluster_dns: str = DEFAULT_CLUSTER_DNS, quirks: Quirks = Quirks()
+) -> Layout:
+    """OpenStack Magnum on Fedora CoreOS: kubelet in a podman container (:data:`MAGNUM_UNIT`).
+    Refused: the unit's main process is not kubelet and its command line is a shell's;
+    the sandbox's systemctl cannot run it either, so the node starts without kubelet."""
+    tree = _Tree(root)
+    unit = "/etc/systemd/system/kubelet.service"
+    tree.write(unit, MAGNUM_UNIT)
+    tree.write(
+        "/etc/sysconfig/heat-params",
+        "HYPERKUBE_IMAGE=docker.io/openstackmagnum/hyperkube:v1.27.4\n",
+    )
+    tree.write(
+        "/etc/kubernetes/config", 'KUBE_LOGTOSTDERR="--logtostderr=true"\nKUBE_LOG_LEVEL="--v=3"\n'
+    )
+    tree.write_deciding(MAGNUM_ENV_FILE, MAGNUM_ENV.format(dns=cluster_dns), "env", quirks)
+    tree.write("/etc/os-release", FEDORA_COREOS_OS_RELEASE)
+    return tree.layout(
+        "magnum_fcos",
+        dns_file=MAGNUM_ENV_FILE,
+        dns_format="env",
+        cluster_dns=(cluster_dns,),
+        unit=unit,
+        variable="KUBELET_ARGS",
+    )
+
+
 # --- dispatch ---------------------------------------------------------------------------
 
 LayoutFunction = Callable[[Path, str, Quirks], Layout]
@@ -1037,12 +1629,25 @@ LAYOUTS: dict[str, LayoutFunction] = {
     "rke2_agent": rke2_agent,
     "rke2_server_kubelet_arg": rke2_server_kubelet_arg,
     "microk8s": microk8s,
+    "kubespray": kubespray,
+    "eks_nodeadm": eks_nodeadm,
+    "aks": aks,
+    "aks_flags": aks_flags,
+    "gce": gce,
+    "kops": kops,
+    "kops_config": kops_config,
+    "flatcar_kubeadm": flatcar_kubeadm,
+    "magnum_fcos": magnum_fcos,
 }
+#: Layouts whose kubelet runs in a container (the unit runs podman): the sandbox's
+#: systemctl cannot start it; their nodes start with ``kubelet=False``.
+CONTAINERIZED_KUBELET = frozenset({"magnum_fcos"})
 #: CNI plugin each layout gets unless told otherwise.
 DEFAULT_CNI: Mapping[str, str] = {
     "tke": "tke-bridge",
     "eks": "aws-cni",
     "eks_extra_args": "aws-cni",
+    "eks_nodeadm": "aws-cni",
 }
 
 

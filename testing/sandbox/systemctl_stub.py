@@ -9,12 +9,11 @@ stand-in the way systemd would: the unit and its drop-ins are read from the fake
 (at the first start and on ``daemon-reload``, like systemd: a drop-in written since is not
 seen before it), ``Environment=`` is applied (an empty one resets the list; ``%%`` is ``%``
 in its words and ``ExecStart=``'s, the only unit specifier resolved here),
-then every ``EnvironmentFile=`` is sourced by bash (systemd-style: CR stripped, ``-`` means
-optional), and ``ExecStart=`` is expanded by bash (``${X}`` one argument, ``$X`` split at
-whitespace). The project's own parsers are deliberately not used.
-
-Known difference from systemd: bash, not systemd, parses the environment files, so an
-unquoted value with spaces (``A=b c``) fails here although systemd accepts it.
+then every ``EnvironmentFile=`` is read the way systemd's ``parse_env_file`` reads it
+(:func:`parse_env_file`: ``-`` means optional; an unquoted value may hold blanks, as
+nodeadm's and AKS's files have) and handed to bash as assignments, and ``ExecStart=`` is
+expanded by bash (``${X}`` one argument, ``$X`` split at whitespace). The project's own
+parsers are deliberately not used.
 
 Like systemd with ``Type=simple``, ``start`` returns as soon as the process is spawned;
 whether kubelet comes up is for the caller to check (healthz). ``show`` answers in
@@ -174,6 +173,66 @@ def load_unit(root: Path, name: str = UNIT) -> ServiceUnit:
     return unit
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NEWLINES = "\n\r"
+_BLANKS = " \t"
+
+
+def parse_env_file(text: str) -> list[tuple[str, str]]:
+    """``(name, value)`` of every assignment, as systemd's ``parse_env_file``
+    (src/basic/env-file.c) reads an ``EnvironmentFile=``: ``#``/``;`` comment lines; a
+    value unquoted (blanks inside kept, trailing ones dropped, ``\\`` escapes the next
+    character, ``\\`` + newline continues), ``'single'`` or ``"double"`` quoted (in double
+    quotes ``\\`` escapes only ``"\\`$`` and the newline), quoted parts glued to what
+    follows; CR and LF both end a line. Names that are not valid are dropped."""
+    found: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in _BLANKS + _NEWLINES:
+            i += 1
+        if i < n and text[i] in "#;":
+            while i < n and text[i] not in _NEWLINES:
+                i += 1
+            continue
+        start = i
+        while i < n and text[i] not in "=" + _NEWLINES:
+            i += 1
+        if i >= n or text[i] != "=":
+            continue
+        name = text[start:i].strip()
+        i += 1
+        value, keep = "", 0  # keep: length of value without trailing unquoted blanks
+        while i < n and text[i] not in _NEWLINES:
+            c = text[i]
+            if c in "'\"":
+                end = i + 1
+                while end < n and text[end] != c:
+                    if c == '"' and text[end] == "\\" and end + 1 < n:
+                        nxt = text[end + 1]
+                        value += nxt if nxt in '"\\`$' else ("" if nxt in _NEWLINES else "\\" + nxt)
+                        end += 2
+                        continue
+                    value += text[end]
+                    end += 1
+                i, keep = end + 1, len(value)
+                continue
+            if c == "\\" and i + 1 < n:
+                if text[i + 1] not in _NEWLINES:
+                    value += text[i + 1]
+                    keep = len(value)
+                i += 2
+                continue
+            if not value and c in _BLANKS:
+                i += 1
+                continue
+            value += c
+            keep = len(value) if c not in _BLANKS else keep
+            i += 1
+        if _ENV_NAME.fullmatch(name):
+            found.append((name, value[:keep]))
+    return found
+
+
 def _bash_word(token: str) -> str:
     """``token`` of ExecStart= as a bash word with systemd's variable expansion."""
     whole = _WHOLE_VAR.fullmatch(token)
@@ -232,7 +291,7 @@ class Systemd:
             raise StubError(f"{self.name} has no ExecStart= (read {', '.join(unit.sources)})")
         lines = ["set -efa"]
         lines += [f"{name}={shlex.quote(value)}" for name, value in unit.environment]
-        for index, (host_path, optional) in enumerate(unit.environment_files):
+        for host_path, optional in unit.environment_files:
             real = reroot(self.root, host_path)
             if not real.is_file():
                 if optional:
@@ -240,9 +299,8 @@ class Systemd:
                 raise StubError(
                     f"Job for {self.name} failed because EnvironmentFile={host_path} is missing."
                 )
-            copy = self.files.systemd / f"environment-{index}"
-            copy.write_bytes(real.read_bytes().replace(b"\r\n", b"\n"))
-            lines.append(f". {shlex.quote(str(copy))}")
+            text = real.read_bytes().decode("utf-8", "surrogateescape")
+            lines += [f"{name}={shlex.quote(value)}" for name, value in parse_env_file(text)]
         program = unit.exec_start[0].rsplit("/", 1)[-1]
         if program not in PROGRAMS:
             raise StubError(f"{self.name}: this stub cannot run {unit.exec_start[0]}")
