@@ -807,7 +807,7 @@ class SandboxNode:
                 if seen and seen[-1] == step:
                     proc.kill()
                     proc.wait(timeout=READY_TIMEOUT)
-                    _wait_gone(self._systemctl_processes(), READY_TIMEOUT)
+                    self._wait_agent_commands()
                     break
                 if time.monotonic() > deadline:
                     break
@@ -818,14 +818,22 @@ class SandboxNode:
             raise SandboxError(f"the agent never logged step={step} (it logged {seen})")
         return [s for s in seen if s]
 
-    def _systemctl_processes(self) -> list[psutil.Process]:
-        """``systemctl`` commands running in the node (e.g. a killed agent's restart)."""
-        found = []
-        for proc in self.processes():
-            with contextlib.suppress(psutil.Error):
-                if any("systemctl" in arg for arg in proc.cmdline()):
-                    found.append(proc)
-        return found
+    def _wait_agent_commands(self) -> None:
+        """Wait until no command a killed agent started is left in the node: ``systemctl``
+        (e.g. its restart), and a child it had forked but not yet exec'd at the kill (its
+        command line is still the agent's): looked for again until none is found, so that
+        a restart counted later is never the killed run's."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            found = []
+            for proc in self.processes():
+                with contextlib.suppress(psutil.Error):
+                    line = " ".join(proc.cmdline())
+                    if "systemctl" in line or "nodelocaldns_agent" in line:
+                        found.append(proc)
+            if not found:
+                return
+            _wait_gone(found, max(deadline - time.monotonic(), 0.0))
 
     def spawn(self, log: str, argv: Sequence[str]) -> NodeProcess:
         """Start ``argv`` in the node without waiting (output to ``<workdir>/<log>.log``);
