@@ -1,4 +1,4 @@
-"""The real CLI on sandboxed nodes: real namespaces, interfaces, dnsmasq, a kubelet
+"""The real CLI on sandboxed nodes: real namespaces, interfaces, the real node-cache, a kubelet
 stand-in found as kubelet.service's MainPID (``systemctl show``), and the restart through
 real ``nsenter --target 1`` into a mount namespace where ``systemctl`` is a recording
 stand-in (see ``testing.sandbox``)."""
