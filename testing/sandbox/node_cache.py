@@ -41,7 +41,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,14 +201,23 @@ def from_image(image: str, cache: Path = CACHE_DIR) -> Path | None:
     return binary
 
 
-@functools.cache
-def find_binary() -> Path:
-    """The node-cache binary (see the module docstring for the order)."""
+def locate(
+    environ: Mapping[str, str],
+    shared: Path,
+    cache: Path,
+    image: Callable[[], str],
+) -> Path:
+    """The first of ``NODE_CACHE_BIN``, the shared ``.xz`` and the ``image()`` through
+    skopeo that works; :class:`NodeCacheMissing` saying what failed and how to provide one."""
     problems = []
-    found = from_env(os.environ)
+    try:
+        found = from_env(environ)
+    except NodeCacheMissing as exc:
+        raise NodeCacheMissing(f"{exc}: {HOW_TO_PROVIDE}") from exc
     if found is not None:
         return found
-    for source in (from_shared, lambda: from_image(chart_node_cache().image)):
+    sources = (lambda: from_shared(shared, cache), lambda: from_image(image(), cache))
+    for source in sources:
         try:
             found = source()
         except (NodeCacheMissing, OSError, subprocess.SubprocessError) as exc:
@@ -218,6 +227,12 @@ def find_binary() -> Path:
             return found
     why = f" ({'; '.join(problems)})" if problems else ""
     raise NodeCacheMissing(f"no node-cache binary{why}: {HOW_TO_PROVIDE}")
+
+
+@functools.cache
+def find_binary() -> Path:
+    """The node-cache binary (see the module docstring for the order), once per process."""
+    return locate(os.environ, SHARED_DIR, CACHE_DIR, lambda: chart_node_cache().image)
 
 
 # -- the chart's node-cache ------------------------------------------------------------------
