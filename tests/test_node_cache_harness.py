@@ -24,6 +24,7 @@ from testing.sandbox.node_cache import (
     locate,
     node_cache_launch,
     parse_render,
+    require_iptables,
     skopeo_argv,
 )
 
@@ -222,3 +223,10 @@ def test_the_chart_renders_a_node_cache_on_the_local_address() -> None:
     assert chart.local_ips == (LOCAL_DNS,)
     assert "__PILLAR__CLUSTER__DNS__" in chart.corefile  # filled in by node-cache
     assert chart.image.startswith("registry.k8s.io/dns/k8s-dns-node-cache")
+
+
+def test_missing_iptables_names_the_debian_package(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no iptables
+    with pytest.raises(NodeCacheMissing, match="install the Debian package `iptables`"):
+        require_iptables(ChartNodeCache("", ("-localip", LOCAL_DNS)))
+    require_iptables(ChartNodeCache("", ("-setupiptables=false",)))  # not needed then
