@@ -1,6 +1,7 @@
 """How the harness finds the real node-cache and runs it as the chart says
 (testing/sandbox/node_cache.py): the finder's order and checks, the skopeo route's argv and
-extraction, the chart's render as node-cache reads it. No namespaces, no network."""
+extraction, the chart's render as node-cache reads it (no namespaces, no network); and
+that a test failing with a node-cache running leaves neither it nor its interface."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import hashlib
 import io
 import json
 import lzma
+import socket
 import tarfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from testing.sandbox import node_cache
-from testing.sandbox.constants import LOCAL_DNS
+from testing.sandbox.constants import LOCAL_DNS, LOCAL_DNS_LINK
 from testing.sandbox.node import SandboxError, SandboxNode
 from testing.sandbox.node_cache import (
     ChartNodeCache,
@@ -230,3 +233,24 @@ def test_missing_iptables_names_the_debian_package(tmp_path: Path, monkeypatch) 
     with pytest.raises(NodeCacheMissing, match="install the Debian package `iptables`"):
         require_iptables(ChartNodeCache("", ("-localip", LOCAL_DNS)))
     require_iptables(ChartNodeCache("", ("-setupiptables=false",)))  # not needed then
+
+
+@pytest.mark.netns
+def test_a_failing_test_leaves_no_node_cache_and_no_interface(tmp_path: Path) -> None:
+    def machine_has_link() -> bool:  # the machine's own links, only read
+        return LOCAL_DNS_LINK in {name for _, name in socket.if_nameindex()}
+
+    before = machine_has_link()
+    with (
+        pytest.raises(RuntimeError, match="the test failed"),
+        SandboxNode(tmp_path / "n", kube_proxy=False, kubelet=False) as node,
+    ):
+        process = node.local_dns_process
+        assert process is not None
+        inner = process.inner_pid()
+        assert inner is not None and psutil.Process(inner).name() == "node-cache"
+        assert node.http_get(f"http://{LOCAL_DNS}:8080/health") == (200, "OK")
+        raise RuntimeError("the test failed")
+    assert not psutil.pid_exists(inner) or psutil.Process(inner).name() != "node-cache"
+    assert node.processes() == []
+    assert machine_has_link() == before
