@@ -1,8 +1,9 @@
 """Crash at any point: SIGKILL ``migrate --once`` / ``revert --once`` mid-flight (not a test).
 
 On one sandbox node (:class:`FaultNode`, a ``testing.sandbox.SandboxNode``: its own
-pid/mount/net namespaces, the TKE layout under a fake host root, a real dnsmasq on
-169.254.20.10, a kubelet stand-in serving /healthz, a recording ``systemctl``), every run:
+pid/mount/net namespaces, the TKE layout under a fake host root, the real node-cache on
+169.254.20.10 (configured by the chart, a dnsmasq behind it as the cluster DNS), a kubelet
+stand-in serving /healthz, a recording ``systemctl``), every run:
 
 1. resets the node to its starting state (original bytes for ``migrate``; the state left by
    a clean migration for ``revert``) with kubelet running on it;
@@ -60,7 +61,14 @@ STEPS = {
     ("revert", True): ["journal", *_RESTART, *_ROLLBACK],
 }
 #: what runs in a quiet node (see FaultNode.wait_quiet)
-NODE_DAEMONS = ("kubelet_standin", "standins.py", "dnsmasq", "init.sh", "sleep 3600")
+NODE_DAEMONS = (
+    "kubelet_standin",
+    "standins.py",
+    "node-cache",
+    "dnsmasq",
+    "init.sh",
+    "sleep 3600",
+)
 STANDIN = """#!/bin/sh
 # The agent's restart command in bench/faults.py: wait, then restart kubelet through the
 # node's systemctl. With {fail_next} present, the kubelet it starts does not come back.

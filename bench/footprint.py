@@ -1,7 +1,8 @@
 """Footprint of the agent: RSS and CPU of ``run`` at steady state, ``check`` (not a test).
 
 Everything runs on sandbox nodes (``testing.sandbox.SandboxNode``: own pid/mount/network
-namespaces with 169.254.20.10 on an ifb link and a real dnsmasq, a kubelet stand-in
+namespaces with 169.254.20.10 on an ifb link served by the real node-cache (the chart's
+Corefile and arguments; a dnsmasq behind it as the cluster DNS), a kubelet stand-in
 serving /healthz on 127.0.0.1:10248, a kube-proxy stand-in on 127.0.0.1:10249, and a
 recording ``systemctl`` that the restart command reaches through ``nsenter --target 1``).
 The fake API server (``testing/fake_apiserver``) runs in the node's network namespace, so
@@ -10,7 +11,7 @@ nothing here sends a packet from the machine's own namespace to a non-loopback a
 Node A, local DNS up from the start: ``run`` starts, migrates (measured: process start ->
 ``decided``, peak RSS, kubelet healthy again -> state reported), then idles for
 ``--seconds`` (CPU in millicores, RSS). Node B, local DNS down at the start: ``run``
-waits; the benchmark starts dnsmasq and measures until the restart command starts.
+waits; the benchmark starts node-cache and measures until the restart command starts.
 ``check`` is run a few times on node A for its peak RSS and wall time.
 
     python bench/footprint.py --seconds 600 --json
@@ -289,9 +290,9 @@ def node_b(args: argparse.Namespace, workdir: Path, progress: Any) -> JSON:
     try:
         run = AgentRun(node, server.kubeconfig, args.probe_interval)
         run.wait_for(60, msg="node status written", state="waiting-for-local-dns")
-        time.sleep(min(args.probe_interval / 2, 3.0))  # start dnsmasq mid-interval
+        time.sleep(min(args.probe_interval / 2, 3.0))  # start node-cache mid-interval
         mark = time.monotonic()
-        node.start_dns()  # returns once dnsmasq listens on 169.254.20.10:53
+        node.start_dns()  # returns once node-cache serves 169.254.20.10:53 and /health
         dns_up = time.time()
         progress("node B: local DNS up; waiting for the restart")
         restart = run.wait_for(args.probe_interval + 60, step="restart")

@@ -20,7 +20,12 @@ from nodelocaldns_agent.detect.kubelet import (
     host_kubelet,
     systemd_cluster_dns,
 )
-from nodelocaldns_agent.detect.localdns import LocalDns, detect_local_dns
+from nodelocaldns_agent.detect.localdns import (
+    LocalDns,
+    NodeCacheHealth,
+    detect_local_dns,
+    node_cache_health,
+)
 from nodelocaldns_agent.detect.network import classify_network, cni_plugin_types
 from nodelocaldns_agent.detect.proxymode import ProxyMode, detect_proxy_mode
 from nodelocaldns_agent.errors import AgentError, ConfigError, HostError, VerifyError
@@ -189,7 +194,13 @@ class NodeEngine:
             and facts.kubelet.note
         ):
             plan = replace(plan, reason=f"{plan.reason}; note: {facts.kubelet.note}")
-        return report(facts, plan, diff)
+        health = node_cache_health(
+            facts.local_dns.listeners,
+            self.http,
+            self.settings.node_cache_health_port,
+            self.settings.probe_timeout,
+        )
+        return report(facts, plan, diff, health)
 
     # ---------------------------------------------------------------- act
     def reconcile(self, goal: Goal) -> Outcome:
@@ -574,9 +585,13 @@ def _diff(kc: KubeletConfig, new: bytes | None) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
-    """The JSON shape of ``check`` (a user-facing contract)."""
+def report(
+    facts: Facts, plan: Plan, diff: str, health: tuple[NodeCacheHealth, ...] = ()
+) -> dict[str, Any]:
+    """The JSON shape of ``check`` (a user-facing contract). ``health``: node-cache's
+    ``/health`` per local address (reported only; the plan never depends on it)."""
     kc = facts.kubelet
+    ready = {one.address: one for one in health}
     return {
         "proxy_mode": facts.proxy.mode,
         "proxy_mode_source": facts.proxy.source,
@@ -596,9 +611,12 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
                     "healthy": one.healthy,
                     "latency_seconds": one.latency_seconds,
                     "error": one.error,
+                    "node_cache": _health_report(ready.get(one.address)),
                 }
                 for one in facts.local_dns.listeners
             ],
+            # every address's /health says ready (None: not asked)
+            "node_cache_ready": all(one.ready for one in health) if health else None,
         },
         "kubelet": {
             "source": kc.source if kc else "",
@@ -625,4 +643,15 @@ def report(facts: Facts, plan: Plan, diff: str) -> dict[str, Any]:
         "action": plan.action.value,
         "reason": plan.reason,
         "diff": diff,
+    }
+
+
+def _health_report(health: NodeCacheHealth | None) -> dict[str, Any] | None:
+    if health is None:
+        return None
+    return {
+        "url": health.url,
+        "ready": health.ready,
+        "status": health.status,
+        "error": health.error,
     }

@@ -145,6 +145,11 @@ def _at_least(low: int) -> Callable[[int], None]:
     return check
 
 
+def _port_or_zero(value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"expected a TCP port (1-65535) or 0 (not asked), got {value}")
+
+
 def _ip_address(value: str) -> None:
     try:
         ipaddress.ip_address(value)
@@ -308,6 +313,16 @@ class NodeSettings(Settings):
     )
     #: one DNS probe longer than this: the local DNS counts as not answering
     probe_timeout: float = field(default=2.0, metadata=duration("seconds per DNS probe"))
+    #: ``check`` reports node-cache's readiness beside the DNS answer (never acted on)
+    node_cache_health_port: int = field(
+        default=8080,
+        metadata=option(
+            "port of node-cache's /health on each local DNS address (the chart's "
+            "nodeLocalDNS.healthPort), reported by check; 0: not asked",
+            unit="PORT",
+            check=_port_or_zero,
+        ),
+    )
     systemctl_command: tuple[str, ...] = field(
         default=HOST_SYSTEMCTL,
         metadata=option(

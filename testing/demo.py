@@ -1,8 +1,9 @@
 """``python -m testing.demo`` (``bash scripts/demo.sh``): the whole system on this machine;
 nothing leaves it.
 
-The fake API server, three sandboxed nodes — each its own network namespace with a real
-dnsmasq on 169.254.20.10, its own host root, and a kubelet stand-in under a recording
+The fake API server, three sandboxed nodes — each its own network namespace with the real
+node-cache on 169.254.20.10 (the chart's Corefile and arguments; a dnsmasq behind it as the
+cluster's CoreDNS), its own host root, and a kubelet stand-in under a recording
 ``systemctl`` — and the real agent ``run`` on each with ``--max-concurrent-restarts 1``.
 node-3's local DNS is down at first. The demo prints the fleet table as nodes migrate one
 at a time, brings node-3's DNS up, then reverts the fleet like the chart's uninstall hook,
@@ -69,7 +70,7 @@ def show_prometheus(cluster: SandboxCluster) -> None:
 def demo(cluster: SandboxCluster, prometheus: bool) -> None:
     show = Table(cluster)
     _say("fake API server started on the machine's loopback")
-    _say("building three sandboxed nodes (network namespaces, dnsmasq on 169.254.20.10)")
+    _say("building three sandboxed nodes (network namespaces, real node-cache on 169.254.20.10)")
     for name, layout, dns in NODES:
         node = cluster.add_node(name, layout=layout, local_dns=dns)
         where = node.layout.dns_file if node.layout else "?"

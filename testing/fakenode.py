@@ -39,6 +39,8 @@ from testing.sandbox.constants import (
 )
 
 LOCAL = LOCAL_DNS
+#: node-cache's /health on the local address (CoreDNS's health plugin, the chart's port)
+NODE_CACHE_HEALTH_URL = f"http://{LOCAL_DNS}:8080/health"
 HEALTHZ = HEALTHZ_URL
 #: a TKE node's /etc/kubernetes/kubelet with a Latin-1 byte and no final newline, whose
 #: bytes the agent must keep
@@ -66,6 +68,7 @@ class FakeNode:
             {
                 HEALTHZ: HttpResult(200, "ok"),
                 PROXY_MODE_URL: HttpResult(200, "ipvs"),
+                NODE_CACHE_HEALTH_URL: HttpResult(200, "OK"),
             }
         )
         self.interfaces = FakeInterfaces(

@@ -461,6 +461,7 @@ class NspawnNode(SandboxNode):
 
     def __init__(self, workdir: Path, rootfs: Path, *, name: str = "", **options: Any) -> None:
         options.setdefault("local_addresses", (LOCAL_DNS, BAD_DNS))
+        options.setdefault("local_dns_server", "dnsmasq")  # the node's systemd runs it
         if options.setdefault("kube_proxy", False):
             raise ValueError("NspawnNode has no kube-proxy stand-in")
         super().__init__(workdir, name=name or NAME_PREFIX + uuid.uuid4().hex[:12], **options)

@@ -109,17 +109,19 @@ def test_check_table_and_its_diff(tmp_path: Path) -> None:
     rep = tke_node(tmp_path).engine().check(Goal.MIGRATE)
     lines = output.check_table(rep).splitlines()
     # keys padded to the longest one, then two spaces, then the value
-    assert [line[:17].rstrip() for line in lines[:5]] == [
+    assert [line[:17].rstrip() for line in lines[:6]] == [
         "kube-proxy mode",
         "network mode",
         "local DNS",
+        "node-cache",
         "kubelet config",
         "action",
     ]
-    assert all(line[17] != " " for line in lines[:5])
-    assert lines[4].startswith("action           migrate: ")
-    assert lines[5] == "" and lines[6].startswith("--- ")
-    assert any(line.startswith("+") and LOCAL_DNS in line for line in lines[6:])
+    assert all(line[17] != " " for line in lines[:6])
+    assert lines[3] == f"node-cache       ready=True {LOCAL_DNS} /health ok"
+    assert lines[5].startswith("action           migrate: ")
+    assert lines[6] == "" and lines[7].startswith("--- ")
+    assert any(line.startswith("+") and LOCAL_DNS in line for line in lines[7:])
     assert json.loads(output.as_json(rep)) == rep
 
 

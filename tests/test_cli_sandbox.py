@@ -1,4 +1,4 @@
-"""The real CLI on sandboxed nodes: real namespaces, interfaces, dnsmasq, a kubelet
+"""The real CLI on sandboxed nodes: real namespaces, interfaces, the real node-cache, a kubelet
 stand-in found as kubelet.service's MainPID (``systemctl show``), and the restart through
 real ``nsenter --target 1`` into a mount namespace where ``systemctl`` is a recording
 stand-in (see ``testing.sandbox``)."""
@@ -229,6 +229,39 @@ def test_local_dns_not_answering_blocks(sandbox_node: NodeFactory, local_dns: st
     assert restarts(node) == 0 and node.dns_file.read_bytes() == node.original
     node.set_local_dns("up")
     assert agent(node, "migrate", "--once").returncode == 0
+
+
+def test_check_shows_node_cache_readiness_beside_the_dns_answer(
+    sandbox_node: NodeFactory,
+) -> None:
+    """The real node-cache (the chart's Corefile and args): /health on 169.254.20.10:8080
+    says ready; stopped (SIGTERM, as kubelet stops the pod) or killed (SIGKILL, an OOM
+    kill), nothing answers there any more while the address stays bound."""
+    node = sandbox_node(layout="tke")
+    table = agent(node, "check").stdout.splitlines()
+    assert f"node-cache       ready=True {LOCAL} /health ok" in table, table
+    rep = agent(node, "check", "--json").json()["local_dns"]
+    assert rep["healthy"] is True and rep["node_cache_ready"] is True
+    health = rep["addresses"][0]["node_cache"]
+    assert health == {
+        "url": f"http://{LOCAL}:8080/health",
+        "ready": True,
+        "status": 200,
+        "error": "",
+    }
+    node.stop_dns()
+    rep = agent(node, "check", "--json", "--probe-timeout", "0.5").json()["local_dns"]
+    assert rep["bound"] is True and rep["healthy"] is False
+    assert rep["node_cache_ready"] is False
+    health = rep["addresses"][0]["node_cache"]
+    assert health["status"] is None and "refused" in health["error"], health
+    node.start_dns()
+    process = node.local_dns_process
+    assert process is not None
+    process.kill()
+    process.wait(timeout=10)
+    rep = agent(node, "check", "--json", "--probe-timeout", "0.5").json()["local_dns"]
+    assert rep["bound"] is True and rep["node_cache_ready"] is False
 
 
 def test_kubelet_not_coming_back_is_rolled_back(sandbox_node: NodeFactory) -> None:

@@ -35,8 +35,11 @@ def dual_stack_node(sandbox_node: NodeFactory, *local: str) -> tuple[SandboxNode
     """A kubeadm node whose config.yaml lists both ClusterIPs (a dual-stack kubeadm
     cluster: ``clusterDNS`` is the kube-dns Service's ``clusterIPs``), kube-ipvs0 holding
     both (kube-proxy's IPVS proxier of each family binds its ClusterIPs there), and
-    dnsmasq on ``local``. Returns the node and its config.yaml."""
-    node = sandbox_node(layout="kubeadm", local_addresses=local, kubelet=False)
+    dnsmasq on ``local`` (one server on both families; node-cache serves one family per
+    process). Returns the node and its config.yaml."""
+    node = sandbox_node(
+        layout="kubeadm", local_addresses=local, local_dns_server="dnsmasq", kubelet=False
+    )
     path = node.path(CONFIG_YAML)
     single = path.read_bytes()
     one = f"clusterDNS:\n- {CLUSTER_DNS}\n".encode()

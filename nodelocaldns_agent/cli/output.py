@@ -30,6 +30,7 @@ def check_table(rep: dict[str, Any]) -> str:
             + (f" latency={latency * 1000:.1f}ms" if latency is not None else "")
             + (f" ({dns['error']})" if dns["error"] else ""),
         ),
+        *_node_cache_rows(dns),
         (
             "kubelet config",
             f"{kubelet['source'] or '-'} [{kubelet['format'] or '-'}] "
@@ -45,6 +46,19 @@ def check_table(rep: dict[str, Any]) -> str:
     if rep["diff"]:
         lines += ["", rep["diff"].removesuffix("\n")]
     return "\n".join(lines)
+
+
+def _node_cache_rows(dns: dict[str, Any]) -> list[tuple[str, str]]:
+    """node-cache's readiness beside the DNS answer (no row when it was not asked)."""
+    if dns.get("node_cache_ready") is None:
+        return []
+    each = []
+    for one in dns["addresses"]:
+        health = one.get("node_cache")
+        if health is not None:
+            answer = "ok" if health["ready"] else f"not ready ({health['error']})"
+            each.append(f"{one['address']} /health {answer}")
+    return [("node-cache", f"ready={dns['node_cache_ready']} " + "; ".join(each))]
 
 
 def once_summary(outcome: Outcome) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""Are the node-local DNS addresses bound, and does each answer a real query?"""
+"""Are the node-local DNS addresses bound, does each answer a real query, and does
+node-cache say it is ready on each (``check`` only)?"""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
 
-from nodelocaldns_agent.host.probes import DnsProber
+from nodelocaldns_agent.host.probes import DnsProber, HttpGetter
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,54 @@ def _listener(
         answer.latency_seconds,
         "ok" if answer.ok else answer.reason,
         error,
+    )
+
+
+@dataclass(frozen=True)
+class NodeCacheHealth:
+    """node-cache's ``/health`` on one local address: CoreDNS's health plugin, which
+    node-cache serves on ``<localip>:<-health-port>`` (the chart's liveness and readiness
+    probes) and answers 200 ``OK`` while it serves (503 in lameduck, while shutting down)."""
+
+    address: str
+    #: "" when not asked (the address is not bound)
+    url: str
+    ready: bool
+    #: the HTTP status, None when nothing answered or it was not asked
+    status: int | None
+    error: str
+
+
+def health_url(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/health"
+
+
+def node_cache_health(
+    listeners: tuple[Listener, ...], http: HttpGetter, port: int, timeout: float
+) -> tuple[NodeCacheHealth, ...]:
+    """``/health`` on each bound local address (none when ``port`` is 0)."""
+    if not port:
+        return ()
+    return tuple(_health(one, http, port, timeout) for one in listeners)
+
+
+def _health(listener: Listener, http: HttpGetter, port: int, timeout: float) -> NodeCacheHealth:
+    """Asked only when the address is bound: an unbound link-local address would send the
+    request off the node through the default route."""
+    address = listener.address
+    if not listener.bound:
+        return NodeCacheHealth(address, "", False, None, f"{address} is not bound: not asked")
+    url = health_url(address, port)
+    try:
+        answer = http.get(url, timeout)
+    except OSError as exc:
+        return NodeCacheHealth(address, url, False, None, str(exc))
+    if answer.status == 200:
+        return NodeCacheHealth(address, url, True, 200, "")
+    body = " ".join(answer.body.split())[:100]
+    return NodeCacheHealth(
+        address, url, False, answer.status, f"GET {url}: HTTP {answer.status} {body}".strip()
     )
 
 

@@ -1,8 +1,11 @@
 """A sandboxed fake Kubernetes node on this machine, for integration tests, benchmarks and
 the demo (:mod:`testing.demo`).
 
-- :mod:`testing.sandbox.node`: :class:`SandboxNode`, namespaces + links + dnsmasq + stand-ins;
+- :mod:`testing.sandbox.node`: :class:`SandboxNode`, namespaces + links + the local DNS
+  (the real node-cache, or dnsmasq) + stand-ins;
   the one sandbox node type (:mod:`testing.systemd_node` and ``bench/faults.py`` build on it)
+- :mod:`testing.sandbox.node_cache`: the real node-cache binary (found, checked) and the
+  chart's Corefile and arguments for it (``helm template``)
 - :mod:`testing.sandbox.constants`: the addresses, ports and paths every node agrees on
 - :mod:`testing.sandbox.layouts`: realistic host-root layouts (TKE, kubeadm, EKS, ...)
 - :mod:`testing.sandbox.systemctl_stub`: the recording ``systemctl`` inside the node

@@ -13,6 +13,9 @@ from __future__ import annotations
 LOCAL_DNS = "169.254.20.10"
 #: the kube-dns Service IP: what kubelet's cluster DNS is before a migration
 CLUSTER_DNS = "10.96.0.10"
+#: the cluster's CoreDNS behind node-cache (the ``kube-dns-upstream`` Service's ClusterIP):
+#: a dnsmasq stand-in on a link of its own in nodes whose local DNS is the real node-cache
+UPSTREAM_DNS = "10.96.0.53"
 #: a cluster DNS the kubelet stand-in refuses to start with (TEST-NET-1): the "bad value"
 #: of rollback tests
 BAD_DNS = "192.0.2.1"
@@ -23,6 +26,10 @@ KUBERNETES_IP = "10.96.0.1"
 #: the links kube-proxy (IPVS mode) and node-local-dns create
 LOCAL_DNS_LINK = "nodelocaldns"
 IPVS_LINK = "kube-ipvs0"
+#: the link holding UPSTREAM_DNS
+UPSTREAM_DNS_LINK = "kube-dns-up"
+#: the cluster domain (the upstream stand-in answers NXDOMAIN for unknown names in it)
+CLUSTER_DOMAIN = "cluster.local"
 
 #: kubelet's /healthz and kube-proxy's metrics port (``/proxyMode``), on 127.0.0.1
 HEALTHZ_PORT = 10248

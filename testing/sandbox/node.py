@@ -7,10 +7,27 @@ systemd (:class:`testing.systemd_node.NspawnNode`) replaces only how it boots an
 One ``unshare --pid --mount --uts --ipc --net`` namespace set per node. Its init (PID 1
 of the node) is a bash loop that reaps orphans, so restarted kubelets leave no zombies.
 Inside: ``lo``, ``nodelocaldns`` (169.254.20.10/32) and ``kube-ipvs0`` (10.96.0.10/32)
-links, a real dnsmasq on 169.254.20.10:53, a kube-proxy stand-in on 127.0.0.1:10249, a
+links, the local DNS on 169.254.20.10:53, a kube-proxy stand-in on 127.0.0.1:10249, a
 kubelet stand-in on 127.0.0.1:10248 started through a recording ``systemctl`` that is
 bind-mounted over ``/usr/bin/systemctl`` in the node's mount namespace only. The node's
 network namespace has no route off the node, so nothing probed inside can leave it.
+
+The local DNS (``local_dns_server``):
+
+- ``node-cache`` (the default): the real node-cache (:mod:`testing.sandbox.node_cache`
+  finds it) with the Corefile and arguments of the chart's render, serving 169.254.20.10
+  (DNS, ``/health`` on the chart's health port, metrics), setting up its iptables rules in
+  the node; behind it a dnsmasq on ``kube-dns-up`` (10.96.0.53/32) standing in for the
+  cluster's CoreDNS (the ``kube-dns-upstream`` Service): ``dns_records``, NXDOMAIN for other
+  ``cluster.local`` names. Stopping it (``set_local_dns("down")``) is a SIGTERM, as kubelet
+  stops a pod; when node-cache's teardown removed ``nodelocaldns`` (no ``-skipteardown``),
+  the node puts the link back, since ``down`` means "bound, nothing answers".
+- ``dnsmasq``: dnsmasq itself on the local addresses (no upstream). Kept where node-cache
+  cannot be the local DNS: the dual-stack nodes (``tests/test_dual_stack_sandbox.py``: one
+  dnsmasq answers on both families, node-cache serves one family per process and the
+  chart's IPv6 process is a second container) and the nodes with a real systemd
+  (:class:`testing.systemd_node.NspawnNode`: the node's own systemd runs dnsmasq from the
+  node's root filesystem, and its ``nodelocaldns`` also holds ``BAD_DNS``).
 
 What a subclass may replace (the hooks): :meth:`~SandboxNode._install_standins` (files
 besides the layout), :meth:`~SandboxNode._boot` and :meth:`~SandboxNode._shutdown`,
@@ -54,6 +71,7 @@ import psutil
 from testing.sandbox.constants import (
     BAD_DNS,
     CLUSTER_DNS,
+    CLUSTER_DOMAIN,
     IPVS_LINK,
     JOURNAL,
     KUBERNETES_IP,
@@ -61,8 +79,18 @@ from testing.sandbox.constants import (
     LOCAL_DNS,
     LOCAL_DNS_LINK,
     PROXY_PORT,
+    UPSTREAM_DNS,
+    UPSTREAM_DNS_LINK,
 )
 from testing.sandbox.layouts import DEFAULT_CLUSTER_DNS, Layout, Quirks, write_layout
+from testing.sandbox.node_cache import (
+    ChartNodeCache,
+    NodeCacheMissing,
+    chart_node_cache,
+    find_binary,
+    node_cache_launch,
+    require_iptables,
+)
 from testing.sandbox.nodefiles import NODE_DIR_ENV, NodeConfig, NodeFiles
 from testing.sandbox.systemctl_stub import QUIET_ENV, parse_argv
 
@@ -86,6 +114,7 @@ REPO_ROOT = SANDBOX_DIR.parents[1]
 SYSTEMCTL = "/usr/bin/systemctl"
 PROXY_MODES = ("ipvs", "iptables")
 LOCAL_DNS_STATES = ("up", "down", "unbound")
+LOCAL_DNS_SERVERS = ("node-cache", "dnsmasq")
 #: Seconds to wait for a daemon of the node to listen.
 READY_TIMEOUT = 10.0
 _POLL = 0.005
@@ -141,10 +170,15 @@ def link_type() -> str:
 
 
 def dnsmasq_argv(
-    addresses: Sequence[str], records: Mapping[str, str], binary: str = "dnsmasq"
+    addresses: Sequence[str],
+    records: Mapping[str, str],
+    binary: str = "dnsmasq",
+    local_domains: Sequence[str] = (),
 ) -> list[str]:
     """A dnsmasq serving ``records`` (name -> IPv4) on ``addresses``:53, in the foreground,
-    nothing read from the machine (no resolv.conf, no hosts file), log on stderr."""
+    nothing read from the machine (no resolv.conf, no hosts file), log on stderr; NXDOMAIN
+    for other names under ``local_domains`` (a cluster DNS does that for its domain, and a
+    glibc lookup through a search list goes on to the next name only then)."""
     return [
         binary,
         "--conf-file=/dev/null",
@@ -158,6 +192,7 @@ def dnsmasq_argv(
         "--pid-file=",
         "--log-facility=-",
         *(f"--address=/{name}/{ip}" for name, ip in records.items()),
+        *(f"--local=/{domain}/" for domain in local_domains),
     ]
 
 
@@ -270,13 +305,16 @@ class SandboxNode:
       proxy_mode: ``ipvs`` (kube-ipvs0 with 10.96.0.10/32, left down) or ``iptables``.
       local_dns: ``up`` (the local addresses bound, dnsmasq answering), ``down`` (bound, no
         server) or ``unbound`` (no nodelocaldns link).
-      local_addresses: what the nodelocaldns link holds and dnsmasq listens on.
+      local_addresses: what the nodelocaldns link holds and the local DNS listens on.
+      local_dns_server: ``node-cache`` (the real one, configured by the chart) or
+        ``dnsmasq`` (see the module docstring for which nodes use which).
       kube_proxy: run the kube-proxy stand-in (``/proxyMode``).
       kubelet: start kubelet at boot (through ``systemctl``) and wait for its healthz.
       healthz_delay: seconds every kubelet stand-in waits before serving /healthz.
       refuse_cluster_dns: cluster DNS values every kubelet stand-in refuses to start with
         (a kubelet that does not come back).
-      dns_records: name -> IPv4 answered by dnsmasq (default: kubernetes.default -> 10.96.0.1).
+      dns_records: name -> IPv4 the local DNS answers (default: kubernetes.default ->
+        10.96.0.1); with node-cache, through its upstream stand-in.
     """
 
     #: the Python that runs in the node (the agent, probes); :meth:`python_env` goes with it
@@ -297,6 +335,7 @@ class SandboxNode:
         proxy_mode: str = "ipvs",
         local_dns: str = "up",
         local_addresses: Sequence[str] = (LOCAL_DNS,),
+        local_dns_server: str = "node-cache",
         kube_proxy: bool = True,
         kubelet: bool = True,
         healthz_delay: float = 0.0,
@@ -308,6 +347,10 @@ class SandboxNode:
             raise ValueError(f"proxy_mode {proxy_mode!r}: expected one of {PROXY_MODES}")
         if local_dns not in LOCAL_DNS_STATES:
             raise ValueError(f"local_dns {local_dns!r}: expected one of {LOCAL_DNS_STATES}")
+        if local_dns_server not in LOCAL_DNS_SERVERS:
+            raise ValueError(
+                f"local_dns_server {local_dns_server!r}: expected one of {LOCAL_DNS_SERVERS}"
+            )
         Quirks(**quirks)  # unknown quirk names fail here, not halfway through start()
         self.workdir = Path(workdir).resolve()
         #: the fake host's ``/`` as seen from this machine
@@ -316,6 +359,7 @@ class SandboxNode:
         self.name = name
         self.proxy_mode = proxy_mode
         self.local_addresses = tuple(local_addresses)
+        self.local_dns_server = local_dns_server
         self.options: dict[str, Any] = {
             "layout": layout,
             "cluster_dns": cluster_dns,
@@ -334,7 +378,9 @@ class SandboxNode:
         self._boot_proc: subprocess.Popen[bytes] | None = None
         self._init_pid = 0
         self._procs: list[NodeProcess] = []
-        self._dnsmasq: NodeProcess | None = None
+        self._dns_server: NodeProcess | None = None
+        #: the chart's node-cache, when it is the local DNS (set by start())
+        self.chart: ChartNodeCache | None = None
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -351,9 +397,13 @@ class SandboxNode:
         _LIVE[id(self)] = self
         try:
             self._prepare_root()
+            if self.local_dns_server == "node-cache":
+                self.chart = self._check_node_cache()
             self._boot()
             if self.proxy_mode == "ipvs":  # kube-proxy leaves kube-ipvs0 down
                 self._add_link(IPVS_LINK, (CLUSTER_DNS,), up=False)
+            if self.chart is not None:
+                self._start_upstream_dns()
             self.set_local_dns(self.options["local_dns"], wait=False)
             if self.options["kube_proxy"]:
                 self._start_kube_proxy()
@@ -361,6 +411,8 @@ class SandboxNode:
                 self.systemctl("start", self.service, quiet=True, check=True)
             if self.local_dns == "up":
                 self._wait_dns()
+            if self.chart is not None:
+                self._wait_listening("udp", UPSTREAM_DNS, 53, "the upstream DNS stand-in")
             if self.options["kube_proxy"]:
                 self._wait_listening("tcp", "127.0.0.1", PROXY_PORT, "kube-proxy")
             if self.options["kubelet"]:
@@ -647,7 +699,9 @@ class SandboxNode:
 
     def _wait_dns(self) -> None:
         for address in self.local_addresses:
-            self._wait_listening("udp", address, 53, "dnsmasq")
+            self._wait_listening("udp", address, 53, self.local_dns_server)
+            if self.chart is not None:
+                self._wait_listening("tcp", address, self.chart.health_port, "node-cache health")
 
     def wait_kubelet(
         self, previous_pid: int | None = None, timeout: float | None = None
@@ -676,7 +730,10 @@ class SandboxNode:
 
     def diagnostics(self) -> str:
         """What to show when the node misbehaves (in error and assertion messages)."""
-        return f"kubelet.log: {self.log_tail('kubelet')}"
+        found = f"kubelet.log: {self.log_tail('kubelet')}"
+        if self.chart is not None:
+            found += f"; node-cache.log: {self.log_tail('node-cache')}"
+        return found
 
     # -- local DNS ------------------------------------------------------------------------
     def set_local_dns(self, state: str, *, wait: bool = True) -> None:
@@ -685,9 +742,11 @@ class SandboxNode:
             raise ValueError(f"local_dns {state!r}: expected one of {LOCAL_DNS_STATES}")
         if state != "up" and self.local_dns == "up":
             self._stop_dns_server()
-        if state == "unbound" and self.local_dns != "unbound":
+        # after the stop: node-cache's teardown (no -skipteardown) deletes the link
+        present = LOCAL_DNS_LINK in self.links()
+        if state == "unbound" and present:
             self._run(["ip", "link", "del", LOCAL_DNS_LINK])
-        if state != "unbound" and self.local_dns == "unbound":
+        if state != "unbound" and not present:
             self._add_link(LOCAL_DNS_LINK, self.local_addresses, up=True)
         if state == "up" and self.local_dns != "up":
             self._start_dns_server()
@@ -696,21 +755,60 @@ class SandboxNode:
         self.local_dns = state
 
     def start_dns(self) -> None:
-        """Bind 169.254.20.10 if needed and start dnsmasq on it; returns once it listens."""
+        """Bind 169.254.20.10 if needed and start the local DNS on it; returns once it
+        listens."""
         self.set_local_dns("up")
 
     def stop_dns(self) -> None:
-        """Stop dnsmasq; the address stays bound, so queries are refused."""
+        """Stop the local DNS; the address stays bound, so queries are refused."""
         self.set_local_dns("down")
 
+    def links(self) -> list[str]:
+        """The names of the node's network links (from ``/proc/<init>/net/dev``)."""
+        with open(f"/proc/{self.init_pid}/net/dev") as table:
+            return [line.split(":", 1)[0].strip() for line in table.readlines()[2:]]
+
+    @property
+    def local_dns_process(self) -> NodeProcess | None:
+        """The running local DNS server (node-cache or dnsmasq), None when stopped."""
+        return self._dns_server
+
+    def _check_node_cache(self) -> ChartNodeCache:
+        """The chart's node-cache, its binary and iptables: all there before the node boots."""
+        try:
+            chart = chart_node_cache()
+            find_binary()
+            require_iptables(chart)
+        except NodeCacheMissing as exc:
+            raise SandboxError(f"the node's local DNS is the real node-cache: {exc}") from exc
+        if set(chart.local_ips) != set(self.local_addresses):
+            raise SandboxError(
+                f"the chart's node-cache listens on {chart.local_ips}, the node has "
+                f"{self.local_addresses}: use local_dns_server='dnsmasq' for such a node"
+            )
+        return chart
+
+    def _start_upstream_dns(self) -> None:
+        """The cluster's CoreDNS stand-in behind node-cache (never stopped by the tests)."""
+        self._add_link(UPSTREAM_DNS_LINK, (UPSTREAM_DNS,), up=True)
+        argv = dnsmasq_argv((UPSTREAM_DNS,), self.dns_records, local_domains=(CLUSTER_DOMAIN,))
+        self._spawn("upstream-dns", argv)
+
     def _start_dns_server(self) -> None:
-        self._dnsmasq = self._spawn("dnsmasq", dnsmasq_argv(self.local_addresses, self.dns_records))
+        if self.chart is None:
+            argv = dnsmasq_argv(self.local_addresses, self.dns_records)
+            self._dns_server = self._spawn("dnsmasq", argv)
+            return
+        launch = node_cache_launch(
+            self.chart, find_binary(), self.workdir / "node-cache", UPSTREAM_DNS, os.environ
+        )
+        self._dns_server = self._spawn("node-cache", launch.argv, env=launch.env)
 
     def _stop_dns_server(self) -> None:
-        if self._dnsmasq is not None:
-            self._dnsmasq.terminate()
-            self._dnsmasq.wait(timeout=READY_TIMEOUT)
-            self._dnsmasq = None
+        if self._dns_server is not None:
+            self._dns_server.terminate()
+            self._dns_server.wait(timeout=READY_TIMEOUT)
+            self._dns_server = None
 
     # -- running things in the node -------------------------------------------------------
     def exec(

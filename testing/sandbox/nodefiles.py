@@ -14,7 +14,9 @@ Layout of a node's work directory::
     <workdir>/kubelet.fail     fault switch: when present, the kubelet stand-in exits 1
     <workdir>/systemctl.log    one JSON line per systemctl invocation
     <workdir>/systemd/         the stub's unit snapshot and kubelet.service state
-    <workdir>/*.log            output of kubelet, kube-proxy, dnsmasq
+    <workdir>/*.log            output of kubelet, kube-proxy, node-cache, the DNS stand-ins
+    <workdir>/node-cache/      node-cache's /etc overlay (Corefile.base, resolv.conf, the
+                               Corefile it writes) and its /run
 """
 
 from __future__ import annotations
