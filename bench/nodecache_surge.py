@@ -33,9 +33,7 @@ checked against its ``SHA256SUMS`` and unpacked to ``.tools/node-cache/``. Needs
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import lzma
 import os
 import shutil
 import signal
@@ -52,11 +50,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import JSON, REPO_ROOT, emit, machine
+from testing.sandbox.node_cache import NodeCacheMissing, find_binary
 
-SHARED = REPO_ROOT.parent / "shared" / "tools" / "node-cache"
-XZ_NAME = "node-cache-linux-amd64.xz"
-BIN_NAME = "node-cache-linux-amd64"
-CACHE_DIR = REPO_ROOT / ".tools" / "node-cache"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
 
 LOCAL_IP = "169.254.20.10"
@@ -78,61 +73,6 @@ HOST_RECORDS = (
 
 class BenchError(Exception):
     """The benchmark cannot run here; the message says what is missing."""
-
-
-# ----------------------------------------------------------------------------- binary
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def expected_sums(sums: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[1].lstrip("*")] = parts[0]
-    return out
-
-
-HOW_TO_PROVIDE = (
-    "set NODE_CACHE_BIN to a node-cache binary (the /node-cache of "
-    "registry.k8s.io/dns/k8s-dns-node-cache, or built from github.com/kubernetes/dns "
-    "cmd/node-cache), or put node-cache-linux-amd64.xz with its SHA256SUMS in "
-    f"{SHARED} (see its README.md)"
-)
-
-
-def node_cache_binary(env: dict[str, str], shared: Path = SHARED, cache: Path = CACHE_DIR) -> Path:
-    """NODE_CACHE_BIN, else the shared .xz, checked and unpacked once under ``cache``."""
-    given = env.get("NODE_CACHE_BIN")
-    if given:
-        path = Path(given)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise BenchError(f"NODE_CACHE_BIN={given} is not an executable file; {HOW_TO_PROVIDE}")
-        return path
-    xz, sums = shared / XZ_NAME, shared / "SHA256SUMS"
-    if not (xz.is_file() and sums.is_file()):
-        raise BenchError(f"no node-cache binary: {xz} or {sums} is missing; {HOW_TO_PROVIDE}")
-    want = expected_sums(sums)
-    if sha256(xz) != want.get(XZ_NAME):
-        raise BenchError(f"{xz} does not match {sums}: {HOW_TO_PROVIDE}")
-    target = cache / f"node-cache-{want.get(BIN_NAME, 'unknown')[:12]}"
-    if target.is_file() and sha256(target) == want.get(BIN_NAME):
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    with lzma.open(xz) as src, tmp.open("wb") as dst:
-        shutil.copyfileobj(src, dst)
-    if sha256(tmp) != want.get(BIN_NAME):
-        tmp.unlink()
-        raise BenchError(f"{xz} unpacks to a binary that does not match {sums}")
-    tmp.chmod(0o755)
-    os.replace(tmp, target)
-    return target
 
 
 # ----------------------------------------------------------------------------- chart
@@ -510,7 +450,10 @@ def main(argv: Sequence[str]) -> int:
             print(json.dumps(inside_main(opts)), flush=True)
             return 0
         preflight()
-        binary = node_cache_binary(dict(os.environ))
+        try:
+            binary = find_binary()
+        except NodeCacheMissing as exc:
+            raise BenchError(str(exc)) from exc
         corefile, args = render(opts.values)
         if opts.check:
             emit(in_namespace(binary, corefile, args, opts, check=True), opts.json)

@@ -8,9 +8,7 @@ the test with the command to run; nothing here is skipped.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -1469,38 +1467,6 @@ def test_corefile_options(scenarios: dict[str, list[Doc]], helm_bin: str) -> Non
         f"nodeLocalDNS.corefileOverride={json.dumps(override)}",
     )
     assert corefile(docs).strip() == override
-
-
-def test_the_node_cache_binary_is_found_or_the_message_says_how(tmp_path: Path) -> None:
-    """NODE_CACHE_BIN, else the shared .xz checked against SHA256SUMS and unpacked once;
-    when neither works the message says how to provide it (issue 15: no silent skip)."""
-    import lzma
-
-    from bench.nodecache_surge import BenchError, node_cache_binary
-
-    shared, cache = tmp_path / "shared", tmp_path / "cache"
-    shared.mkdir()
-    with pytest.raises(BenchError, match="set NODE_CACHE_BIN"):
-        node_cache_binary({}, shared, cache)
-    with pytest.raises(BenchError, match="NODE_CACHE_BIN=/nonexistent is not an executable"):
-        node_cache_binary({"NODE_CACHE_BIN": "/nonexistent"}, shared, cache)
-    payload = b"#!/bin/sh\necho node-cache\n"
-    (shared / "node-cache-linux-amd64.xz").write_bytes(lzma.compress(payload))
-    xz_sum = hashlib.sha256((shared / "node-cache-linux-amd64.xz").read_bytes()).hexdigest()
-    bin_sum = hashlib.sha256(payload).hexdigest()
-    (shared / "SHA256SUMS").write_text(
-        f"{'0' * 64}  node-cache-linux-amd64.xz\n{bin_sum}  node-cache-linux-amd64\n"
-    )
-    with pytest.raises(BenchError, match="does not match"):
-        node_cache_binary({}, shared, cache)
-    (shared / "SHA256SUMS").write_text(
-        f"{xz_sum}  node-cache-linux-amd64.xz\n{bin_sum}  node-cache-linux-amd64\n"
-    )
-    found = node_cache_binary({}, shared, cache)
-    assert found.parent == cache and found.read_bytes() == payload
-    assert os.access(found, os.X_OK)
-    assert node_cache_binary({}, shared, cache) == found  # unpacked once
-    assert node_cache_binary({"NODE_CACHE_BIN": str(found)}, tmp_path, cache) == found
 
 
 @pytest.mark.netns
