@@ -92,6 +92,7 @@ setenv=()
 cert=${PIP_CERT:-}
 [ -n "$cert" ] || cert=$(python3 -m pip config get global.cert 2>/dev/null || true)
 if [ -n "$cert" ] && [ -f "$cert" ]; then
+  mkdir -p "$work/root/etc/ssl"
   cp "$cert" "$work/root/etc/ssl/host-ca-bundle.crt"
   setenv+=(--setenv=PIP_CERT=/etc/ssl/host-ca-bundle.crt)
 fi
