@@ -75,6 +75,7 @@ fi
 # 2. a throw-away copy with a clean clone of HEAD
 work=$(mktemp -d /var/tmp/nodelocaldns-fresh-debian.XXXXXX)
 cleanup() {
+  step "removing the copy $work"
   # nothing may stay mounted below the copy before it is deleted
   grep -o " $work/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$work"
@@ -104,7 +105,7 @@ step "systemd-nspawn: bash scripts/demo.sh, then bash scripts/test.sh${quoted} (
 t=$(now)
 rc=0
 timeout --kill-after=30 "$limit" systemd-nspawn --quiet --directory="$work/root" \
-  --register=no --keep-unit --capability=all --machine="nla-fresh-$$" \
+  --register=no --keep-unit --capability=all --console=pipe --machine="nla-fresh-$$" \
   --bind="$cache:/var/cache/nodelocaldns-agent-tests" "${setenv[@]}" \
   --setenv=LANG=C.UTF-8 --chdir="$src" -- /bin/bash -c '
     set -euo pipefail

@@ -26,6 +26,11 @@ case "$what" in
 esac
 
 step() { printf 'setup: %s\n' "$*" >&2; }
+# Runs a command quietly; shows its output only when it fails.
+quiet() {
+  local out
+  out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; step "failed: $*"; return 1; }
+}
 
 # 1. Debian packages
 need_apt=()
@@ -35,10 +40,10 @@ done
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  quiet apt-get update -qq
   # --no-install-recommends: the `dnsmasq` service package is never pulled in (only the
   # binary, which the demo and the tests start inside their own network namespaces).
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  quiet apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 else
   step "Debian packages present (${apt_pkgs[*]})"
 fi
@@ -51,7 +56,7 @@ fi
 if [ ! -e .venv ]; then
   step "python3 -m venv .venv"
   python3 -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  quiet .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 else
   step ".venv present ($(.venv/bin/python --version))"
 fi
@@ -65,7 +70,7 @@ for s in "$stamp" .venv/.installed-test; do
 done
 if [ "$fresh" = no ] || ! .venv/bin/python -c "import nodelocaldns_agent" 2>/dev/null; then
   step "pip install -e '.$extra' into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extra"
+  quiet .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extra"
   touch "$stamp"
 else
   step "pip: .venv up to date for $what"
