@@ -100,7 +100,8 @@ fi
 mkdir -p "$cache"
 
 # 3. the README's two commands, timed, inside the fresh Debian
-quoted=$(printf ' %q' "$@")
+quoted=''
+[ $# -eq 0 ] || quoted=$(printf ' %q' "$@")
 step "systemd-nspawn: bash scripts/demo.sh, then bash scripts/test.sh${quoted} (limit ${limit} s)"
 t=$(now)
 rc=0
