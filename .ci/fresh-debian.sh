@@ -12,7 +12,9 @@
 # 2. A throw-away copy of it (`cp -a`: the tests inside mount overlays of their own, which an
 #    overlay below cannot carry) with `git clone` of this repository's HEAD in
 #    /root/nodelocaldns-agent. Uncommitted changes are not in it.
-# 3. systemd-nspawn runs, in that copy, as root: `bash scripts/demo.sh`, then
+# 3. systemd-nspawn runs, in that copy, as root: `python3 -m venv .venv`, which must fail as
+#    on a stock Debian 12 and leave a half-made .venv (scripts/setup.sh must rebuild it);
+#    `bash scripts/demo.sh`, then
 #    `bash scripts/test.sh PYTEST ARGS` (the real-systemd suite boots its nodes with a nested
 #    systemd-nspawn: hence --capability=all). The machine's network is shared, so apt and pip
 #    reach the registries as this machine does; this machine's CA bundle is copied in for
@@ -36,7 +38,7 @@ now() { date +%s; }
 for tool in debootstrap systemd-nspawn git flock; do
   command -v "$tool" >/dev/null || fail "$tool is missing: run 'bash scripts/setup.sh test'"
 done
-if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
+if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
   step "note: uncommitted changes in $repo are not tested (the clone is of HEAD)"
 fi
 
@@ -83,11 +85,16 @@ cleanup() {
 trap cleanup EXIT
 t=$(now)
 cp -a "$rootfs" "$work/root"
-commit=$(git -C "$repo" rev-parse HEAD)
 src=/root/nodelocaldns-agent
-git clone -q --no-local "$repo" "$work/root$src"
-git -C "$work/root$src" checkout -q --detach "$commit"
-step "copied the root file system and cloned $commit in $(($(now) - t)) s"
+if commit=$(git -C "$repo" rev-parse HEAD 2>/dev/null); then
+  git clone -q --no-local "$repo" "$work/root$src"
+  git -C "$work/root$src" checkout -q --detach "$commit"
+  step "copied the root file system and cloned $commit in $(($(now) - t)) s"
+else  # a source tree without git: its files, less what setup makes
+  mkdir -p "$work/root$src"
+  tar -C "$repo" --exclude=./.venv --exclude=./.tools -cf - . | tar -C "$work/root$src" -xf -
+  step "copied the root file system and $repo (not a git clone: no .git) in $(($(now) - t)) s"
+fi
 
 setenv=()
 cert=${PIP_CERT:-}
@@ -110,6 +117,13 @@ timeout --kill-after=30 "$limit" systemd-nspawn --quiet --directory="$work/root"
   --bind="$cache:/var/cache/nodelocaldns-agent-tests" "${setenv[@]}" \
   --setenv=LANG=C.UTF-8 --chdir="$src" -- /bin/bash -c '
     set -euo pipefail
+    # First what a stock Debian 12 does to a hand-made venv (no python3-venv): it fails
+    # and leaves a half-made .venv behind, which scripts/setup.sh must rebuild.
+    if python3 -m venv .venv >/dev/null 2>&1 || [ ! -x .venv/bin/python ]; then
+      echo "fresh-debian: expected python3 -m venv to fail and leave .venv/bin/python" >&2
+      exit 1
+    fi
+    echo "fresh-debian: inside: python3 -m venv failed as on a stock Debian 12; half-made .venv left" >&2
     t0=$(date +%s)
     bash scripts/demo.sh
     t1=$(date +%s)
