@@ -18,7 +18,8 @@
 #    `bash scripts/test.sh PYTEST ARGS` (the real-systemd suite boots its nodes with a nested
 #    systemd-nspawn: hence --capability=all). The machine's network is shared, so apt and pip
 #    reach the registries as this machine does; this machine's CA bundle is copied in for
-#    pip (PIP_CERT) when it has one (a TLS-inspecting proxy), nothing else of it.
+#    pip (PIP_CERT) when it has one (a TLS-inspecting proxy), nothing else of it but
+#    ../shared, read-only beside the clone when it exists (as CI lays it out).
 #    The real-systemd suite's cache directory is bound in, so its own debootstrap is shared
 #    with this machine's runs.
 # The copy is deleted afterwards, also on failure or Ctrl-C. Needs root, debootstrap,
@@ -96,15 +97,18 @@ else  # a source tree without git: its files, less what setup makes
   step "copied the root file system and $repo (not a git clone: no .git) in $(($(now) - t)) s"
 fi
 
-setenv=()
+extra=()
 cert=${PIP_CERT:-}
 [ -n "$cert" ] || cert=$(python3 -m pip config get global.cert 2>/dev/null || true)
 if [ -n "$cert" ] && [ -f "$cert" ]; then
   mkdir -p "$work/root/etc/ssl"
   cp "$cert" "$work/root/etc/ssl/host-ca-bundle.crt"
-  setenv+=(--setenv=PIP_CERT=/etc/ssl/host-ca-bundle.crt)
+  extra+=(--setenv=PIP_CERT=/etc/ssl/host-ca-bundle.crt)
 fi
-mkdir -p "$cache"
+# shared/ beside the repository (as CI lays it out), read-only, beside the clone too
+if [ -d "$repo/../shared" ]; then
+  extra+=(--bind-ro="$(cd "$repo/../shared" && pwd):/root/shared")
+fi
 
 # 3. the README's two commands, timed, inside the fresh Debian
 quoted=''
@@ -114,7 +118,7 @@ t=$(now)
 rc=0
 timeout --kill-after=30 "$limit" systemd-nspawn --quiet --directory="$work/root" \
   --register=no --keep-unit --capability=all --console=pipe --machine="nla-fresh-$$" \
-  --bind="$cache:/var/cache/nodelocaldns-agent-tests" "${setenv[@]}" \
+  --bind="$cache:/var/cache/nodelocaldns-agent-tests" "${extra[@]}" \
   --setenv=LANG=C.UTF-8 --chdir="$src" -- /bin/bash -c '
     set -euo pipefail
     # First what a stock Debian 12 does to a hand-made venv (no python3-venv): it fails
