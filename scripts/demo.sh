@@ -14,7 +14,8 @@ on 169.254.20.10 and a kubelet stand-in. The agents move every kubelet's --clust
 DNS answers; then the fleet is reverted. Nothing leaves the machine.
 
 How long: the first run installs what it needs (Debian packages, a .venv: about 1-2 min on
-a stock Debian 12), then the demo itself takes about 10 s (+15 s with --prometheus).
+a stock Debian 12), then the demo itself takes about 15 s (--prometheus adds the
+seconds its first scrapes take).
 Later runs start at once. It ends by itself and removes every namespace, process and file
 it made; Ctrl-C stops it early and cleans up the same way.
 
