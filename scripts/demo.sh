@@ -13,11 +13,10 @@ on 169.254.20.10 and a kubelet stand-in. The agents move every kubelet's --clust
 169.254.20.10, at most one kubelet restart at a time; node-3 is held back until its local
 DNS answers; then the fleet is reverted. Nothing leaves the machine.
 
-How long: the first run installs what it needs (Debian packages, a .venv: about 1-2 min on
-a stock Debian 12), then the demo itself takes about 15 s (--prometheus adds the
-seconds its first scrapes take).
-Later runs start at once. It ends by itself and removes every namespace, process and file
-it made; Ctrl-C stops it early and cleans up the same way.
+How long: the first run installs what it needs (Debian packages, a .venv: about 1 min on
+a stock Debian 12), then the demo itself takes about 15 s (--prometheus adds the seconds
+its first scrapes take); later runs start at once. It ends by itself and removes every
+namespace, process and file it made; Ctrl-C stops it early and cleans up the same way.
 
 What to look at: the fleet table after each change (node-3 stays behind while its DNS is
 down), the kubelet's new --cluster-dns per node, and the revert at the end.
