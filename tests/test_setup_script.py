@@ -63,7 +63,13 @@ def _run(repo: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         "GOOD_PY": str(tmp / "good-python"),
     }
     return subprocess.run(
-        ["bash", *argv], cwd=repo, env=env, capture_output=True, text=True, timeout=60
+        ["bash", *argv],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
