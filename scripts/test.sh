@@ -14,5 +14,9 @@ step "mypy"
 mypy nodelocaldns_agent
 step "lint-imports"
 lint-imports
-step "pytest (every test, the real-systemd suite included)"
+if [ $# -eq 0 ]; then
+  step "pytest (every test, the real-systemd suite included)"
+else
+  step "pytest -m 'systemd or not systemd' $*"
+fi
 python -m pytest -m "systemd or not systemd" "$@"
