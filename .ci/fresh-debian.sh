@@ -22,7 +22,9 @@
 #    ../shared, read-only beside the clone when it exists (as CI lays it out).
 #    The real-systemd suite's cache directory is bound in, so its own debootstrap is shared
 #    with this machine's runs.
-# The copy is deleted afterwards, also on failure or Ctrl-C. Needs root, debootstrap,
+# The copy is deleted afterwards, also on failure or Ctrl-C. (nspawn's closing "Attempted to
+# remove disk file system under /run/systemd/nspawn/propagate/..." is harmless: nothing is
+# left there.) Needs root, debootstrap,
 # systemd-nspawn (systemd-container) and git: `bash scripts/setup.sh test` installs them.
 set -euo pipefail
 
