@@ -78,7 +78,18 @@ else
 fi
 
 # 2. a throw-away copy with a clean clone of HEAD
+# (copies left by a run that was killed outright: their owner, in ./pid, is gone)
+for stale in /var/tmp/nodelocaldns-fresh-debian.*; do
+  [ -d "$stale" ] || continue
+  owner=$(cat "$stale/pid" 2>/dev/null || true)
+  if [ -z "$owner" ] || ! kill -0 "$owner" 2>/dev/null; then
+    step "removing $stale (left by an earlier run)"
+    grep -o " $stale/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf "$stale"
+  fi
+done
 work=$(mktemp -d /var/tmp/nodelocaldns-fresh-debian.XXXXXX)
+echo $$ >"$work/pid"
 cleanup() {
   step "removing the copy $work"
   # nothing may stay mounted below the copy before it is deleted
