@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-test}
-demo_apt=(python3-venv dnsmasq-base iproute2 util-linux prometheus)
+# iptables: the real node-cache sets up its NOTRACK rules inside the nodes (-setupiptables)
+demo_apt=(python3-venv dnsmasq-base iproute2 util-linux iptables prometheus)
 test_apt=("${demo_apt[@]}" debootstrap systemd-container git)
 case "$what" in
   demo) apt_pkgs=("${demo_apt[@]}") extra='' ;;
