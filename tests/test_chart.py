@@ -1798,6 +1798,7 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
         # the classic layouts (hostpaths.py DEFAULT_WRITABLE_DIRS; the CLI default adds
         # EMBEDDED_WRITABLE_DIRS, which only the k3s, rke2 and microk8s layouts mount)
         "NODELOCALDNS_AGENT_WRITABLE_DIRS": ",".join(DEFAULT_WRITABLE_DIRS),
+        "NODELOCALDNS_AGENT_NODE_CACHE_HEALTH_PORT": "8080",
         "NODELOCALDNS_AGENT_LOG_FORMAT": "json",
         "NODELOCALDNS_AGENT_LOG_LEVEL": "info",
     }

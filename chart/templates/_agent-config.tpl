@@ -30,6 +30,8 @@ NODELOCALDNS_AGENT_METRICS_ADDRESS: {{ include "nodelocaldns-agent.metricsAddres
 {{- end }}
 {{- /* the read-write host mounts, so that the agent and the pod spec cannot disagree */}}
 NODELOCALDNS_AGENT_WRITABLE_DIRS: {{ include "nodelocaldns-agent.writableDirs" . | quote }}
+{{- /* `check` asks node-cache's /health on the local address (report only) */}}
+NODELOCALDNS_AGENT_NODE_CACHE_HEALTH_PORT: {{ .Values.nodeLocalDNS.healthPort | quote }}
 NODELOCALDNS_AGENT_LOG_FORMAT: {{ $a.logFormat | quote }}
 NODELOCALDNS_AGENT_LOG_LEVEL: {{ $a.logLevel | quote }}
 {{- with $a.restartCommand }}
