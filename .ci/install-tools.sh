@@ -7,6 +7,7 @@
 #                                        the ValidatingAdmissionPolicy's expressions with it
 #   promtool                             Debian package `prometheus`, when missing
 # Each step is skipped when its result is already present and intact. Safe to re-run.
+# With the argument `helm`, only helm and kubectl (what the demo needs).
 # One line per tool on stderr.
 set -euo pipefail
 
@@ -124,6 +125,10 @@ install_promtool() {
 }
 
 install_helm_kubectl
+# `install-tools.sh helm`: only helm (and kubectl): the demo renders the chart's node-cache
+if [ "${1:-all}" = helm ]; then
+  exit 0
+fi
 install_checkov
 install_cel
 install_promtool

@@ -9,7 +9,8 @@
 #         .venv with the package and its runtime dependencies (`pip install -e .`).
 #   test  all of the above, plus debootstrap and systemd-container (the real-systemd suite),
 #         git (the fresh-Debian check); `pip install -e '.[test]'` (pytest, ruff, mypy, ...);
-#         .ci/install-tools.sh: helm, kubectl, checkov, cel-python, promtool.
+#         .ci/install-tools.sh: helm, kubectl, checkov, cel-python, promtool (the demo:
+#         helm and kubectl only).
 #
 # A .venv without a working python and pip (say, left half-made by a failed
 # `python3 -m venv`) is deleted and made anew.
@@ -77,8 +78,12 @@ else
   step "pip: .venv up to date for $what"
 fi
 
-# 4. the chart/image test tools (the tests only)
+# 4. the chart/image test tools; the demo needs helm alone (its nodes run node-cache with
+# the Corefile and arguments rendered from the chart)
 if [ "$what" = test ]; then
   step "test tools (.ci/install-tools.sh)"
   PYTHON="$PWD/.venv/bin/python" bash .ci/install-tools.sh
+else
+  step "helm, to render the chart's node-cache (.ci/install-tools.sh helm)"
+  PYTHON="$PWD/.venv/bin/python" bash .ci/install-tools.sh helm
 fi
