@@ -13,13 +13,12 @@ analysed (whatever it would do), 2 could not analyse. ``status``: 1 when a node 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 
 from nodelocaldns_agent import __version__
 from nodelocaldns_agent.cli.parser import parse
-from nodelocaldns_agent.cli.root import EXIT_CONFIG, EXIT_FAILED, HANDLERS
-from nodelocaldns_agent.errors import AgentError, ConfigError
+from nodelocaldns_agent.cli.root import HANDLERS
+from nodelocaldns_agent.exits import guarded
 from nodelocaldns_agent.logs import event, setup
 from nodelocaldns_agent.settings import LogSettings
 
@@ -27,17 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
+    def command() -> int:
         inv = parse(argv)
         logs = inv.get(LogSettings)
         setup(logs.log_format, logs.log_level)
         event(log, "starting", command=inv.command, version=__version__, settings=inv.values())
         return HANDLERS[inv.command](inv)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except AgentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+
+    return guarded(command)

@@ -14,6 +14,7 @@ from nodelocaldns_agent import __version__
 from nodelocaldns_agent.cli import output
 from nodelocaldns_agent.cli.parser import Invocation
 from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from nodelocaldns_agent.logs import event
 from nodelocaldns_agent.plan import Goal
 from nodelocaldns_agent.settings import (
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from nodelocaldns_agent.engine import NodeEngine
 
 log = logging.getLogger(__name__)
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def build_engine(settings: NodeSettings) -> NodeEngine:

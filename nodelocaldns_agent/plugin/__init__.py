@@ -16,22 +16,12 @@ switch: the API refused; 2 bad input or configuration, or a switch not confirmed
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from nodelocaldns_agent.errors import AgentError, ConfigError
+from nodelocaldns_agent.exits import guarded
 from nodelocaldns_agent.plugin.args import parse
-from nodelocaldns_agent.plugin.commands import EXIT_CONFIG, EXIT_FAILED, run
+from nodelocaldns_agent.plugin.commands import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(parse(argv))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except AgentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+    return guarded(lambda: run(parse(argv)))

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TextIO
 import yaml
 
 from nodelocaldns_agent.errors import ConfigError
+from nodelocaldns_agent.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from nodelocaldns_agent.fleet import MODE_ENV, mode_patch, node_rows, render_status
 from nodelocaldns_agent.kube.api import (
     ADMISSION_POLICIES,
@@ -43,7 +44,6 @@ from nodelocaldns_agent.plugin.args import Args
 from nodelocaldns_agent.settings import RunSettings, env_name
 from nodelocaldns_agent.state import MODE_LABEL, Mode
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 APP = "nodelocaldns-agent"
 #: where the chart's README installs it; used when neither -n nor the context names one
 DEFAULT_NAMESPACE = "kube-system"
