@@ -13,6 +13,7 @@ import pytest
 
 from nodelocaldns_agent.detect import embedded
 from nodelocaldns_agent.detect.embedded import K3S, MICROK8S, RKE2, choose_layout
+from nodelocaldns_agent.detect.kubelet import MAX_CONFIG_DIR_BYTES, MAX_CONFIG_DIR_FILES
 from nodelocaldns_agent.detect.trust import untrusted
 from nodelocaldns_agent.engine import NodeEngine
 from nodelocaldns_agent.errors import ConfigError
@@ -326,6 +327,46 @@ def test_locate_k3s_refusals(
     root, procs, units = k3s_node(tmp_path, files)
     procs.running[0] = replace(procs.running[0], argv=("/usr/local/bin/k3s server", *argv))
     with pytest.raises(ConfigError, match=error):
+        embedded.locate(root, procs, units)
+
+
+@pytest.mark.parametrize(
+    ("files", "size", "message"),
+    [
+        (MAX_CONFIG_DIR_FILES, 100, ""),
+        (MAX_CONFIG_DIR_FILES + 1, 10, f"holds {MAX_CONFIG_DIR_FILES + 1} *.yaml files"),
+        (4, MAX_CONFIG_DIR_BYTES // 4, ""),
+        (5, MAX_CONFIG_DIR_BYTES // 4, f"may hold {MAX_CONFIG_DIR_BYTES} bytes in all"),
+    ],
+)
+def test_locate_k3s_dotd_is_capped(tmp_path: Path, files: int, size: int, message: str) -> None:
+    # the same caps as kubelet's --config-dir: a hostile config.yaml.d cannot make the agent
+    # read without end
+    padding = "#" * (size - 1) + "\n"
+    dotd = {f"/etc/rancher/k3s/config.yaml.d/{i:03d}.yaml": padding for i in range(files)}
+    root, procs, units = k3s_node(
+        tmp_path, {**dotd, f"{K3S.config_dir}/00-k3s-defaults.conf": K3S_DEFAULTS}
+    )
+    if not message:
+        assert embedded.locate(root, procs, units).cluster_dns == ("10.43.0.10",)
+        return
+    with pytest.raises(ConfigError, match=r"k3s's config\.yaml\.d") as err:
+        embedded.locate(root, procs, units)
+    assert message in str(err.value)
+
+
+def test_locate_k3s_dotd_file_linking_where_pods_write_is_refused(tmp_path: Path) -> None:
+    pod_file = "/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~empty-dir/x/dns.yaml"
+    root, procs, units = k3s_node(
+        tmp_path,
+        {
+            pod_file: "kubelet-arg: [cluster-dns=6.6.6.6]\n",
+            f"{K3S.config_dir}/00-k3s-defaults.conf": K3S_DEFAULTS,
+        },
+    )
+    (tmp_path / "etc/rancher/k3s/config.yaml.d").mkdir(parents=True)
+    (tmp_path / "etc/rancher/k3s/config.yaml.d/50-dns.yaml").symlink_to(pod_file)
+    with pytest.raises(ConfigError, match="where pods can write"):
         embedded.locate(root, procs, units)
 
 

@@ -537,6 +537,19 @@ def test_a_config_dir_is_capped(tmp_path: Path, files: int, size: int, message: 
     assert message in str(err.value)
 
 
+def test_a_config_dir_file_linking_where_pods_write_is_refused(tmp_path: Path) -> None:
+    # a *.conf in kubelet's --config-dir that is a symlink into a pod volume: its bytes are
+    # a tenant's; the directory alone passing check_config_path is not enough
+    node = yaml_node(
+        tmp_path, "--config=/var/lib/kubelet/config.yaml", "--config-dir=/etc/kubernetes/d"
+    )
+    node.write(f"{POD_VOLUME}/50-dns.conf", b"clusterDNS: [6.6.6.6]\n")
+    (tmp_path / "etc/kubernetes/d").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "etc/kubernetes/d/50-dns.conf").symlink_to(f"{POD_VOLUME}/50-dns.conf")
+    with pytest.raises(ConfigError, match=r"a file of kubelet's --config-dir .*50-dns\.conf"):
+        locate_kubelet(HostRoot(tmp_path), node.processes, node.systemd)
+
+
 # ------------------------------------------------------------------- verification
 def test_verification_needs_the_new_main_pid_and_trusts_no_decoy(tmp_path: Path) -> None:
     node = tke_node(tmp_path)

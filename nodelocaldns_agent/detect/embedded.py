@@ -37,6 +37,7 @@ from nodelocaldns_agent.detect.kubelet import (
     format_named,
     from_config_dir,
     locate_kubelet,
+    read_capped,
     require_addresses,
     trusted_process,
     unit_environment,
@@ -212,13 +213,14 @@ def _check_relocation(
 
 def _k3s_config(host: HostRoot, layout: Embedded) -> k3sconfig.MergedConfig:
     """config.yaml and config.yaml.d of ``layout``, merged as k3s merges them."""
-    paths = [layout.config_file] if host.is_file(layout.config_file) else []
-    dotd = f"{layout.config_file}.d"
-    paths += [f"{dotd}/{n}" for n in k3sconfig.dotd_names(host.listdir(dotd))]
     files = []
-    for path in paths:
-        check_config_path(host, path, f"{layout.name} configuration")
-        files.append((path, host.read_bytes(path)))
+    if host.is_file(layout.config_file):
+        check_config_path(host, layout.config_file, f"{layout.name} configuration")
+        files.append((layout.config_file, host.read_bytes(layout.config_file)))
+    dotd = f"{layout.config_file}.d"
+    names = k3sconfig.dotd_names(host.listdir(dotd))
+    capped = read_capped(host, dotd, names, f"{layout.name}'s config.yaml.d", "*.yaml files")
+    files += [(f"{dotd}/{name}", data) for name, data in capped]
     merged = k3sconfig.merge(files)
     if "data-dir" in merged.keys:
         raise ConfigError(

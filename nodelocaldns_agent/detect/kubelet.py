@@ -433,6 +433,35 @@ def _from_config_file(host: HostRoot, path: str, found_by: str) -> KubeletConfig
     return KubeletConfig(path, fmt, values, data, found_by)
 
 
+def read_capped(
+    host: HostRoot, directory: str, names: Sequence[str], what: str, kind: str
+) -> list[tuple[str, bytes]]:
+    """``names`` in ``directory``, read in order: at most :data:`MAX_CONFIG_DIR_FILES`
+    files and :data:`MAX_CONFIG_DIR_BYTES` bytes in all (a hostile directory cannot make
+    the agent read without end), each one checked by :func:`check_config_path` (a symlink
+    into a pod-writable directory is refused). Raises :class:`ConfigError` naming
+    ``what``."""
+    if len(names) > MAX_CONFIG_DIR_FILES:
+        raise ConfigError(
+            f"{directory}: {what} holds {len(names)} {kind}; expected "
+            f"at most {MAX_CONFIG_DIR_FILES}"
+        )
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    for name in names:
+        check_config_path(host, f"{directory}/{name}", f"a file of {what}")
+        try:
+            data = host.read_bytes(f"{directory}/{name}", limit=MAX_CONFIG_DIR_BYTES - total)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc} ({what} {directory}: its {kind} may hold "
+                f"{MAX_CONFIG_DIR_BYTES} bytes in all, {total} read before {name})"
+            ) from exc
+        total += len(data)
+        files.append((name, data))
+    return files
+
+
 def from_config_dir(
     host: HostRoot, directory: str, config: str | None, found_by: str
 ) -> KubeletConfig:
@@ -440,23 +469,7 @@ def from_config_dir(
     if not host.is_dir(directory):
         raise ConfigError(f"{directory}: kubelet's --config-dir is not a directory")
     names = [name for name in host.listdir(directory) if name.endswith(".conf")]
-    if len(names) > MAX_CONFIG_DIR_FILES:
-        raise ConfigError(
-            f"{directory}: kubelet's --config-dir holds {len(names)} *.conf files; expected "
-            f"at most {MAX_CONFIG_DIR_FILES}"
-        )
-    files: list[tuple[str, bytes]] = []
-    total = 0
-    for name in names:
-        try:
-            data = host.read_bytes(f"{directory}/{name}", limit=MAX_CONFIG_DIR_BYTES - total)
-        except ConfigError as exc:
-            raise ConfigError(
-                f"{exc} (kubelet's --config-dir {directory}: its *.conf files may hold "
-                f"{MAX_CONFIG_DIR_BYTES} bytes in all, {total} read before {name})"
-            ) from exc
-        total += len(data)
-        files.append((name, data))
+    files = read_capped(host, directory, names, "kubelet's --config-dir", "*.conf files")
     values, winner = dropin.effective(files, directory)
     ours = f"{directory}/{dropin.OUR_DROPIN}"
     if winner is not None and winner > dropin.OUR_DROPIN:
