@@ -10,6 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from testing.demo import Demo
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.netns
 
@@ -25,8 +27,22 @@ def _left_over(workdir: Path) -> list[str]:
     return left
 
 
+#: the narration, one line per step, in this order
+STORY = (
+    "[1/5] Three sandboxed nodes",
+    "[2/5] The agent starts on every node",
+    "[3/5] node-3 is held back (waiting-for-local-dns)",
+    "[4/5] node-3's node-cache comes up",
+    "[5/5] Fleet-wide revert",
+)
+
+
+def _line_of(lines: list[str], start: str) -> int:
+    return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+
 @pytest.mark.timeout(300)
-def test_demo_migrates_reverts_and_cleans_up(tmp_path: Path) -> None:
+def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "testing.demo", "--workdir", str(workdir)],
@@ -38,11 +54,54 @@ def test_demo_migrates_reverts_and_cleans_up(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, f"{out}\n{proc.stderr}"
-    for name in ("node-1", "node-2", "node-3"):
-        assert f"{name}: kubelet now runs with --cluster-dns=169.254.20.10" in out, out
-        assert f"{name}: kubelet back on --cluster-dns=10.96.0.10" in out, out
-    assert "node-3 waits: its local DNS does not answer" in out
+    lines = out.splitlines()
+    steps = [_line_of(lines, text) for text in STORY]
+    assert steps == sorted(steps), out
+    # not a terminal: the plugin's plain lines, one per change, no escape codes and no
+    # full tables
+    assert "\x1b" not in out and "STALE PODS" not in out
+    views = [line for line in lines if " | nodes: " in line]
+    assert all("restarts " in v and "/1 |" in v for v in views), out  # in flight / limit
+    # node-3 is seen waiting for its local DNS before the narration says so, and stays
+    # waiting until its DNS comes up; then it migrates
+    held = [
+        i
+        for i, line in enumerate(lines)
+        if "node-3 waiting-for-local-dns" in line and "nodes:" in line
+    ]
+    assert held and held[0] < steps[2], out
+    assert all(i < steps[3] + 3 for i in held), out
+    migrated = [i for i, line in enumerate(lines) if "node-3 migrated" in line and "nodes:" in line]
+    assert migrated and steps[3] < migrated[0] < steps[4], out
+    # never more restarts in flight than the limit
+    assert not any("restarts 2/1" in v for v in views)
+    # the summary closes the output, within its last 30 lines
+    summary = lines[_line_of(lines, "== summary") :]
+    assert len(summary) <= 30 and lines[-len(summary) :] == summary, out
+    rows = {line.split()[0]: line for line in summary if line.startswith("node-")}
+    assert set(rows) == {"node-1", "node-2", "node-3"}, out
+    for row in rows.values():
+        assert "10.96.0.10 -> 169.254.20.10" in row and "1 (+1 to revert)" in row, row
+    assert "for its local DNS" in rows["node-3"], out
+    assert "reverted: every kubelet back on --cluster-dns=10.96.0.10" in summary
+    assert "kubelet restarts at once: at most 1 seen, the limit is 1" in summary
+    assert summary[-1].startswith("total ") and summary[-1].endswith("is removed")
     assert _left_over(workdir) == []
+
+
+def test_footer_and_summary_show_the_pod_lookup_counter() -> None:
+    """The hook for the pods' lookups (``Demo.pod_lookups``): a line under the live view
+    on every redraw and one in the summary."""
+    counts = iter([(0, 10), (1, 25)])
+    story = Demo(cluster=None, pod_lookups=lambda: next(counts))  # type: ignore[arg-type]
+    story.rows = [{"node": "node-3", "state": "waiting-for-local-dns"}]
+    assert story.footer() == [
+        "nodes: node-3 waiting-for-local-dns",
+        "pod lookups failed: 0 (of 10)",
+    ]
+    story.times = {"start": 0.0, "migrated": 10.0, "revert": 11.0, "reverted": 15.0}
+    assert "pod lookups failed: 1 (of 25)" in story.summary(16.0)
+    assert Demo(cluster=None).footer() == ["nodes: "]  # type: ignore[arg-type]
 
 
 def test_demo_help_starts_nothing() -> None:

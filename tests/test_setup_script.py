@@ -103,10 +103,11 @@ def test_setup_demo_makes_a_working_venv(
     assert any(line.startswith(expected_step) for line in lines), lines
     assert all(line.startswith("setup: ") for line in lines), lines  # one line per step
     assert ("python3 -m venv .venv" in _log(repo)) is made_anew
-    # the demo's packages only: no test extras, and of the test tools helm alone (its
-    # nodes run node-cache with the Corefile and arguments rendered from the chart)
+    # the demo's packages only: rich for its live view, no test extras, and of the test
+    # tools helm alone (its nodes run node-cache with the Corefile and arguments rendered
+    # from the chart)
     assert any(
-        entry.startswith("venv-python -m pip install") and entry.endswith("-e .")
+        entry.startswith("venv-python -m pip install") and entry.endswith("-e .[plugin]")
         for entry in _log(repo)
     ), _log(repo)
     assert [e for e in _log(repo) if e.startswith("install-tools")] == ["install-tools helm"]
