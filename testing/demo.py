@@ -168,6 +168,7 @@ class Demo:
             f"The agent starts on every node in migrate mode; at most {LIMIT} kubelet restart "
             f"at a time across the cluster (--max-concurrent-restarts {LIMIT})."
         )
+        self.times["agents"] = time.time()
         for name, _, _ in NODES:
             cluster.start_agent(name, "migrate", *AGENT_FLAGS)
         waiting = NodeState.WAITING_FOR_LOCAL_DNS
@@ -188,6 +189,7 @@ class Demo:
             "migrates."
         )
         cluster.nodes["node-3"].set_local_dns("up")
+        self.times["dns_up"] = time.time()
         self.follow("node-3 migrating", lambda rows: all(r["state"] == "migrated" for r in rows))
         self.times["migrated"] = time.time()
         for name, _, _ in NODES:
@@ -230,6 +232,7 @@ class Demo:
             if result and float(result[0]["value"][1]) >= len(NODES):
                 break
             time.sleep(0.5)
+        self.times["prom_seen"] = time.time()
         seen = sorted(self.prom.query(STATE_QUERY), key=lambda r: r["metric"]["node"])
         states = ", ".join(f"{s['metric']['node']} {s['metric']['state']}" for s in seen)
         return f"`{STATE_QUERY}` gives: {states or 'nothing yet'}"
