@@ -22,7 +22,7 @@ local DNS. The last lines are the summary: per node the kubelet's old -> new DNS
 it was held back and why, how long its change took, its kubelet restarts; the total time.
 
 How long: the first run installs what it needs (Debian packages, a .venv: about 1 min on
-a stock Debian 12); the demo itself takes about 35 s (--prometheus: about 45 s); later
+a stock Debian 12); the demo itself takes 20 to 35 s (--prometheus: a few seconds more); later
 runs start at once. It ends by itself and removes every namespace, process and file it
 made; Ctrl-C stops it early and cleans up the same way.
 

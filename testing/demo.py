@@ -119,10 +119,7 @@ class Demo:
         """Show the rollout until ``done`` holds for what the view shows (and, with
         ``hold``, keeps holding that long)."""
         api = KubeApi(load_config(str(self.cluster.workdir / "kubeconfig-host")))
-        title = (
-            f"nodelocaldns-agent {NAMESPACE} (limit {LIMIT} restart at a time), "
-            "as `kubectl nodelocaldns status -w` shows it; Ctrl-C ends the demo"
-        )
+        title = f"kubectl nodelocaldns status -w (limit {LIMIT} restart at a time); Ctrl-C ends"
         viewer = viewer_for(sys.stdout, title, self.footer)
         deadline = time.monotonic() + STEP_TIMEOUT
         held_since: float | None = None
