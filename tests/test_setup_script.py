@@ -134,3 +134,24 @@ def test_demo_help_sets_nothing_up(repo: Path, flag: str) -> None:
     text = proc.stdout
     for needed in ("usage: bash scripts/demo.sh", "How long", "ends by itself", "Ctrl-C"):
         assert needed in text, text
+
+
+def test_setup_test_installs_the_docs_extra(repo: Path) -> None:
+    """The pictures' test (tests/test_pictures.py) needs matplotlib: the test setup
+    installs the ``docs`` extra beside ``test``; the demo's does not (it never draws)."""
+    proc = _run(repo, "scripts/setup.sh", "test")
+    assert proc.returncode == 0, proc.stderr
+    installs = [e for e in _log(repo) if e.startswith("venv-python -m pip install")]
+    assert any(e.endswith("-e .[test,docs]") for e in installs), installs
+
+
+def test_matplotlib_only_in_the_docs_extra() -> None:
+    """Not a runtime dependency of the agent (nor in its image's lock), not the demo's."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert [d for d in extras["docs"] if d.startswith("matplotlib")]
+    others = [*project["dependencies"], *extras["plugin"]]
+    assert not [d for d in others if "matplotlib" in d]
+    assert "matplotlib" not in (ROOT / "requirements.lock").read_text()
