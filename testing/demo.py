@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from nodelocaldns_agent.fleet import node_rows
@@ -109,6 +110,11 @@ class Demo:
         self.out(f"\n[{self.step}/{self.steps}] {text}")
 
     # ------------------------------------------------------------ the live view
+    @cached_property
+    def api(self) -> KubeApi:
+        """The plugin's own API client, from the kubeconfig of the machine-side API."""
+        return KubeApi(load_config(str(self.cluster.workdir / "kubeconfig-host")))
+
     def footer(self) -> Sequence[str]:
         lines = [node_line(self.rows)]
         if self.pod_lookups is not None:
@@ -118,15 +124,14 @@ class Demo:
     def follow(self, what: str, done: Callable[[Rows], bool], hold: float = 0.0) -> None:
         """Show the rollout until ``done`` holds for what the view shows (and, with
         ``hold``, keeps holding that long)."""
-        api = KubeApi(load_config(str(self.cluster.workdir / "kubeconfig-host")))
         title = f"kubectl nodelocaldns status -w (limit {LIMIT} restart at a time); Ctrl-C ends"
         viewer = viewer_for(sys.stdout, title, self.footer)
         deadline = time.monotonic() + STEP_TIMEOUT
         held_since: float | None = None
         try:
             while True:
-                nodes = api.list_nodes()
-                leases, _ = api.list_leases(NAMESPACE, f"{LEASE_LABEL}={LEASE_LABEL_VALUE}")
+                nodes = self.api.list_nodes()
+                leases, _ = self.api.list_leases(NAMESPACE, f"{LEASE_LABEL}={LEASE_LABEL_VALUE}")
                 self.rows = node_rows(nodes)
                 self.timer.observe(self.rows)
                 r = rollout.summarize(self.rows, leases, LIMIT, time.time(), self.timer.mean)

@@ -1,5 +1,9 @@
 """The README's main job: ``bash scripts/demo.sh`` runs ``python -m testing.demo``, which
-must migrate three sandboxed nodes, revert them and leave nothing behind."""
+must tell the story (issue 16, part 3) — one narration line per step in order, the
+plugin's live view as plain lines off a terminal, node-3 seen ``waiting-for-local-dns``
+before it is narrated and until its DNS comes up, the restart limit, the summary as the
+last lines — migrate three sandboxed nodes, revert them and leave nothing behind, also
+on Ctrl-C."""
 
 from __future__ import annotations
 
