@@ -7,22 +7,29 @@ usage() {
   cat <<'TXT'
 usage: bash scripts/demo.sh [--prometheus] [--workdir DIR]
 
-Runs nodelocaldns-agent on three sandboxed nodes on this machine (root, Debian 12): a fake
-Kubernetes API server on loopback, each node its own network namespace with a real dnsmasq
-on 169.254.20.10 and a kubelet stand-in. The agents move every kubelet's --cluster-dns to
-169.254.20.10, at most one kubelet restart at a time; node-3 is held back until its local
-DNS answers; then the fleet is reverted. Nothing leaves the machine.
+A short story of nodelocaldns-agent at work, on this machine (root, Debian 12), told in
+5 steps of one line each: three sandboxed nodes (each its own network namespace with the
+real node-cache on 169.254.20.10 and a kubelet stand-in) on a fake Kubernetes API server
+on loopback; the agents move every kubelet's --cluster-dns to 169.254.20.10, one kubelet
+restart at a time; node-3 is held back (waiting-for-local-dns) while its node-cache is
+down, and migrates once it answers; then the fleet is reverted as `helm uninstall` does.
+Nothing leaves the machine.
+
+What to look at: under each step, the rollout as `kubectl nodelocaldns status -w` shows
+it (redrawn in place on a terminal, one line per change otherwise): migrated/eligible,
+restarts in flight against the limit (1), and each node's state, node-3 waiting for its
+local DNS. The last lines are the summary: per node the kubelet's old -> new DNS, how long
+it was held back and why, how long its change took, its kubelet restarts; the total time.
 
 How long: the first run installs what it needs (Debian packages, a .venv: about 1 min on
-a stock Debian 12), then the demo itself takes about 15 s (--prometheus adds the seconds
-its first scrapes take); later runs start at once. It ends by itself and removes every
-namespace, process and file it made; Ctrl-C stops it early and cleans up the same way.
+a stock Debian 12); the demo itself takes 20 to 35 s (--prometheus: a few seconds more); later
+runs start at once. It ends by itself and removes every namespace, process and file it
+made; Ctrl-C stops it early and cleans up the same way.
 
-What to look at: the fleet table after each change (node-3 stays behind while its DNS is
-down), the kubelet's new --cluster-dns per node, and the revert at the end.
-
-  --prometheus   also start a real Prometheus on loopback and print the per-node state it saw
-  --workdir DIR  keep the sandbox's files in DIR (default: a temporary directory)
+  --prometheus   also run a real Prometheus on loopback, scraping every agent and
+                 node-cache, and show what it saw
+  --workdir DIR  keep the sandbox's files (agent logs, ...) in DIR (default: a temporary
+                 directory, removed at the end)
 TXT
 }
 for arg in "$@"; do

@@ -6,9 +6,11 @@
 #   demo  Debian packages: python3-venv (stock Debian lacks it: `python3 -m venv` fails with
 #         "ensurepip is not available"), dnsmasq-base (the nodes' local DNS), iproute2 and
 #         util-linux (namespaces), prometheus (`demo.sh --prometheus`);
-#         .venv with the package and its runtime dependencies (`pip install -e .`).
+#         .venv with the package, its runtime dependencies and rich for the live view
+#         (`pip install -e '.[plugin]'`).
 #   test  all of the above, plus debootstrap and systemd-container (the real-systemd suite),
-#         git (the fresh-Debian check); `pip install -e '.[test]'` (pytest, ruff, mypy, ...);
+#         git (the fresh-Debian check); `pip install -e '.[test,docs]'` (pytest, ruff, mypy,
+#         ...; matplotlib for the pictures in docs/img, `python -m testing.pictures`);
 #         .ci/install-tools.sh: helm, kubectl, checkov, cel-python, promtool (the demo:
 #         helm and kubectl only).
 #
@@ -22,8 +24,8 @@ what=${1:-test}
 demo_apt=(python3-venv dnsmasq-base iproute2 util-linux iptables prometheus)
 test_apt=("${demo_apt[@]}" debootstrap systemd-container git)
 case "$what" in
-  demo) apt_pkgs=("${demo_apt[@]}") extra='' ;;
-  test) apt_pkgs=("${test_apt[@]}") extra='[test]' ;;
+  demo) apt_pkgs=("${demo_apt[@]}") extra='[plugin]' ;;
+  test) apt_pkgs=("${test_apt[@]}") extra='[test,docs]' ;;
   *) echo "usage: scripts/setup.sh [demo|test]" >&2; exit 2 ;;
 esac
 

@@ -488,6 +488,22 @@ def test_plain_lines_off_a_terminal_one_per_change() -> None:
     assert code == 1
 
 
+def test_footer_lines_under_the_view_read_on_every_redraw() -> None:
+    """The footer (the demo's per-node states and pod-lookup counter): joined onto each
+    plain line, and a new value is a change of its own; drawn under the live view."""
+    counter = iter(["pod lookups failed: 0", "pod lookups failed: 0", "pod lookups failed: 2"])
+    frame = snapshots()[0]
+    out = io.StringIO()
+    play(LineViewer(out, lambda: [next(counter)]), [frame, frame, frame])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("| pod lookups failed: 0")
+    assert lines[1].endswith("| pod lookups failed: 2")
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, record=True)
+    play(LiveViewer(console, "t", lambda: ["node-3 waiting-for-local-dns"]), [frame])
+    assert console.export_text().rstrip().endswith("node-3 waiting-for-local-dns")
+
+
 def test_watch_exits_0_without_failed_nodes() -> None:
     assert play(LineViewer(io.StringIO()), snapshots()[:2]) == 0
 

@@ -103,10 +103,11 @@ def test_setup_demo_makes_a_working_venv(
     assert any(line.startswith(expected_step) for line in lines), lines
     assert all(line.startswith("setup: ") for line in lines), lines  # one line per step
     assert ("python3 -m venv .venv" in _log(repo)) is made_anew
-    # the demo's packages only: no test extras, and of the test tools helm alone (its
-    # nodes run node-cache with the Corefile and arguments rendered from the chart)
+    # the demo's packages only: rich for its live view, no test extras, and of the test
+    # tools helm alone (its nodes run node-cache with the Corefile and arguments rendered
+    # from the chart)
     assert any(
-        entry.startswith("venv-python -m pip install") and entry.endswith("-e .")
+        entry.startswith("venv-python -m pip install") and entry.endswith("-e .[plugin]")
         for entry in _log(repo)
     ), _log(repo)
     assert [e for e in _log(repo) if e.startswith("install-tools")] == ["install-tools helm"]
@@ -133,3 +134,24 @@ def test_demo_help_sets_nothing_up(repo: Path, flag: str) -> None:
     text = proc.stdout
     for needed in ("usage: bash scripts/demo.sh", "How long", "ends by itself", "Ctrl-C"):
         assert needed in text, text
+
+
+def test_setup_test_installs_the_docs_extra(repo: Path) -> None:
+    """The pictures' test (tests/test_pictures.py) needs matplotlib: the test setup
+    installs the ``docs`` extra beside ``test``; the demo's does not (it never draws)."""
+    proc = _run(repo, "scripts/setup.sh", "test")
+    assert proc.returncode == 0, proc.stderr
+    installs = [e for e in _log(repo) if e.startswith("venv-python -m pip install")]
+    assert any(e.endswith("-e .[test,docs]") for e in installs), installs
+
+
+def test_matplotlib_only_in_the_docs_extra() -> None:
+    """Not a runtime dependency of the agent (nor in its image's lock), not the demo's."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert [d for d in extras["docs"] if d.startswith("matplotlib")]
+    others = [*project["dependencies"], *extras["plugin"]]
+    assert not [d for d in others if "matplotlib" in d]
+    assert "matplotlib" not in (ROOT / "requirements.lock").read_text()

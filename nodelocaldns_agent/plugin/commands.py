@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -175,15 +175,26 @@ class Viewer(Protocol):
     def close(self) -> None: ...
 
 
-class LineViewer:
-    """Not a terminal: one plain line per change, nothing redrawn."""
+#: lines shown under the rollout on every redraw (a caller's own facts, e.g. the demo's
+#: per-node states and its pods' lookup counter); read once per view
+Footer = Callable[[], Sequence[str]]
 
-    def __init__(self, stream: TextIO) -> None:
+
+def no_footer() -> Sequence[str]:
+    return ()
+
+
+class LineViewer:
+    """Not a terminal: one plain line per change (the footer's lines joined onto it),
+    nothing redrawn."""
+
+    def __init__(self, stream: TextIO, footer: Footer = no_footer) -> None:
         self.stream = stream
+        self.footer = footer
         self.last = ""
 
     def show(self, r: rollout.Rollout) -> None:
-        line = rollout.plain_line(r)
+        line = " | ".join([rollout.plain_line(r), *self.footer()])
         if line != self.last:
             stamp = time.strftime("%H:%M:%S")
             print(f"{stamp} {line}", file=self.stream, flush=True)
@@ -196,25 +207,31 @@ class LineViewer:
 class LiveViewer:
     """A terminal: one view, redrawn in place (``rich.live.Live``)."""
 
-    def __init__(self, console: Any, title: str) -> None:
+    def __init__(self, console: Any, title: str, footer: Footer = no_footer) -> None:
         from rich.live import Live
 
         self.title = title
+        self.footer = footer
         self.live = Live(console=console, auto_refresh=False)
         self.live.start()
 
     def show(self, r: rollout.Rollout) -> None:
-        self.live.update(rollout.renderable(r, self.title), refresh=True)
+        from rich.console import Group
+        from rich.text import Text
+
+        view = rollout.renderable(r, self.title)
+        lines = [Text(line) for line in self.footer()]
+        self.live.update(Group(view, *lines) if lines else view, refresh=True)
 
     def close(self) -> None:
         self.live.stop()
 
 
-def viewer_for(stream: TextIO, title: str) -> Viewer:
+def viewer_for(stream: TextIO, title: str, footer: Footer = no_footer) -> Viewer:
     """The live view on a terminal when ``rich`` is installed (the ``plugin`` extra);
-    plain lines otherwise."""
+    plain lines otherwise. ``footer``: extra lines under the view (none for ``status -w``)."""
     if not stream.isatty():
-        return LineViewer(stream)
+        return LineViewer(stream, footer)
     try:
         from rich.console import Console
     except ImportError:
@@ -222,8 +239,8 @@ def viewer_for(stream: TextIO, title: str) -> Viewer:
             "note: the live view needs rich: pip install 'nodelocaldns-agent[plugin]'",
             file=sys.stderr,
         )
-        return LineViewer(stream)
-    return LiveViewer(Console(file=stream), title)
+        return LineViewer(stream, footer)
+    return LiveViewer(Console(file=stream), title, footer)
 
 
 def watch(

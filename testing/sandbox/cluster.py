@@ -26,6 +26,8 @@ from testing.sandbox.node import REPO_ROOT, NodeProcess, SandboxNode
 API_PORT_IN_NODE = 6443
 #: the agents' /metrics port inside their nodes
 METRICS_PORT_IN_NODE = 9779
+#: node-cache's ``prometheus`` port (the chart's nodeLocalDNS.metricsPort) inside the nodes
+NODE_CACHE_METRICS_PORT_IN_NODE = 9253
 #: the chart installs into kube-system, as the README says
 NAMESPACE = "kube-system"
 #: the agents' restart-slot Leases
@@ -162,22 +164,24 @@ class SandboxCluster:
         )
         return node
 
-    def expose_metrics(self, name: str) -> int:
-        """A machine-loopback port that reaches the agent's /metrics inside node ``name``."""
+    def expose_metrics(self, name: str, port_in_node: int = METRICS_PORT_IN_NODE) -> int:
+        """A machine-loopback port that reaches ``port_in_node`` on the node's loopback
+        (by default the agent's /metrics) inside node ``name``."""
         node = self.nodes[name]
-        sock = self.workdir / f"metrics-{name}.sock"
+        tag = "" if port_in_node == METRICS_PORT_IN_NODE else f"-{port_in_node}"
+        sock = self.workdir / f"metrics-{name}{tag}.sock"
         node.spawn_python(
-            "relay-metrics",
+            f"relay-metrics{tag}",
             [
                 "-m",
                 "testing.sandbox.relay",
                 f"unix:{sock}",
-                f"tcp:127.0.0.1:{METRICS_PORT_IN_NODE}",
+                f"tcp:127.0.0.1:{port_in_node}",
             ],
         )
         port = free_port()
         self.wait(f"the metrics relay of {name}", sock.exists, 10)
-        self._relay(f"tcp:127.0.0.1:{port}", f"unix:{sock}", f"relay-metrics-{name}")
+        self._relay(f"tcp:127.0.0.1:{port}", f"unix:{sock}", f"relay-metrics-{name}{tag}")
 
         def listening() -> bool:
             with socket.socket() as s:

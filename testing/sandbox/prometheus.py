@@ -17,10 +17,16 @@ from typing import Any
 
 from testing.sandbox.cluster import free_port
 
+#: the job of the agents' targets, as the chart's ServiceMonitor names it
+AGENT_JOB = "nodelocaldns-agent"
+
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, int]) -> None:
-        """``targets``: node name -> machine-loopback port of that node's /metrics."""
+    def __init__(
+        self, workdir: Path, targets: dict[str, int], jobs: dict[str, dict[str, int]] | None = None
+    ) -> None:
+        """``targets``: node name -> machine-loopback port of that node's agent /metrics;
+        ``jobs``: more jobs, each node name -> port (e.g. node-cache's metrics)."""
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError("prometheus is not installed (scripts/setup.sh installs it)")
@@ -34,12 +40,13 @@ class Prometheus:
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "scrape_configs": [
                         {
-                            "job_name": "nodelocaldns-agent",
+                            "job_name": job,
                             "static_configs": [
                                 {"targets": [f"127.0.0.1:{port}"], "labels": {"node": name}}
-                                for name, port in targets.items()
+                                for name, port in ports.items()
                             ],
                         }
+                        for job, ports in {AGENT_JOB: targets, **(jobs or {})}.items()
                     ],
                 }
             )
@@ -58,11 +65,28 @@ class Prometheus:
             )
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant query; [] when Prometheus is not ready or has no data yet."""
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query (now, or at epoch ``at``); [] when Prometheus is not ready or
+        has no data yet."""
         url = f"{self.url}/api/v1/query?query={urllib.parse.quote(promql)}"
+        url += "" if at is None else f"&time={at:.3f}"
         try:
             with self._opener.open(url, timeout=5) as resp:
+                result: list[dict[str, Any]] = json.loads(resp.read())["data"]["result"]
+                return result
+        except (OSError, ValueError, KeyError):
+            return []
+
+    def query_range(
+        self, promql: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """A range query (``/api/v1/query_range``): each series' ``values`` as
+        ``[[t, "v"], ...]``; [] when there is no data."""
+        params = urllib.parse.urlencode(
+            {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        )
+        try:
+            with self._opener.open(f"{self.url}/api/v1/query_range?{params}", timeout=10) as resp:
                 result: list[dict[str, Any]] = json.loads(resp.read())["data"]["result"]
                 return result
         except (OSError, ValueError, KeyError):
