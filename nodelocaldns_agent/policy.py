@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan, uses_only_local
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan, on_local_dns
 from nodelocaldns_agent.state import Mode, NodeState, Result, Stage
 
 
@@ -211,7 +211,10 @@ def drift(
 ) -> Drifted | None:
     """Drift: on the way to ``migrate``, the journal says the agent migrated the node (no
     change in flight), and the configuration on disk (``cluster_dns``, None: unreadable)
-    no longer holds only local addresses (``local``: one per IP family). Announced once,
+    no longer holds what a migration writes (``local``: one address per IP family, alone or
+    followed by the original as the fallback nameserver, :func:`~.plan.on_local_dns`; a
+    node migrated with the other fallback setting is no drift: the plan converges it to the
+    configured one through the restart slot). Announced once,
     while the Node still says ``migrated``; after that the state reported says what became
     of it."""
     if (
@@ -220,7 +223,7 @@ def drift(
         or journal.state is not NodeState.MIGRATED
         or journal.pending
         or cluster_dns is None
-        or uses_only_local(cluster_dns, local)
+        or on_local_dns(cluster_dns, local, journal.original_cluster_dns)
     ):
         return None
     agents = ",".join(local)

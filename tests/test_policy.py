@@ -166,6 +166,13 @@ DRIFT_ROWS = [
      ("10.96.0.20",), replace(TO_OTHER, **SEEN)),
     # after an agent restart the Node's state is adopted: a reboot's rewrite is announced
     ("still-on-the-local-dns", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, (LOCAL,), None),
+    # --fallback-nameserver's form, whether the setting is on now or not: the plan
+    # converges it to the configured form through the restart slot, no drift
+    ("on-the-local-dns-with-the-original-as-fallback", NodeState.MIGRATED, MIGRATED,
+     Goal.MIGRATE, (LOCAL, "10.96.0.10"), None),
+    ("local-dns-then-someone-elses-server", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE,
+     (LOCAL, "10.96.0.20"), replace(TO_OTHER, notice=Notice(
+         EventReason.DRIFTED, changed(f"{LOCAL},10.96.0.20"), warning=True))),
     ("kubelet-config-unreadable", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, None, None),
     ("never-migrated-by-the-agent", NodeState.PENDING, None, Goal.MIGRATE, ("10.96.0.10",),
      None),
