@@ -434,7 +434,10 @@ class RunSettings(Settings):
         default=1,
         metadata=option("kubelet restarts in flight across the whole cluster", check=_at_least(1)),
     )
-    #: local DNS down this long on a migrated node -> revert it
+    #: local DNS down this long on a migrated node -> revert it. Measured with the real
+    #: node-cache (tests/test_failsafe_node_cache.py): a surge update fails no probe; a
+    #: single restart after kubelet's first back-off (10 s) is ~10 s of refused probes,
+    #: 1/30 of this; what it is worth: docs/operations.md, "When node-cache is down"
     failsafe_after: float = field(
         default=300.0,
         metadata=duration("seconds the local DNS may fail on a migrated node before reverting it"),

@@ -145,8 +145,9 @@ class DnspythonProber:
     """One real A query with dnspython (UDP, TCP when truncated).
 
     The UDP socket is connected to the server, as glibc's resolver connects its own
-    (resolv/res_send.c ``send_dg``: "If our datagram socket is connected to the server,
-    we get an ECONNREFUSED error ... without timing out"): the kernel reports the ICMP
+    (glibc resolv/res_send.c ``send_dg``: "If our datagram socket is "connected" to the
+    server, we get an ECONNREFUSED error ... We can thus detect the absence of a
+    nameserver without timing out"): the kernel reports the ICMP
     port unreachable of a bound address where nothing listens (node-cache killed or
     restarting, its address kept) as a refusal at once, where an unconnected socket
     (dnspython's own) waits out the whole timeout, one probe interval of the daemon's."""
