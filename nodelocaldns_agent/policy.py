@@ -19,9 +19,10 @@ on the way to ``migrate`` on a node the journal says is migrated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan, on_local_dns
 from nodelocaldns_agent.state import Mode, NodeState, Result, Stage
@@ -372,6 +373,23 @@ def probe_due(state: NodeState, failsafe_active: bool) -> bool:
     """The local DNS is probed only on a node that depends on it (migrated), waits for
     it, or was reverted by the fail-safe (which watches for its recovery)."""
     return state in (NodeState.MIGRATED, NodeState.WAITING_FOR_LOCAL_DNS) or failsafe_active
+
+
+def switched_at(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """When kubelet last moved from the original to the local DNS, from the journal's
+    history (oldest first): the first ``migrated`` entry of the latest stretch of them.
+    A later ``migrated`` entry of the same stretch is a change between local forms (the
+    fallback nameserver turned on or off, a local IPv6 address added), and a ``failed``
+    one a change rolled back to what was there: pods started in between use the local
+    DNS already and are not stale. None: never migrated."""
+    first = None
+    for entry in reversed(history):
+        state = entry.get("state")
+        if state == NodeState.MIGRATED:
+            first = entry.get("at")
+        elif state != NodeState.FAILED:
+            break
+    return first if isinstance(first, int | float) else None
 
 
 def after_probe(state: NodeState, healthy: bool, flipped: bool) -> ProbeStep:
