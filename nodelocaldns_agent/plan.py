@@ -261,7 +261,7 @@ def _decide_migrate(inputs: Inputs) -> Plan:
             f"{len(mapped.target)} entries; kubelet gives pods only the first "
             f"{MAX_NAMESERVERS} (and glibc and musl read no more), so the last fallback "
             "would be dropped: turn --fallback-nameserver (the chart's "
-            "agent.fallbackNameserver) off for this node",
+            "agent.fallbackNameserver) off",
             blocker=Blocker.NAMESERVER_LIMIT,
         )
     if not inputs.local_dns_bound:
