@@ -462,12 +462,7 @@ class Daemon:
         if self.status.state is not NodeState.MIGRATED:
             return
         record = self.engine.journal.load()
-        switched = [
-            h["at"]
-            for h in (record.history if record else [])
-            if h.get("state") == NodeState.MIGRATED
-        ]
-        self.stale.run(switched[-1] if switched else None, force=force)
+        self.stale.run(policy.switched_at(record.history if record else []), force=force)
 
     def _stale_counted(self, count: int) -> None:
         self.metrics.set_stale_pods(count)

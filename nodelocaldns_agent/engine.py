@@ -47,7 +47,7 @@ from nodelocaldns_agent.plan import (
     decide,
     local_addresses,
     on_appliance,
-    uses_only_local,
+    on_local_dns,
 )
 from nodelocaldns_agent.settings import DEFAULT_RESTART_COMMAND, NodeSettings
 from nodelocaldns_agent.state import NodeState, Result, Stage
@@ -175,6 +175,7 @@ class NodeEngine:
                 pending=record.pending if record else None,
                 force=self.settings.force,
                 local_dns_ipv6=self.settings.local_dns_ipv6,
+                fallback=self.settings.fallback_nameserver,
             )
         )
 
@@ -228,8 +229,8 @@ class NodeEngine:
 
     def steady_state(self, facts: Facts, goal: Goal) -> NodeState:
         """The node state when nothing had to be done."""
-        uses_local = facts.kubelet is not None and uses_only_local(
-            facts.kubelet.cluster_dns, self.local_addresses
+        uses_local = facts.kubelet is not None and on_local_dns(
+            facts.kubelet.cluster_dns, self.local_addresses, _original(facts.record, facts.kubelet)
         )
         if goal is Goal.MIGRATE:
             return NodeState.MIGRATED if uses_local else NodeState.NOT_NEEDED
@@ -319,10 +320,11 @@ class NodeEngine:
 
     def _record_for(self, record: Record | None, kc: KubeletConfig, goal: Goal) -> Record:
         """The journal entry for this change; a fresh original is kept before a migration
-        from a value that is not the local DNS (first run, or after someone reset it)."""
+        from a value that is not the local DNS (first run, or after someone reset it); a
+        node on the local DNS with the original as its fallback keeps the journal's."""
         if (
             goal is Goal.MIGRATE
-            and not uses_only_local(kc.cluster_dns, self.local_addresses)
+            and not on_local_dns(kc.cluster_dns, self.local_addresses, _original(record, kc))
             and (
                 record is None
                 or not _same_source(record, kc)
@@ -573,6 +575,13 @@ class NodeEngine:
 
 def _same_source(record: Record | None, kc: KubeletConfig) -> bool:
     return record is not None and record.source == kc.source
+
+
+def _original(record: Record | None, kc: KubeletConfig) -> tuple[str, ...] | None:
+    """The journal's original cluster DNS of ``kc``'s file (None: no journal for it)."""
+    if record is None or not _same_source(record, kc):
+        return None
+    return tuple(record.original_cluster_dns)
 
 
 def _diff(kc: KubeletConfig, new: bytes | None) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from nodelocaldns_agent.state import NodeState
@@ -40,7 +40,7 @@ class Blocker(StrEnum):
     PROXY_MODE = "proxy-mode"
     #: kubelet has no cluster DNS to replace
     NO_CLUSTER_DNS = "no-cluster-dns"
-    #: a revert has no original value to put back
+    #: a revert has no original value to put back, or the fallback nameserver none to add
     NO_ORIGINAL = "no-original"
     #: the kubelet configuration cannot be found or read
     CONFIG = "config"
@@ -48,6 +48,8 @@ class Blocker(StrEnum):
     APPLIANCE_OS = "appliance-os"
     #: kubelet's cluster DNS has an IPv6 entry and no local IPv6 address is configured
     IP_FAMILY = "ip-family"
+    #: the fallback nameservers would make kubelet's list longer than pods can use
+    NAMESERVER_LIMIT = "nameserver-limit"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Inputs:
     force: bool = False
     #: the local IPv6 address node-cache also listens on ("" when none: IPv4 only)
     local_dns_ipv6: str = ""
+    #: the original cluster DNS follows the local addresses (see :func:`fallback_servers`)
+    fallback: bool = False
 
     @property
     def local_addresses(self) -> tuple[str, ...]:
@@ -95,9 +99,45 @@ def local_addresses(local_dns: str, local_dns_ipv6: str = "") -> tuple[str, ...]
     return (local_dns, local_dns_ipv6) if local_dns_ipv6 else (local_dns,)
 
 
+#: kubelet passes at most this many nameservers into a pod's resolv.conf and drops the
+#: rest with a ``DNSConfigForming`` warning (kubernetes/kubernetes
+#: pkg/kubelet/network/dns/dns.go ``formDNSNameserversFitsLimits``, with
+#: ``MaxDNSNameservers = 3`` of pkg/apis/core/validation: "derived from restrictions in
+#: Linux libc"; glibc's and musl's ``MAXNS`` are 3 too)
+MAX_NAMESERVERS = 3
+
+
 def uses_only_local(cluster_dns: tuple[str, ...], local: tuple[str, ...]) -> bool:
     """Kubelet's cluster DNS is local addresses only (a migrated node)."""
     return bool(cluster_dns) and all(server in local for server in cluster_dns)
+
+
+def fallback_servers(original: tuple[str, ...], local: tuple[str, ...]) -> tuple[str, ...]:
+    """What ``--fallback-nameserver`` puts after the local addresses: the original cluster
+    DNS entries, in order, without the local addresses themselves (a node someone pointed
+    at 169.254.20.10 by hand) and without duplicates. ``10.96.0.10`` -> ``10.96.0.10``;
+    ``169.254.20.10,10.96.0.10`` -> ``10.96.0.10``."""
+    out: list[str] = []
+    for server in original:
+        if server not in local and server not in out:
+            out.append(server)
+    return tuple(out)
+
+
+def on_local_dns(
+    cluster_dns: tuple[str, ...], local: tuple[str, ...], original: tuple[str, ...] | None
+) -> bool:
+    """Kubelet's cluster DNS is one a migration writes: local addresses only, or local
+    addresses followed by the :func:`fallback_servers` of the journal's ``original``
+    (whether the fallback is configured now or not: a node migrated either way counts as
+    migrated, and a change of the setting is converged by a normal restart)."""
+    if uses_only_local(cluster_dns, local):
+        return True
+    head = 0
+    while head < len(cluster_dns) and cluster_dns[head] in local:
+        head += 1
+    extra = fallback_servers(original or (), local)
+    return head > 0 and bool(extra) and cluster_dns[head:] == extra
 
 
 @dataclass(frozen=True)
@@ -152,16 +192,29 @@ def decide(inputs: Inputs) -> Plan:
 def _decide_migrate(inputs: Inputs) -> Plan:
     local = inputs.local_addresses
     current = inputs.cluster_dns
-    migrated = uses_only_local(current, local)
+    migrated = on_local_dns(current, local, inputs.original_cluster_dns)
     # a migrated node's target comes from the original, so that a local IPv6 address
     # configured after the migration is added (10.96.0.10,fd00:10:96::a migrated to
-    # 169.254.20.10 alone, then --local-dns-ipv6 set)
+    # 169.254.20.10 alone, then --local-dns-ipv6 set), and so does its fallback; an
+    # unmigrated node's original is what it uses now (the journal keeps it before the write)
     base = inputs.original_cluster_dns if migrated and inputs.original_cluster_dns else current
     mapped = local_target(base, local)
     if migrated and (mapped.uncovered or mapped.invalid):
         # never take away what works: the original cannot be mapped completely, so the
         # local addresses the node already uses stay
         mapped = LocalTarget(current)
+    elif inputs.fallback and not mapped.invalid:
+        extra = fallback_servers(base, local)
+        if current and not extra:
+            return Plan(
+                Action.BLOCKED,
+                f"kubelet's cluster DNS {','.join(current)} is the local DNS already and the "
+                "agent's journal has no original value to add as the fallback nameserver "
+                "(--fallback-nameserver, the chart's agent.fallbackNameserver); put the "
+                "original cluster DNS back by hand, or turn the fallback off",
+                blocker=Blocker.NO_ORIGINAL,
+            )
+        mapped = replace(mapped, target=mapped.target + extra)
     if current and mapped.target == current:
         shown = ",".join(current)
         if _owed_restart(inputs, current, "migrate"):
@@ -201,6 +254,16 @@ def _decide_migrate(inputs: Inputs) -> Plan:
         )
     if mapped.uncovered:
         return Plan(Action.BLOCKED, _uncovered_reason(base, mapped), blocker=Blocker.IP_FAMILY)
+    if len(mapped.target) > MAX_NAMESERVERS:
+        return Plan(
+            Action.BLOCKED,
+            f"cluster DNS {','.join(mapped.target)} with the fallback nameserver has "
+            f"{len(mapped.target)} entries; kubelet gives pods only the first "
+            f"{MAX_NAMESERVERS} (and glibc and musl read no more), so the last fallback "
+            "would be dropped: turn --fallback-nameserver (the chart's "
+            "agent.fallbackNameserver) off",
+            blocker=Blocker.NAMESERVER_LIMIT,
+        )
     if not inputs.local_dns_bound:
         return Plan(
             Action.BLOCKED,

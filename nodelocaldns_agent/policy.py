@@ -19,11 +19,12 @@ on the way to ``migrate`` on a node the journal says is migrated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan, uses_only_local
+from nodelocaldns_agent.plan import Action, Blocker, Goal, Plan, on_local_dns
 from nodelocaldns_agent.state import Mode, NodeState, Result, Stage
 
 
@@ -211,7 +212,10 @@ def drift(
 ) -> Drifted | None:
     """Drift: on the way to ``migrate``, the journal says the agent migrated the node (no
     change in flight), and the configuration on disk (``cluster_dns``, None: unreadable)
-    no longer holds only local addresses (``local``: one per IP family). Announced once,
+    no longer holds what a migration writes (``local``: one address per IP family, alone or
+    followed by the original as the fallback nameserver, :func:`~.plan.on_local_dns`; a
+    node migrated with the other fallback setting is no drift: the plan converges it to the
+    configured one through the restart slot). Announced once,
     while the Node still says ``migrated``; after that the state reported says what became
     of it."""
     if (
@@ -220,7 +224,7 @@ def drift(
         or journal.state is not NodeState.MIGRATED
         or journal.pending
         or cluster_dns is None
-        or uses_only_local(cluster_dns, local)
+        or on_local_dns(cluster_dns, local, journal.original_cluster_dns)
     ):
         return None
     agents = ",".join(local)
@@ -369,6 +373,23 @@ def probe_due(state: NodeState, failsafe_active: bool) -> bool:
     """The local DNS is probed only on a node that depends on it (migrated), waits for
     it, or was reverted by the fail-safe (which watches for its recovery)."""
     return state in (NodeState.MIGRATED, NodeState.WAITING_FOR_LOCAL_DNS) or failsafe_active
+
+
+def switched_at(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """When kubelet last moved from the original to the local DNS, from the journal's
+    history (oldest first): the first ``migrated`` entry of the latest stretch of them.
+    A later ``migrated`` entry of the same stretch is a change between local forms (the
+    fallback nameserver turned on or off, a local IPv6 address added), and a ``failed``
+    one a change rolled back to what was there: pods started in between use the local
+    DNS already and are not stale. None: never migrated."""
+    first = None
+    for entry in reversed(history):
+        state = entry.get("state")
+        if state == NodeState.MIGRATED:
+            first = entry.get("at")
+        elif state != NodeState.FAILED:
+            break
+    return first if isinstance(first, int | float) else None
 
 
 def after_probe(state: NodeState, healthy: bool, flipped: bool) -> ProbeStep:

@@ -305,6 +305,19 @@ class NodeSettings(Settings):
             check=_local_ipv6,
         ),
     )
+    #: kubelet's cluster DNS becomes the local addresses followed by the original (the
+    #: journal's), e.g. 169.254.20.10,10.96.0.10: kubelet writes both into each new pod's
+    #: resolv.conf in that order (kubernetes/kubernetes pkg/kubelet/network/dns/dns.go).
+    #: glibc asks the second only after the first timed out or refused; musl asks both at
+    #: once, every lookup (the trade-off: docs/availability.md)
+    fallback_nameserver: bool = field(
+        default=False,
+        metadata=option(
+            "write kubelet's cluster DNS as the local DNS followed by the original cluster "
+            "DNS (e.g. 169.254.20.10,10.96.0.10), so that pods still resolve while node-cache "
+            "is down"
+        ),
+    )
     probe_name: str = field(
         default="kubernetes.default.svc.cluster.local",
         metadata=option(
@@ -421,7 +434,10 @@ class RunSettings(Settings):
         default=1,
         metadata=option("kubelet restarts in flight across the whole cluster", check=_at_least(1)),
     )
-    #: local DNS down this long on a migrated node -> revert it
+    #: local DNS down this long on a migrated node -> revert it. Measured with the real
+    #: node-cache (tests/test_failsafe_node_cache.py): a surge update fails no probe; a
+    #: single restart after kubelet's first back-off (10 s) is ~10 s of refused probes,
+    #: 1/30 of this; what it is worth: docs/operations.md, "When node-cache is down"
     failsafe_after: float = field(
         default=300.0,
         metadata=duration("seconds the local DNS may fail on a migrated node before reverting it"),

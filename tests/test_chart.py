@@ -1804,6 +1804,7 @@ def test_agent_settings_come_from_values(scenarios: dict[str, list[Doc]]) -> Non
     }
     stale = agent_config(scenarios["stale-pods"])
     assert stale["NODELOCALDNS_AGENT_RESTART_STALE_PODS"] == "true"
+    assert stale["NODELOCALDNS_AGENT_FALLBACK_NAMESERVER"] == "true"
     assert stale["NODELOCALDNS_AGENT_NO_FAILSAFE"] == "true"
     assert stale["NODELOCALDNS_AGENT_MAX_CONCURRENT_RESTARTS"] == "2"
     assert stale["NODELOCALDNS_AGENT_LOG_FORMAT"] == "text"

@@ -165,6 +165,63 @@ def test_check_migrate_idempotent_revert(
     assert not node.path(AGENT_UNIT_DROPIN).exists()
 
 
+#: one layout per format that holds kubelet's cluster DNS
+FALLBACK_LAYOUTS = [
+    ("tke", {"crlf": True, "no_trailing_newline": True, "non_utf8": True}),
+    ("kubeadm", {}),
+    ("eks", {}),
+    ("config_dir", {}),
+    ("ack_kubeadm", {}),
+    ("k3s_kubelet_arg", {}),
+    ("microk8s", {}),
+    ("kops", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("layout", "quirks"),
+    FALLBACK_LAYOUTS,
+    ids=[f"{lay}-{'-'.join(q) or 'plain'}" for lay, q in FALLBACK_LAYOUTS],
+)
+def test_fallback_nameserver_in_every_format_and_revert_byte_exact(
+    sandbox_node: NodeFactory, layout: str, quirks: dict[str, bool]
+) -> None:
+    """``--fallback-nameserver``: kubelet runs with the local DNS, then the original (the
+    order kubelet writes into each pod's resolv.conf: kubernetes/kubernetes
+    pkg/kubelet/network/dns/dns.go); ``check`` calls that migrated; the revert puts every
+    byte back."""
+    node = sandbox_node(layout=layout, **quirks)
+    assert node.layout is not None
+    migrate = agent(node, "migrate", "--once", "--fallback-nameserver")
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert node.kubelet_dns() == [LOCAL, CLUSTER_DNS]
+    assert (node.journal() or {})["original_cluster_dns"] == [CLUSTER_DNS]
+    check = json.loads(agent(node, "check", "--json", "--fallback-nameserver").stdout)
+    assert check["action"] == "none" and check["kubelet"]["cluster_dns"] == [LOCAL, CLUSTER_DNS]
+    again = agent(node, "migrate", "--once", "--json", "--fallback-nameserver")
+    assert again.json()["state"] == "migrated" and restarts(node) == 1
+
+    revert = agent(node, "revert", "--once")
+    assert revert.returncode == 0, revert.stderr
+    assert node.kubelet_dns() == [CLUSTER_DNS] and restarts(node) == 2
+    assert layout_files(node) == node.layout.files  # byte-exact
+    assert not any(node.path(path).exists() for path in CONFIG_DIR_DROPINS)
+    assert not node.path(AGENT_UNIT_DROPIN).exists()
+
+
+def test_fallback_nameserver_toggled_on_a_migrated_node(sandbox_node: NodeFactory) -> None:
+    """On, then off: each a normal change with one restart, the journal's original kept."""
+    node = sandbox_node(layout="kubeadm")
+    assert agent(node, "migrate", "--once").returncode == 0
+    on = agent(node, "migrate", "--once", "--json", "--fallback-nameserver")
+    assert on.json()["state"] == "migrated" and on.json()["restarted"] is True, on
+    assert node.kubelet_dns() == [LOCAL, CLUSTER_DNS]
+    off = agent(node, "migrate", "--once", "--json")
+    assert off.json()["state"] == "migrated" and off.json()["restarted"] is True, off
+    assert node.kubelet_dns() == [LOCAL] and restarts(node) == 3
+    assert (node.journal() or {})["original_cluster_dns"] == [CLUSTER_DNS]
+
+
 def test_embedded_restart_unit_and_user_restart_command(sandbox_node: NodeFactory) -> None:
     """The default restart command restarts the unit that hosts an embedded kubelet; a
     restart command the user sets is run as given (here: try-restart instead of restart)."""

@@ -39,7 +39,12 @@ def server() -> Iterator[FakeApiServer]:
 
 class Harness:
     def __init__(
-        self, server: FakeApiServer, node: FakeNode, name: str = "node-a", **settings: object
+        self,
+        server: FakeApiServer,
+        node: FakeNode,
+        name: str = "node-a",
+        node_settings: dict[str, object] | None = None,
+        **settings: object,
     ) -> None:
         self.server = server
         self.fake = node
@@ -49,7 +54,7 @@ class Harness:
         self.api = KubeApi(self.client, on_request=self.metrics.api_request)
         rs = RunSettings(node_name=name, namespace=NS, lock_wait=0.5, **settings)  # type: ignore[arg-type]
         self.stop = threading.Event()
-        engine = node.engine()
+        engine = node.engine(**(node_settings or {}))
         self.daemon = Daemon(
             rs,
             engine,
@@ -470,3 +475,29 @@ def test_an_appliance_os_is_reported_with_its_own_way_and_never_edited(
     assert node.runner.calls == []
     assert node.read("/etc/kubernetes/kubelet") == TKE_ENV
     h.close()
+
+
+def test_fallback_toggled_converges_through_the_slot_and_is_no_drift(
+    server: FakeApiServer, tmp_path: Path
+) -> None:
+    server.add_node("node-a")
+    node = tke_node(tmp_path)
+    h = Harness(server, node)
+    h.tick()
+    assert h.state() == "migrated"
+    h.close()
+    on = Harness(server, node, node_settings={"fallback_nameserver": True})
+    on.tick()
+    assert on.state() == "migrated", on.detail()
+    assert on.detail()["cluster_dns"] == ["169.254.20.10", "10.96.0.10"]
+    assert on.detail()["original_cluster_dns"] == ["10.96.0.10"]
+    assert on.gauge("kubelet_cluster_dns", kind="local") == 1
+    on.tick()
+    assert len(node.runner.calls) == 2  # one restart for the change, none once there
+    on.close()
+    off = Harness(server, node)
+    off.tick()
+    assert off.state() == "migrated" and off.detail()["cluster_dns"] == ["169.254.20.10"]
+    assert len(node.runner.calls) == 3
+    assert "Drifted" not in off.events() and off.gauge("drifts_total", to="other") in (None, 0)
+    off.close()

@@ -232,3 +232,49 @@ def test_dual_stack_without_a_local_ipv6_is_refused_untouched(tke: FakeNode) -> 
     assert out.state is Result.BLOCKED and out.plan.blocker is Blocker.IP_FAMILY
     assert tke.read("/etc/kubernetes/kubelet") == DUAL_ENV
     assert tke.runner.calls == []
+
+
+FALLBACK_ENV = TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10,10.96.0.10")
+
+
+def test_fallback_nameserver_migrates_and_reverts_byte_exact(tke: FakeNode) -> None:
+    out = tke.engine(fallback_nameserver=True).reconcile(Goal.MIGRATE)
+    assert out.state is Result.MIGRATED, out.error
+    assert tke.read("/etc/kubernetes/kubelet") == FALLBACK_ENV
+    assert tke.processes.running[0].argv[-1] == "--cluster-dns=169.254.20.10,10.96.0.10"
+    journal = json.loads(tke.read("/var/lib/nodelocaldns-agent/state.json"))
+    assert journal["original_cluster_dns"] == ["10.96.0.10"]
+    again = tke.engine(fallback_nameserver=True).reconcile(Goal.MIGRATE)
+    assert again.plan.action is Action.NONE and again.state is Result.MIGRATED
+    assert len(tke.runner.calls) == 1
+    back = tke.engine(fallback_nameserver=True).reconcile(Goal.REVERT)
+    assert back.state is Result.REVERTED
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+
+
+def test_fallback_toggled_converges_and_keeps_the_original(tke: FakeNode) -> None:
+    """Turning the setting on or off on a migrated node is a normal change (one restart)
+    to the configured form; the journal's original never becomes the migrated value."""
+    assert tke.engine().reconcile(Goal.MIGRATE).state is Result.MIGRATED
+    on = tke.engine(fallback_nameserver=True).reconcile(Goal.MIGRATE)
+    assert on.state is Result.MIGRATED and on.plan.write, on.error
+    assert tke.read("/etc/kubernetes/kubelet") == FALLBACK_ENV
+    off = tke.engine().reconcile(Goal.MIGRATE)
+    assert off.state is Result.MIGRATED and off.plan.write, off.error
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10")
+    assert len(tke.runner.calls) == 3
+    journal = json.loads(tke.read("/var/lib/nodelocaldns-agent/state.json"))
+    assert journal["original_cluster_dns"] == ["10.96.0.10"]
+    assert tke.read(journal["backup"]) == TKE_ENV
+    tke.engine(fallback_nameserver=True).reconcile(Goal.MIGRATE)
+    assert tke.engine().reconcile(Goal.REVERT).state is Result.REVERTED
+    assert tke.read("/etc/kubernetes/kubelet") == TKE_ENV
+
+
+def test_fallback_on_a_node_migrated_by_hand_is_refused_untouched(tke: FakeNode) -> None:
+    by_hand = TKE_ENV.replace(b"=10.96.0.10", b"=169.254.20.10")
+    tke.write("/etc/kubernetes/kubelet", by_hand)
+    out = tke.engine(fallback_nameserver=True).reconcile(Goal.MIGRATE)
+    assert out.state is Result.BLOCKED and out.plan.blocker is Blocker.NO_ORIGINAL
+    assert "--fallback-nameserver" in out.plan.reason
+    assert tke.read("/etc/kubernetes/kubelet") == by_hand and tke.runner.calls == []

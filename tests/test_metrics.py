@@ -229,7 +229,10 @@ def test_proxy_mode_is_bounded(
         (("10.0.0.10",), ("10.0.0.10",), "original"),
         (("10.0.0.10",), None, "original"),
         (("10.0.0.53",), ("10.0.0.10",), "other"),
-        ((LOCAL, "10.0.0.10"), ("10.0.0.10",), "other"),
+        # the local DNS followed by the original as the fallback (--fallback-nameserver)
+        ((LOCAL, "10.0.0.10"), ("10.0.0.10",), "local"),
+        ((LOCAL, "10.0.0.53"), ("10.0.0.10",), "other"),
+        ((LOCAL, "10.0.0.10"), None, "original"),
         # dual-stack: both local addresses
         ((LOCAL, LOCAL6), ("10.0.0.10", "fd00:10:96::a"), "local"),
         ((LOCAL6,), None, "local"),

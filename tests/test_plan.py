@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from nodelocaldns_agent.plan import Action, Blocker, Goal, Inputs, decide, local_target
+from nodelocaldns_agent.plan import (
+    Action,
+    Blocker,
+    Goal,
+    Inputs,
+    decide,
+    fallback_servers,
+    local_target,
+    on_local_dns,
+)
 from nodelocaldns_agent.state import NodeState
 
 LOCAL = "169.254.20.10"
 KUBE_DNS = ("10.96.0.10",)
 LOCAL6 = "fd00::a"
 DUAL = ("10.96.0.10", "fd00:10:96::a")
+#: the local DNS followed by the original as the fallback nameserver (--fallback-nameserver)
+WITH_FALLBACK = (LOCAL, "10.96.0.10")
 
 
 def inputs(**over: object) -> Inputs:
@@ -304,6 +315,118 @@ ROWS = [
         KUBE_DNS,
         "",
     ),
+    # --fallback-nameserver: the local DNS first, then the original (kubelet keeps the order)
+    (
+        "fallback-migrates-to-local-then-original",
+        {"fallback": True},
+        Action.MIGRATE,
+        True,
+        WITH_FALLBACK,
+        "10.96.0.10 -> 169.254.20.10,10.96.0.10",
+    ),
+    (
+        "fallback-already-there",
+        {"fallback": True, "cluster_dns": WITH_FALLBACK, "original_cluster_dns": KUBE_DNS},
+        Action.NONE,
+        False,
+        (),
+        "already uses the local DNS 169.254.20.10,10.96.0.10",
+    ),
+    (
+        "fallback-restart-owed",
+        {
+            "fallback": True,
+            "cluster_dns": WITH_FALLBACK,
+            "original_cluster_dns": KUBE_DNS,
+            "pending": "migrate",
+        },
+        Action.MIGRATE,
+        False,
+        WITH_FALLBACK,
+        "restart owed",
+    ),
+    (
+        # the setting turned on for a migrated node: converge, a normal change
+        "fallback-turned-on-after-migration",
+        {"fallback": True, "cluster_dns": (LOCAL,), "original_cluster_dns": KUBE_DNS},
+        Action.MIGRATE,
+        True,
+        WITH_FALLBACK,
+        "169.254.20.10 -> 169.254.20.10,10.96.0.10",
+    ),
+    (
+        # ... and turned off again: the fallback goes, the original stays in the journal
+        "fallback-turned-off-after-migration",
+        {"cluster_dns": WITH_FALLBACK, "original_cluster_dns": KUBE_DNS},
+        Action.MIGRATE,
+        True,
+        (LOCAL,),
+        "169.254.20.10,10.96.0.10 -> 169.254.20.10 ",
+    ),
+    (
+        # a node pointed at 169.254.20.10 by hand: no original to add, refused
+        "fallback-without-original-refused",
+        {"fallback": True, "cluster_dns": (LOCAL,)},
+        Action.BLOCKED,
+        False,
+        (),
+        "no original value to add as the fallback nameserver",
+    ),
+    (
+        # the original holds the local address itself: never a fallback to itself
+        "fallback-never-the-local-address",
+        {"fallback": True, "cluster_dns": (LOCAL, "10.96.0.10", "10.96.0.10")},
+        Action.MIGRATE,
+        True,
+        WITH_FALLBACK,
+        "",
+    ),
+    (
+        "fallback-duplicates-dropped",
+        {"fallback": True, "cluster_dns": ("10.96.0.10", "10.96.0.10")},
+        Action.MIGRATE,
+        True,
+        WITH_FALLBACK,
+        "",
+    ),
+    (
+        "fallback-dual-stack",
+        {"fallback": True, "cluster_dns": ("10.96.0.10",), "local_dns_ipv6": LOCAL6},
+        Action.MIGRATE,
+        True,
+        WITH_FALLBACK,
+        "",
+    ),
+    (
+        # 4 nameservers: kubelet would drop the IPv6 fallback
+        "fallback-dual-stack-over-the-limit-refused",
+        {"fallback": True, "cluster_dns": DUAL, "local_dns_ipv6": LOCAL6},
+        Action.BLOCKED,
+        False,
+        (),
+        "gives pods only the first 3",
+    ),
+    (
+        "local-then-a-foreign-entry-is-no-fallback",
+        {"cluster_dns": (LOCAL, "10.0.0.53"), "original_cluster_dns": KUBE_DNS},
+        Action.MIGRATE,
+        True,
+        (LOCAL,),
+        "",
+    ),
+    (
+        "fallback-revert-restores-the-original",
+        {
+            "goal": Goal.REVERT,
+            "fallback": True,
+            "cluster_dns": WITH_FALLBACK,
+            "original_cluster_dns": KUBE_DNS,
+        },
+        Action.REVERT,
+        True,
+        KUBE_DNS,
+        "169.254.20.10,10.96.0.10 -> original 10.96.0.10",
+    ),
 ]
 
 
@@ -321,6 +444,8 @@ BLOCKERS = {
     "ipv4-entry-with-ipv6-local-refused": Blocker.IP_FAMILY,
     "not-an-ip-refused": Blocker.CONFIG,
     "migrated-local-ipv6-needs-a-healthy-dns": Blocker.LOCAL_DNS,
+    "fallback-without-original-refused": Blocker.NO_ORIGINAL,
+    "fallback-dual-stack-over-the-limit-refused": Blocker.NAMESERVER_LIMIT,
 }
 
 
@@ -375,3 +500,41 @@ def test_local_target(
 ) -> None:
     mapped = local_target(cluster_dns, local)
     assert (mapped.target, mapped.uncovered, mapped.invalid) == (target, uncovered, ())
+
+
+@pytest.mark.parametrize(
+    ("original", "local", "servers"),
+    [
+        (KUBE_DNS, (LOCAL,), KUBE_DNS),
+        ((LOCAL, "10.96.0.10"), (LOCAL,), KUBE_DNS),
+        (("10.96.0.10", "10.96.0.10"), (LOCAL,), KUBE_DNS),
+        (DUAL, (LOCAL, LOCAL6), DUAL),
+        ((LOCAL,), (LOCAL,), ()),
+    ],
+)
+def test_fallback_servers(
+    original: tuple[str, ...], local: tuple[str, ...], servers: tuple[str, ...]
+) -> None:
+    assert fallback_servers(original, local) == servers
+
+
+@pytest.mark.parametrize(
+    ("cluster_dns", "original", "migrated"),
+    [
+        ((LOCAL,), None, True),
+        ((LOCAL,), KUBE_DNS, True),
+        (WITH_FALLBACK, KUBE_DNS, True),
+        (WITH_FALLBACK, (LOCAL, "10.96.0.10"), True),
+        # without the journal the second entry may be anyone's
+        (WITH_FALLBACK, None, False),
+        ((LOCAL, "10.0.0.53"), KUBE_DNS, False),
+        (("10.96.0.10", LOCAL), KUBE_DNS, False),
+        (KUBE_DNS, KUBE_DNS, False),
+        ((), KUBE_DNS, False),
+        ((LOCAL, LOCAL6, *DUAL), DUAL, True),
+    ],
+)
+def test_on_local_dns(
+    cluster_dns: tuple[str, ...], original: tuple[str, ...] | None, migrated: bool
+) -> None:
+    assert on_local_dns(cluster_dns, (LOCAL, LOCAL6), original) is migrated

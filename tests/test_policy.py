@@ -166,6 +166,13 @@ DRIFT_ROWS = [
      ("10.96.0.20",), replace(TO_OTHER, **SEEN)),
     # after an agent restart the Node's state is adopted: a reboot's rewrite is announced
     ("still-on-the-local-dns", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, (LOCAL,), None),
+    # --fallback-nameserver's form, whether the setting is on now or not: the plan
+    # converges it to the configured form through the restart slot, no drift
+    ("on-the-local-dns-with-the-original-as-fallback", NodeState.MIGRATED, MIGRATED,
+     Goal.MIGRATE, (LOCAL, "10.96.0.10"), None),
+    ("local-dns-then-someone-elses-server", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE,
+     (LOCAL, "10.96.0.20"), replace(TO_OTHER, notice=Notice(
+         EventReason.DRIFTED, changed(f"{LOCAL},10.96.0.20"), warning=True))),
     ("kubelet-config-unreadable", NodeState.MIGRATED, MIGRATED, Goal.MIGRATE, None, None),
     ("never-migrated-by-the-agent", NodeState.PENDING, None, Goal.MIGRATE, ("10.96.0.10",),
      None),
@@ -542,3 +549,31 @@ AFTER_PROBE_ROWS = [
 )
 def test_after_probe(state: NodeState, healthy: bool, flipped: bool, step: ProbeStep) -> None:
     assert policy.after_probe(state, healthy, flipped) is step
+
+
+# ---------------------------------------------------------------- stale pods
+def step(state: NodeState, at: float) -> dict[str, object]:
+    return {"at": at, "state": state.value}
+
+
+@pytest.mark.parametrize(
+    ("history", "switched"),
+    [
+        ([], None),
+        ([step(NodeState.FAILED, 1)], None),
+        ([step(NodeState.MIGRATED, 1)], 1),
+        # the fallback nameserver toggled (or a local IPv6 added): still local since 1
+        ([step(NodeState.MIGRATED, 1), step(NodeState.MIGRATED, 5)], 1),
+        # a toggle rolled back, then made: still local since 1
+        ([step(NodeState.MIGRATED, 1), step(NodeState.FAILED, 3), step(NodeState.MIGRATED, 5)], 1),
+        # a first migration rolled back, then made
+        ([step(NodeState.FAILED, 1), step(NodeState.MIGRATED, 2)], 2),
+        # reverted (fail-safe or mode), migrated again: the new switch counts
+        (
+            [step(NodeState.MIGRATED, 1), step(NodeState.REVERTED, 3), step(NodeState.MIGRATED, 5)],
+            5,
+        ),
+    ],
+)
+def test_switched_at(history: list[dict[str, object]], switched: float | None) -> None:
+    assert policy.switched_at(history) == switched

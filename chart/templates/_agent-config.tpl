@@ -19,6 +19,9 @@ NODELOCALDNS_AGENT_FAILSAFE_MAX_FLIPS_PER_HOUR: {{ $a.failsafe.maxFlipsPerHour |
 {{- if not $a.failsafe.enabled }}
 NODELOCALDNS_AGENT_NO_FAILSAFE: "true"
 {{- end }}
+{{- if $a.fallbackNameserver }}
+NODELOCALDNS_AGENT_FALLBACK_NAMESERVER: "true"
+{{- end }}
 NODELOCALDNS_AGENT_OPT_OUT_LABEL: {{ $a.optOutLabel | quote }}
 {{- if $a.restartStalePods }}
 NODELOCALDNS_AGENT_RESTART_STALE_PODS: "true"

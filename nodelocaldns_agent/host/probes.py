@@ -142,7 +142,15 @@ class DnsProber(Protocol):
 
 
 class DnspythonProber:
-    """One real A query with dnspython (UDP, TCP when truncated)."""
+    """One real A query with dnspython (UDP, TCP when truncated).
+
+    The UDP socket is connected to the server, as glibc's resolver connects its own
+    (glibc resolv/res_send.c ``send_dg``: "If our datagram socket is "connected" to the
+    server, we get an ECONNREFUSED error ... We can thus detect the absence of a
+    nameserver without timing out"): the kernel reports the ICMP
+    port unreachable of a bound address where nothing listens (node-cache killed or
+    restarting, its address kept) as a refusal at once, where an unconnected socket
+    (dnspython's own) waits out the whole timeout, one probe interval of the daemon's."""
 
     def probe(self, server: str, name: str, timeout: float) -> DnsAnswer:
         import dns.exception
@@ -154,8 +162,12 @@ class DnspythonProber:
 
         query = dns.message.make_query(name, dns.rdatatype.A)
         start = time.monotonic()
+        family = socket.AF_INET6 if ":" in server else socket.AF_INET
         try:
-            response = dns.query.udp(query, server, timeout=timeout)
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.connect((server, 53))
+                response = dns.query.udp(query, server, timeout=timeout, sock=sock)
             if response.flags & dns.flags.TC:
                 remaining = max(timeout - (time.monotonic() - start), 0.1)
                 response = dns.query.tcp(query, server, timeout=remaining)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nodelocaldns_agent.plan import on_local_dns
+
 PROXY_MODES = ("ipvs", "iptables", "nftables", "kernelspace", "unknown")
 NETWORK_MODES = ("globalrouter", "vpc-cni", "other", "unknown")
 CLUSTER_DNS_KINDS = ("local", "original", "other", "none")
@@ -48,12 +50,13 @@ def cluster_dns_kind(
     ``original`` is the value before the agent's first change (from its journal); None
     when the agent never changed this node, in which case any value other than the local
     DNS is the original one. ``local``: every local DNS address (IPv4 and IPv6 on a
-    dual-stack node); a value made of them only is ``local``.
+    dual-stack node); a value made of them only is ``local``, and so is one followed by
+    the original as the fallback nameserver (``--fallback-nameserver``).
     """
     current = tuple(cluster_dns)
     if not current:
         return "none"
-    if all(server in local for server in current):
+    if on_local_dns(current, local, None if original is None else tuple(original)):
         return "local"
     if original is None or current == tuple(original):
         return "original"

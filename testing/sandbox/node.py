@@ -667,15 +667,21 @@ class SandboxNode:
     # -- waiting --------------------------------------------------------------------------
     def listening(self, proto: str, address: str, port: int) -> bool:
         """Whether a socket of the node listens on ``address:port`` (``tcp``/``udp``)."""
+        return bool(self._listeners(proto, address, port))
+
+    def _listeners(self, proto: str, address: str, port: int) -> set[str]:
+        """The node's sockets listening on ``address:port``, as their fd links name them
+        (``socket:[<inode>]``)."""
         wanted = _socket_id(address, port)
         listen_state = "0A" if proto == "tcp" else "07"
         table_name = proto + ("6" if ":" in address else "")
+        found = set()
         with open(f"/proc/{self.init_pid}/net/{table_name}") as table:
             for line in table.readlines()[1:]:
                 fields = line.split()
                 if fields[1] == wanted and fields[3] == listen_state:
-                    return True
-        return False
+                    found.add(f"socket:[{fields[9]}]")
+        return found
 
     def _wait(self, what: str, probe: Callable[[], T | None], timeout: float) -> T:
         """Poll ``probe`` until it returns something true; return that."""
@@ -799,10 +805,60 @@ class SandboxNode:
             argv = dnsmasq_argv(self.local_addresses, self.dns_records)
             self._dns_server = self._spawn("dnsmasq", argv)
             return
+        self._dns_server = self._spawn_node_cache(self.chart)
+
+    def _spawn_node_cache(self, chart: ChartNodeCache) -> NodeProcess:
         launch = node_cache_launch(
-            self.chart, find_binary(), self.workdir / "node-cache", UPSTREAM_DNS, os.environ
+            chart, find_binary(), self.workdir / "node-cache", UPSTREAM_DNS, os.environ
         )
-        self._dns_server = self._spawn("node-cache", launch.argv, env=launch.env)
+        return self._spawn("node-cache", launch.argv, env=launch.env)
+
+    # -- node-cache's pod lifecycle, as kubelet runs the chart's DaemonSet ----------------
+    def surge_local_dns(self) -> None:
+        """A node-cache update the chart's way (DaemonSet ``maxSurge``): a second node-cache
+        started and serving beside the running one (they share the local addresses' ports
+        through SO_REUSEPORT), then SIGTERM to the old one, as kubelet stops the old pod;
+        with the chart's ``-skipteardown`` its exit leaves the interface and the iptables
+        rules to the new one."""
+        old, chart = self._node_cache()
+        new = self._spawn_node_cache(chart)
+        self._wait(
+            "the surge node-cache's sockets",
+            functools.partial(self._serves, new, chart.health_port),
+            READY_TIMEOUT,
+        )
+        old.terminate()
+        old.wait(timeout=READY_TIMEOUT)
+        self._dns_server = new
+
+    def kill_local_dns(self) -> None:
+        """node-cache killed (SIGKILL, as an OOM kill): nothing is torn down, the local
+        addresses stay bound and refuse queries. :meth:`start_dns` starts it again."""
+        old, _ = self._node_cache()
+        old.kill()
+        old.wait(timeout=READY_TIMEOUT)
+        self._dns_server = None
+        self.local_dns = "down"
+
+    def _node_cache(self) -> tuple[NodeProcess, ChartNodeCache]:
+        if self.chart is None or self._dns_server is None:
+            raise SandboxError(f"{self.workdir}: node-cache is not the running local DNS")
+        return self._dns_server, self.chart
+
+    def _serves(self, proc: NodeProcess, health_port: int) -> bool:
+        """``proc`` (node-cache) holds its own UDP socket on port 53 and its own TCP
+        listener on the health port of every local address (psutil reads the socket
+        tables of its own network namespace, so the node's are read here)."""
+        inner = proc.inner_pid()
+        fds = f"/proc/{inner}/fd"
+        try:
+            held = {os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)} if inner else set()
+        except OSError:
+            return False
+        return all(
+            held & self._listeners("udp", ip, 53) and held & self._listeners("tcp", ip, health_port)
+            for ip in self.local_addresses
+        )
 
     def _stop_dns_server(self) -> None:
         if self._dns_server is not None:
