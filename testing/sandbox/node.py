@@ -315,6 +315,8 @@ class SandboxNode:
         (a kubelet that does not come back).
       dns_records: name -> IPv4 the local DNS answers (default: kubernetes.default ->
         10.96.0.1); with node-cache, through its upstream stand-in.
+      node_cache_values: helm arguments for the chart's render node-cache runs with
+        (e.g. ``("--set", "nodeLocalDNS.skipTeardown=false")``).
     """
 
     #: the Python that runs in the node (the agent, probes); :meth:`python_env` goes with it
@@ -341,6 +343,7 @@ class SandboxNode:
         healthz_delay: float = 0.0,
         refuse_cluster_dns: Sequence[str] = (BAD_DNS,),
         dns_records: Mapping[str, str] | None = None,
+        node_cache_values: Sequence[str] = (),
         **quirks: bool,
     ) -> None:
         if proxy_mode not in PROXY_MODES:
@@ -372,6 +375,7 @@ class SandboxNode:
             "refuse_cluster_dns": tuple(refuse_cluster_dns),
         }
         self.dns_records = dict(dns_records or {KUBERNETES_NAME: KUBERNETES_IP})
+        self.node_cache_values = tuple(node_cache_values)
         self.layout: Layout | None = None
         self.local_dns = "unbound"
         #: the process that holds the node (``unshare``, ``systemd-nspawn``)
@@ -379,6 +383,7 @@ class SandboxNode:
         self._init_pid = 0
         self._procs: list[NodeProcess] = []
         self._dns_server: NodeProcess | None = None
+        self._upstream_dns: NodeProcess | None = None
         #: the chart's node-cache, when it is the local DNS (set by start())
         self.chart: ChartNodeCache | None = None
         self._closed = False
@@ -743,11 +748,10 @@ class SandboxNode:
         if state != "up" and self.local_dns == "up":
             self._stop_dns_server()
         # after the stop: node-cache's teardown (no -skipteardown) deletes the link
-        present = LOCAL_DNS_LINK in self.links()
-        if state == "unbound" and present:
+        if state == "unbound" and LOCAL_DNS_LINK in self.links():
             self._run(["ip", "link", "del", LOCAL_DNS_LINK])
-        if state != "unbound" and not present:
-            self._add_link(LOCAL_DNS_LINK, self.local_addresses, up=True)
+        if state != "unbound":
+            self.bind_local_addresses()
         if state == "up" and self.local_dns != "up":
             self._start_dns_server()
             if wait:
@@ -763,6 +767,13 @@ class SandboxNode:
         """Stop the local DNS; the address stays bound, so queries are refused."""
         self.set_local_dns("down")
 
+    def bind_local_addresses(self) -> None:
+        """Add the ``nodelocaldns`` link holding the local addresses when it is missing:
+        what node-cache's ``-setupinterface`` does as it starts (it asks for ``dummy``,
+        which this kernel may lack, so the harness does it)."""
+        if LOCAL_DNS_LINK not in self.links():
+            self._add_link(LOCAL_DNS_LINK, self.local_addresses, up=True)
+
     def links(self) -> list[str]:
         """The names of the node's network links (from ``/proc/<init>/net/dev``)."""
         with open(f"/proc/{self.init_pid}/net/dev") as table:
@@ -773,10 +784,21 @@ class SandboxNode:
         """The running local DNS server (node-cache or dnsmasq), None when stopped."""
         return self._dns_server
 
+    @local_dns_process.setter
+    def local_dns_process(self, proc: NodeProcess | None) -> None:
+        """Hand the node another local DNS process (one started by :meth:`spawn_node_cache`
+        that took over, e.g. in a surge update; :mod:`testing.sandbox.rollout`)."""
+        self._dns_server = proc
+
+    @property
+    def upstream_dns_process(self) -> NodeProcess | None:
+        """The cluster's CoreDNS stand-in behind node-cache (None in dnsmasq nodes)."""
+        return self._upstream_dns
+
     def _check_node_cache(self) -> ChartNodeCache:
         """The chart's node-cache, its binary and iptables: all there before the node boots."""
         try:
-            chart = chart_node_cache()
+            chart = chart_node_cache(self.node_cache_values)
             find_binary()
             require_iptables(chart)
         except NodeCacheMissing as exc:
@@ -789,20 +811,33 @@ class SandboxNode:
         return chart
 
     def _start_upstream_dns(self) -> None:
-        """The cluster's CoreDNS stand-in behind node-cache (never stopped by the tests)."""
+        """The cluster's CoreDNS stand-in behind node-cache: its answers carry a TTL of 5 s
+        (the kubernetes plugin's default ``ttl``; dnsmasq's own is 0, which node-cache's
+        cache would not keep), and it logs every query it gets (``upstream-dns.log``: what
+        reaches the cluster DNS, bench/dns_availability.py)."""
         self._add_link(UPSTREAM_DNS_LINK, (UPSTREAM_DNS,), up=True)
         argv = dnsmasq_argv((UPSTREAM_DNS,), self.dns_records, local_domains=(CLUSTER_DOMAIN,))
-        self._spawn("upstream-dns", argv)
+        extra = ["--local-ttl=5", "--log-queries"]
+        self._upstream_dns = self._spawn("upstream-dns", [*argv, *extra])
 
     def _start_dns_server(self) -> None:
         if self.chart is None:
             argv = dnsmasq_argv(self.local_addresses, self.dns_records)
             self._dns_server = self._spawn("dnsmasq", argv)
             return
+        self._dns_server = self.spawn_node_cache("node-cache")
+
+    def spawn_node_cache(self, name: str) -> NodeProcess:
+        """Start a node-cache as the chart runs it (:attr:`chart`), its files in
+        ``<workdir>/<name>/`` (``etc/coredns.pid`` once its servers listen with the chart's
+        ``-pidfile``) and its output in ``<name>.log``; without waiting. A second one beside
+        the running one is a surge update's new pod (:mod:`testing.sandbox.rollout`)."""
+        if self.chart is None:
+            raise SandboxError(f"{self.workdir}: the local DNS of this node is not node-cache")
         launch = node_cache_launch(
-            self.chart, find_binary(), self.workdir / "node-cache", UPSTREAM_DNS, os.environ
+            self.chart, find_binary(), self.workdir / name, UPSTREAM_DNS, os.environ
         )
-        self._dns_server = self._spawn("node-cache", launch.argv, env=launch.env)
+        return self._spawn(name, launch.argv, env=launch.env)
 
     def _stop_dns_server(self) -> None:
         if self._dns_server is not None:
