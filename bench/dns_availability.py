@@ -125,9 +125,11 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def upstream_queries(node: SandboxNode) -> int:
-    """Queries the upstream stand-in logged so far (``--log-queries``: ``query[...]``)."""
+    """Queries the upstream stand-in logged so far (``--log-queries``: ``query[...]``,
+    ``auth[...]`` for its authoritative zones)."""
     path = node.files.log("upstream-dns")
-    return path.read_text(errors="replace").count(": query[") if path.exists() else 0
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text.count(": query[") + text.count(": auth[")
 
 
 def recovery(lookups: Sequence[Lookup], serving: float) -> JSON:

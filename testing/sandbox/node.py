@@ -196,6 +196,25 @@ def dnsmasq_argv(
     ]
 
 
+def cluster_dns_argv(
+    address: str, records: Mapping[str, str], cluster_domain: str, binary: str = "dnsmasq"
+) -> list[str]:
+    """A dnsmasq on ``address``:53 answering as the cluster's CoreDNS does: authoritative
+    for ``cluster_domain`` and for each other record's name, A records with a TTL of 5 s
+    and NXDOMAIN with the zone's SOA whose minimum is 5 s (the kubernetes plugin's default
+    ``ttl``, used for both: coredns plugin/kubernetes), so node-cache caches positive and
+    negative answers as it would CoreDNS's; every query logged (``query[``/``auth[``)."""
+    zones = {cluster_domain, *(n for n in records if not n.endswith("." + cluster_domain))}
+    return [
+        *dnsmasq_argv((address,), {}, binary),
+        f"--auth-server=ns.{cluster_domain},{address}",
+        *(f"--auth-zone={zone}" for zone in sorted(zones)),
+        *(f"--host-record={name},{ip}" for name, ip in records.items()),
+        "--auth-ttl=5",
+        "--log-queries",
+    ]
+
+
 def _socket_id(address: str, port: int) -> str:
     """``address:port`` as /proc/net/{tcp,udp}[6] writes it: each 32-bit word of the
     address in host (little-endian) order, in hex."""
@@ -811,14 +830,11 @@ class SandboxNode:
         return chart
 
     def _start_upstream_dns(self) -> None:
-        """The cluster's CoreDNS stand-in behind node-cache: its answers carry a TTL of 5 s
-        (the kubernetes plugin's default ``ttl``; dnsmasq's own is 0, which node-cache's
-        cache would not keep), and it logs every query it gets (``upstream-dns.log``: what
-        reaches the cluster DNS, bench/dns_availability.py)."""
+        """The cluster's CoreDNS stand-in behind node-cache (:func:`cluster_dns_argv`); its
+        log (``upstream-dns.log``) shows every query that reached the cluster DNS."""
         self._add_link(UPSTREAM_DNS_LINK, (UPSTREAM_DNS,), up=True)
-        argv = dnsmasq_argv((UPSTREAM_DNS,), self.dns_records, local_domains=(CLUSTER_DOMAIN,))
-        extra = ["--local-ttl=5", "--log-queries"]
-        self._upstream_dns = self._spawn("upstream-dns", [*argv, *extra])
+        argv = cluster_dns_argv(UPSTREAM_DNS, self.dns_records, CLUSTER_DOMAIN)
+        self._upstream_dns = self._spawn("upstream-dns", argv)
 
     def _start_dns_server(self) -> None:
         if self.chart is None:

@@ -137,7 +137,8 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
 
 def summarize(lookups: Sequence[Lookup], slow: float = 1.0) -> dict[str, Any]:
     """Lookups, failures, latency (ms: p50, p99, max), lookups that took ``slow`` seconds
-    or more, errors by name, and when the first and last failure began (monotonic s)."""
+    or more, the seconds spent in those and in failed ones (the loop's time without an
+    answer), errors by name, and when the first and last failure began (monotonic s)."""
     failed = [lookup for lookup in lookups if not lookup.ok]
     ordered = sorted(lookup.seconds for lookup in lookups)
     errors: dict[str, int] = {}
@@ -154,6 +155,7 @@ def summarize(lookups: Sequence[Lookup], slow: float = 1.0) -> dict[str, Any]:
         "p99_ms": ms(_percentile(ordered, 0.99)) if ordered else None,
         "max_ms": ms(ordered[-1]) if ordered else None,
         f"over_{slow:g}s": sum(1 for s in ordered if s >= slow),
+        "stalled_s": round(sum(lk.seconds for lk in lookups if not lk.ok or lk.seconds >= slow), 2),
         "errors": dict(sorted(errors.items())),
         "first_failure": failed[0].start if failed else None,
         "last_failure": failed[-1].start if failed else None,
