@@ -35,7 +35,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -307,7 +307,7 @@ class Pod:
     def _answered(self) -> bool:
         return all(any(lk.ok for lk in self.lookups(libc)) for libc in self.libcs)
 
-    def _wait(self, what: str, probe: Any) -> None:
+    def _wait(self, what: str, probe: Callable[[], bool]) -> None:
         deadline = time.monotonic() + _WAIT
         while not probe():
             if self._proc is not None and self._proc.poll() is not None:
