@@ -54,17 +54,23 @@ COMMANDS = {
         "1",
     ],
     "metrics_dos": ["bench/metrics_dos.py", "--connections", "50", "--hold", "1"],
-    "nodecache_surge": [
-        "bench/nodecache_surge.py",
+    "dns_availability": [
+        "bench/dns_availability.py",
+        "--scenario",
+        "surge",
+        "--scenario",
+        "upstream-update",
         "--before",
         "1",
         "--overlap",
+        "1",
+        "--gap",
         "1",
         "--after",
         "2",
     ],
 }
-NEEDS_ROOT = {"faults", "footprint", "nodecache_surge"}
+NEEDS_ROOT = {"faults", "footprint", "dns_availability"}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,8 @@ def results() -> Iterator[dict[str, Any]]:
             stdout, stderr = proc.communicate(timeout=110)
             lines = stdout.strip().splitlines()
             try:
-                out[name] = json.loads(lines[-1])
+                parsed = [json.loads(line) for line in lines]
+                out[name] = parsed[-1] if len(parsed) == 1 else parsed
             except (IndexError, ValueError):
                 out[name] = f"exit {proc.returncode}\n{stdout[-2000:]}\n{stderr[-4000:]}"
         yield out
@@ -172,18 +179,22 @@ def test_metrics_dos(results: dict[str, Any]) -> None:
 
 
 @pytest.mark.netns
-def test_nodecache_surge(results: dict[str, Any]) -> None:
-    """The chart's node-cache surge update (real node-cache, rendered Corefile and
-    arguments): zero failed lookups; the old arguments (no -skipteardown) lose localIP
-    with the old process. Needs the node-cache binary (NODE_CACHE_BIN or
-    ../shared/tools/node-cache) and the Debian package iptables: fails, saying so, without."""
-    r = result(results, "nodecache_surge")
-    chart, old = r["runs"]["chart"], r["runs"]["old"]
-    for run in (chart, old):
-        for key in ("lookups", "failed", "p50_ms", "p99_ms", "max_ms", "interface_kept"):
+def test_dns_availability(results: dict[str, Any]) -> None:
+    """One JSON line per scenario (real node-cache, the chart's rendered Corefile and
+    arguments): the chart's surge update loses no lookup of either libc and keeps the
+    interface; the upstream manifest's update (no -skipteardown) deletes it. Needs the
+    node-cache binary, iptables, gcc, libc6-dev and musl-tools: fails, saying so, without."""
+    got = results["dns_availability"]
+    assert isinstance(got, list), got
+    surge, upstream = got
+    assert (surge["scenario"], upstream["scenario"]) == ("surge", "upstream-update")
+    for run in (surge, upstream):
+        for key in ("upstream_qps", "events_s", "interface_kept", "iptables_rules"):
             assert key in run, key
-        assert run["lookups"] > 100
-    assert chart["failed"] == 0, chart
-    assert chart["interface_kept"] is True and chart["iptables_rules_kept"] > 0
-    assert chart["first_start"]["iptables_rules_s"] is not None  # -pidfile
-    assert old["failed"] > 0 and old["interface_kept"] is False
+        for libc in ("glibc", "musl"):
+            for key in ("lookups", "failed", "p50_ms", "p99_ms", "max_ms", "over_1s"):
+                assert key in run[libc], (libc, key)
+            assert run[libc]["lookups"] > 100, run[libc]
+    assert surge["glibc"]["failed"] == surge["musl"]["failed"] == 0, surge
+    assert surge["interface_kept"] is True and surge["iptables_rules"] > 0
+    assert upstream["interface_kept"] is False

@@ -18,6 +18,7 @@ outage densely; everything else is the default, and a fail-safe tighter than the
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 import urllib.request
@@ -33,6 +34,7 @@ from nodelocaldns_agent.state import DETAIL_ANNOTATION
 from testing.sandbox.cluster import SandboxCluster
 from testing.sandbox.constants import LOCAL_DNS
 from testing.sandbox.node import SandboxNode
+from testing.sandbox.rollout import NodeCacheLifecycle
 
 pytestmark = pytest.mark.netns
 
@@ -40,6 +42,9 @@ NODE = "node-1"
 #: kubelet's first restart delay of a crashed container
 BACK_OFF = 10.0
 PROBE_INTERVAL = 1.0
+#: the new node-cache serves beside the old one this long before the old one's SIGTERM
+#: (short of the chart's minReadySeconds: the old one's exit is what is tested)
+OVERLAP = 1.0
 DEFAULTS = {f.name: f.default for f in fields(RunSettings)}
 
 
@@ -78,10 +83,14 @@ class Watch:
             self.sample()
             time.sleep(0.2)
 
-    def while_running(self, action: Callable[[], None]) -> None:
-        """Sample while ``action`` runs, in slices (its steps block)."""
-        self.sample()
-        action()
+    def while_running(self, action: Callable[[], object]) -> None:
+        """Sample every 0.2 s while ``action`` runs (in a thread); its error is raised."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            done = pool.submit(action)
+            while not done.done():
+                self.sample()
+                time.sleep(0.2)
+            done.result()
         self.sample()
 
     @property
@@ -110,10 +119,8 @@ def detail(cluster: SandboxCluster) -> dict[str, object]:
 
 
 def restart(node: SandboxNode, watch: Watch) -> None:
-    """SIGKILL, kubelet's back-off, start again (returns once node-cache listens)."""
-    node.kill_local_dns()
-    watch.during(BACK_OFF)
-    node.start_dns()
+    """SIGKILL, kubelet's back-off, start again (returns once node-cache serves)."""
+    watch.while_running(lambda: NodeCacheLifecycle(node).kill(BACK_OFF))
 
 
 FAILURES = "nodelocaldns_agent_local_dns_probe_failures_total"
@@ -125,7 +132,7 @@ def test_a_surge_update_is_never_seen_by_the_probe(cluster: SandboxCluster) -> N
     node, watch = migrated_node(cluster)
     restarts = len(node.restarts())
     before = watch.sample()
-    watch.while_running(node.surge_local_dns)
+    watch.while_running(lambda: NodeCacheLifecycle(node).surge(OVERLAP))
     watch.during(5 * PROBE_INTERVAL)
     after = watch.sample()
     assert after[PROBES] - before[PROBES] >= 4, "the agent probed during the update"

@@ -6,6 +6,10 @@ the demo (:mod:`testing.demo`).
   the one sandbox node type (:mod:`testing.systemd_node` and ``bench/faults.py`` build on it)
 - :mod:`testing.sandbox.node_cache`: the real node-cache binary (found, checked) and the
   chart's Corefile and arguments for it (``helm template``)
+- :mod:`testing.sandbox.pod`: a pod on a node (own network namespace behind a veth pair,
+  kubelet's resolv.conf) resolving through glibc and musl all the time (``resolver.c``)
+- :mod:`testing.sandbox.rollout`: node-cache's surge update, upstream update and SIGKILL
+  restart on a node, as Kubernetes drives them
 - :mod:`testing.sandbox.constants`: the addresses, ports and paths every node agrees on
 - :mod:`testing.sandbox.layouts`: realistic host-root layouts (TKE, kubeadm, EKS, ...)
 - :mod:`testing.sandbox.systemctl_stub`: the recording ``systemctl`` inside the node

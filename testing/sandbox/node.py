@@ -196,6 +196,25 @@ def dnsmasq_argv(
     ]
 
 
+def cluster_dns_argv(
+    address: str, records: Mapping[str, str], cluster_domain: str, binary: str = "dnsmasq"
+) -> list[str]:
+    """A dnsmasq on ``address``:53 answering as the cluster's CoreDNS does: authoritative
+    for ``cluster_domain`` and for each other record's name, A records with a TTL of 5 s
+    and NXDOMAIN with the zone's SOA whose minimum is 5 s (the kubernetes plugin's default
+    ``ttl``, used for both: coredns plugin/kubernetes), so node-cache caches positive and
+    negative answers as it would CoreDNS's; every query logged (``query[``/``auth[``)."""
+    zones = {cluster_domain, *(n for n in records if not n.endswith("." + cluster_domain))}
+    return [
+        *dnsmasq_argv((address,), {}, binary),
+        f"--auth-server=ns.{cluster_domain},{address}",
+        *(f"--auth-zone={zone}" for zone in sorted(zones)),
+        *(f"--host-record={name},{ip}" for name, ip in records.items()),
+        "--auth-ttl=5",
+        "--log-queries",
+    ]
+
+
 def _socket_id(address: str, port: int) -> str:
     """``address:port`` as /proc/net/{tcp,udp}[6] writes it: each 32-bit word of the
     address in host (little-endian) order, in hex."""
@@ -315,6 +334,8 @@ class SandboxNode:
         (a kubelet that does not come back).
       dns_records: name -> IPv4 the local DNS answers (default: kubernetes.default ->
         10.96.0.1); with node-cache, through its upstream stand-in.
+      node_cache_values: helm arguments for the chart's render node-cache runs with
+        (e.g. ``("--set", "nodeLocalDNS.skipTeardown=false")``).
     """
 
     #: the Python that runs in the node (the agent, probes); :meth:`python_env` goes with it
@@ -341,6 +362,7 @@ class SandboxNode:
         healthz_delay: float = 0.0,
         refuse_cluster_dns: Sequence[str] = (BAD_DNS,),
         dns_records: Mapping[str, str] | None = None,
+        node_cache_values: Sequence[str] = (),
         **quirks: bool,
     ) -> None:
         if proxy_mode not in PROXY_MODES:
@@ -372,6 +394,7 @@ class SandboxNode:
             "refuse_cluster_dns": tuple(refuse_cluster_dns),
         }
         self.dns_records = dict(dns_records or {KUBERNETES_NAME: KUBERNETES_IP})
+        self.node_cache_values = tuple(node_cache_values)
         self.layout: Layout | None = None
         self.local_dns = "unbound"
         #: the process that holds the node (``unshare``, ``systemd-nspawn``)
@@ -379,6 +402,7 @@ class SandboxNode:
         self._init_pid = 0
         self._procs: list[NodeProcess] = []
         self._dns_server: NodeProcess | None = None
+        self._upstream_dns: NodeProcess | None = None
         #: the chart's node-cache, when it is the local DNS (set by start())
         self.chart: ChartNodeCache | None = None
         self._closed = False
@@ -749,11 +773,10 @@ class SandboxNode:
         if state != "up" and self.local_dns == "up":
             self._stop_dns_server()
         # after the stop: node-cache's teardown (no -skipteardown) deletes the link
-        present = LOCAL_DNS_LINK in self.links()
-        if state == "unbound" and present:
+        if state == "unbound" and LOCAL_DNS_LINK in self.links():
             self._run(["ip", "link", "del", LOCAL_DNS_LINK])
-        if state != "unbound" and not present:
-            self._add_link(LOCAL_DNS_LINK, self.local_addresses, up=True)
+        if state != "unbound":
+            self.bind_local_addresses()
         if state == "up" and self.local_dns != "up":
             self._start_dns_server()
             if wait:
@@ -769,6 +792,13 @@ class SandboxNode:
         """Stop the local DNS; the address stays bound, so queries are refused."""
         self.set_local_dns("down")
 
+    def bind_local_addresses(self) -> None:
+        """Add the ``nodelocaldns`` link holding the local addresses when it is missing:
+        what node-cache's ``-setupinterface`` does as it starts (it asks for ``dummy``,
+        which this kernel may lack, so the harness does it)."""
+        if LOCAL_DNS_LINK not in self.links():
+            self._add_link(LOCAL_DNS_LINK, self.local_addresses, up=True)
+
     def links(self) -> list[str]:
         """The names of the node's network links (from ``/proc/<init>/net/dev``)."""
         with open(f"/proc/{self.init_pid}/net/dev") as table:
@@ -779,10 +809,21 @@ class SandboxNode:
         """The running local DNS server (node-cache or dnsmasq), None when stopped."""
         return self._dns_server
 
+    @local_dns_process.setter
+    def local_dns_process(self, proc: NodeProcess | None) -> None:
+        """Hand the node another local DNS process (one started by :meth:`spawn_node_cache`
+        that took over, e.g. in a surge update; :mod:`testing.sandbox.rollout`)."""
+        self._dns_server = proc
+
+    @property
+    def upstream_dns_process(self) -> NodeProcess | None:
+        """The cluster's CoreDNS stand-in behind node-cache (None in dnsmasq nodes)."""
+        return self._upstream_dns
+
     def _check_node_cache(self) -> ChartNodeCache:
         """The chart's node-cache, its binary and iptables: all there before the node boots."""
         try:
-            chart = chart_node_cache()
+            chart = chart_node_cache(self.node_cache_values)
             find_binary()
             require_iptables(chart)
         except NodeCacheMissing as exc:
@@ -795,70 +836,30 @@ class SandboxNode:
         return chart
 
     def _start_upstream_dns(self) -> None:
-        """The cluster's CoreDNS stand-in behind node-cache (never stopped by the tests)."""
+        """The cluster's CoreDNS stand-in behind node-cache (:func:`cluster_dns_argv`); its
+        log (``upstream-dns.log``) shows every query that reached the cluster DNS."""
         self._add_link(UPSTREAM_DNS_LINK, (UPSTREAM_DNS,), up=True)
-        argv = dnsmasq_argv((UPSTREAM_DNS,), self.dns_records, local_domains=(CLUSTER_DOMAIN,))
-        self._spawn("upstream-dns", argv)
+        argv = cluster_dns_argv(UPSTREAM_DNS, self.dns_records, CLUSTER_DOMAIN)
+        self._upstream_dns = self._spawn("upstream-dns", argv)
 
     def _start_dns_server(self) -> None:
         if self.chart is None:
             argv = dnsmasq_argv(self.local_addresses, self.dns_records)
             self._dns_server = self._spawn("dnsmasq", argv)
             return
-        self._dns_server = self._spawn_node_cache(self.chart)
+        self._dns_server = self.spawn_node_cache("node-cache")
 
-    def _spawn_node_cache(self, chart: ChartNodeCache) -> NodeProcess:
+    def spawn_node_cache(self, name: str) -> NodeProcess:
+        """Start a node-cache as the chart runs it (:attr:`chart`), its files in
+        ``<workdir>/<name>/`` (``etc/coredns.pid`` once its servers listen with the chart's
+        ``-pidfile``) and its output in ``<name>.log``; without waiting. A second one beside
+        the running one is a surge update's new pod (:mod:`testing.sandbox.rollout`)."""
+        if self.chart is None:
+            raise SandboxError(f"{self.workdir}: the local DNS of this node is not node-cache")
         launch = node_cache_launch(
-            chart, find_binary(), self.workdir / "node-cache", UPSTREAM_DNS, os.environ
+            self.chart, find_binary(), self.workdir / name, UPSTREAM_DNS, os.environ
         )
-        return self._spawn("node-cache", launch.argv, env=launch.env)
-
-    # -- node-cache's pod lifecycle, as kubelet runs the chart's DaemonSet ----------------
-    def surge_local_dns(self) -> None:
-        """A node-cache update the chart's way (DaemonSet ``maxSurge``): a second node-cache
-        started and serving beside the running one (they share the local addresses' ports
-        through SO_REUSEPORT), then SIGTERM to the old one, as kubelet stops the old pod;
-        with the chart's ``-skipteardown`` its exit leaves the interface and the iptables
-        rules to the new one."""
-        old, chart = self._node_cache()
-        new = self._spawn_node_cache(chart)
-        self._wait(
-            "the surge node-cache's sockets",
-            functools.partial(self._serves, new, chart.health_port),
-            READY_TIMEOUT,
-        )
-        old.terminate()
-        old.wait(timeout=READY_TIMEOUT)
-        self._dns_server = new
-
-    def kill_local_dns(self) -> None:
-        """node-cache killed (SIGKILL, as an OOM kill): nothing is torn down, the local
-        addresses stay bound and refuse queries. :meth:`start_dns` starts it again."""
-        old, _ = self._node_cache()
-        old.kill()
-        old.wait(timeout=READY_TIMEOUT)
-        self._dns_server = None
-        self.local_dns = "down"
-
-    def _node_cache(self) -> tuple[NodeProcess, ChartNodeCache]:
-        if self.chart is None or self._dns_server is None:
-            raise SandboxError(f"{self.workdir}: node-cache is not the running local DNS")
-        return self._dns_server, self.chart
-
-    def _serves(self, proc: NodeProcess, health_port: int) -> bool:
-        """``proc`` (node-cache) holds its own UDP socket on port 53 and its own TCP
-        listener on the health port of every local address (psutil reads the socket
-        tables of its own network namespace, so the node's are read here)."""
-        inner = proc.inner_pid()
-        fds = f"/proc/{inner}/fd"
-        try:
-            held = {os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)} if inner else set()
-        except OSError:
-            return False
-        return all(
-            held & self._listeners("udp", ip, 53) and held & self._listeners("tcp", ip, health_port)
-            for ip in self.local_addresses
-        )
+        return self._spawn(name, launch.argv, env=launch.env)
 
     def _stop_dns_server(self) -> None:
         if self._dns_server is not None:

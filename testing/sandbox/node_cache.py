@@ -326,9 +326,20 @@ def helm_binary() -> str:
 
 
 @functools.cache
-def chart_node_cache() -> ChartNodeCache:
-    """``helm template`` of ``chart/`` (default values), rendered once per process."""
-    argv = [helm_binary(), "template", "nld", str(CHART), "--namespace", NAMESPACE, *RENDER_SET]
+def chart_node_cache(values: tuple[str, ...] = ()) -> ChartNodeCache:
+    """``helm template`` of ``chart/`` with its default values and then ``values`` (helm
+    arguments, e.g. ``("--set", "nodeLocalDNS.skipTeardown=false")``), rendered once per
+    process and ``values``."""
+    argv = [
+        helm_binary(),
+        "template",
+        "nld",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        *RENDER_SET,
+        *values,
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise NodeCacheMissing(f"{shlex.join(argv)}: {result.stderr.strip()}")
