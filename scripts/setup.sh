@@ -20,9 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-test}
-# iptables: the real node-cache sets up its NOTRACK rules inside the nodes (-setupiptables)
-demo_apt=(python3-venv dnsmasq-base iproute2 util-linux iptables prometheus)
-test_apt=("${demo_apt[@]}" debootstrap systemd-container git libc6-dev musl-tools)  # pods: glibc+musl loops
+# iptables: the real node-cache sets up its NOTRACK rules inside the nodes (-setupiptables);
+# gcc libc6-dev musl-tools: the pods' resolver loops (testing/sandbox/resolver.c), built
+# against glibc and, static, against musl
+demo_apt=(python3-venv dnsmasq-base iproute2 util-linux iptables prometheus gcc libc6-dev musl-tools)
+test_apt=("${demo_apt[@]}" debootstrap systemd-container git)
 case "$what" in
   demo) apt_pkgs=("${demo_apt[@]}") extra='[plugin]' ;;
   test) apt_pkgs=("${test_apt[@]}") extra='[test,docs]' ;;

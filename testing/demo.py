@@ -10,14 +10,18 @@ The story, one line of narration per step, each followed by the rollout as
 ``kubectl nodelocaldns status -w`` shows it (the plugin's own view: redrawn in place on a
 terminal, one line per change otherwise) with the nodes' states under it: node-1 and
 node-2 migrate one at a time; node-3 is held back (``waiting-for-local-dns``) because its
-node-cache is down, until it comes up; then the fleet is reverted as the chart's uninstall
-hook does. The last lines are the summary read from the agents' own logs. Everything the
-demo created is removed, also on Ctrl-C.
+node-cache is down, until it comes up; then a pod on every node resolves names every 10 ms
+through glibc and through musl while node-cache is updated on every node the chart's way
+(the new one serving before the old one stops), with a running count of failed lookups;
+then the fleet is reverted as the chart's uninstall hook does. The last lines are the
+summary read from the agents' own logs. Everything the demo created is removed, also on
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import logging
 import shutil
 import sys
@@ -35,7 +39,9 @@ from nodelocaldns_agent.plugin.commands import viewer_for
 from nodelocaldns_agent.state import NodeState
 from testing import timeline
 from testing.sandbox.cluster import NAMESPACE, NODE_CACHE_METRICS_PORT_IN_NODE, SandboxCluster
+from testing.sandbox.pod import RECORDS, Pod
 from testing.sandbox.prometheus import Prometheus
+from testing.sandbox.rollout import NodeCacheLifecycle
 
 #: name, host layout, local DNS at the start
 NODES = (("node-1", "tke", "up"), ("node-2", "kubeadm", "up"), ("node-3", "tke", "down"))
@@ -52,18 +58,34 @@ STEP_TIMEOUT = 90.0
 #: how long the view keeps showing node-3 held back before its DNS comes up
 HOLD = 3.0
 POLL = 0.2
+#: seconds the new node-cache serves beside the old one before the old one's SIGTERM (the
+#: chart's minReadySeconds is 10; shortened so that the demo stays short)
+SURGE_OVERLAP = 1.0
+#: seconds the pods go on resolving after the last update
+AFTER_UPDATE = 1.0
 #: the query the Prometheus step reads (a panel of the chart's dashboard)
 STATE_QUERY = "nodelocaldns_agent_migration_state == 1"
 
-#: The hook for the pods' DNS lookups: returns (failed, made) so far; the view and the
-#: summary show "pod lookups failed: N (of M)". Set :attr:`Demo.pod_lookups` to one.
+#: The pods' DNS lookups: returns (failed, made) so far; the view shows "pod lookups
+#: failed: N" (a line that changes only when a lookup fails) and the summary "pod lookups
+#: failed: N (of M)". :meth:`Demo.run` sets :attr:`Demo.pod_lookups` to the pods' own.
 PodLookups = Callable[[], tuple[int, int]]
 Rows = list[dict[str, str]]
 
 
-def pod_lookup_line(lookups: PodLookups) -> str:
-    failed, made = lookups()
-    return f"pod lookups failed: {failed} (of {made})"
+def pod_lookup_line(lookups: PodLookups, *, made: bool = False) -> str:
+    failed, total = lookups()
+    return f"pod lookups failed: {failed}" + (f" (of {total})" if made else "")
+
+
+def pods_lookups(pods: Sequence[Pod]) -> PodLookups:
+    """(failed, made) over every libc of every pod in ``pods``."""
+
+    def counts() -> tuple[int, int]:
+        alls = [pod.counts()["all"] for pod in pods]
+        return sum(c["failed"] for c in alls), sum(c["lookups"] for c in alls)
+
+    return counts
 
 
 def node_line(rows: Rows) -> str:
@@ -101,9 +123,12 @@ class Demo:
     changes: list[timeline.Change] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
 
+    #: node-cache updated so far / nodes to update (None: no update under way)
+    updates: tuple[int, int] | None = None
+
     @property
     def steps(self) -> int:
-        return 6 if self.prometheus else 5
+        return 7 if self.prometheus else 6
 
     def say(self, text: str) -> None:
         self.step += 1
@@ -117,8 +142,10 @@ class Demo:
 
     def footer(self) -> Sequence[str]:
         lines = [node_line(self.rows)]
-        if self.pod_lookups is not None:
-            lines.append(pod_lookup_line(self.pod_lookups))
+        if self.updates is not None:
+            lines.append(f"node-cache updated on {self.updates[0]}/{self.updates[1]} nodes")
+            if self.pod_lookups is not None:
+                lines.append(pod_lookup_line(self.pod_lookups))
         return lines
 
     def follow(self, what: str, done: Callable[[Rows], bool], hold: float = 0.0) -> None:
@@ -163,7 +190,7 @@ class Demo:
             "169.254.20.10; node-3's node-cache is down."
         )
         for name, layout, dns in NODES:
-            cluster.add_node(name, layout=layout, local_dns=dns)
+            cluster.add_node(name, layout=layout, local_dns=dns, dns_records=RECORDS)
         if self.prometheus:
             self.prom = self.start_prometheus()
         self.say(
@@ -199,6 +226,7 @@ class Demo:
             self.restarts_migrate[name] = len(cluster.nodes[name].restarts())
         if self.prom is not None:
             self.say(f"A real Prometheus scraped every agent all along; {self.prom_states()}.")
+        self.update_node_cache()
         self.say(
             "Fleet-wide revert, what `helm uninstall` does first: every agent restarts in "
             "revert mode and puts the original kubelet DNS back, one node at a time."
@@ -214,6 +242,41 @@ class Demo:
         self.changes = timeline.fleet(
             {name: cluster.nodes[name].workdir / "agent.log" for name, _, _ in NODES}
         )
+
+    def update_node_cache(self) -> None:
+        """Pods resolving on every node while node-cache is updated the chart's way, one
+        node at a time; the view counts their failed lookups."""
+        names = [name for name, _, _ in NODES]
+        self.say(
+            "A pod on every node resolves two names every 10 ms through glibc and through "
+            "musl (nameserver 169.254.20.10, as kubelet now writes it); node-cache is "
+            "updated on each node the chart's way: the new node-cache serves beside the old "
+            f"one ({SURGE_OVERLAP:g} s here, minReadySeconds in the chart) before the old one "
+            "stops (-skipteardown keeps the interface and rules)."
+        )
+        pods = [Pod(self.cluster.nodes[name], "demo-pod").start() for name in names]
+        try:
+            self.pod_lookups = pods_lookups(pods)
+            self.updates = (0, len(names))
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                done = pool.submit(self.surge_each, names)
+                self.follow("node-cache updated on every node", lambda _rows: done.done())
+                done.result()
+            end = time.monotonic() + AFTER_UPDATE
+            self.follow("the pods' last lookups", lambda _rows: time.monotonic() >= end)
+            for pod in pods:
+                pod.settle(time.monotonic())
+        finally:
+            for pod in pods:
+                pod.close()
+        final = self.pod_lookups()
+        self.pod_lookups = lambda: final
+        self.updates = None
+
+    def surge_each(self, names: Sequence[str]) -> None:
+        for i, name in enumerate(names, 1):
+            NodeCacheLifecycle(self.cluster.nodes[name]).surge(SURGE_OVERLAP)
+            self.updates = (i, len(names))
 
     def start_prometheus(self) -> Prometheus:
         """A real Prometheus on loopback scraping every agent and every node-cache (the
@@ -283,7 +346,10 @@ class Demo:
             f"kubelet restarts at once: at most {self.max_in_flight} seen, the limit is {LIMIT}"
         )
         if self.pod_lookups is not None:
-            lines.append(pod_lookup_line(self.pod_lookups))
+            lines.append(
+                pod_lookup_line(self.pod_lookups, made=True)
+                + " while node-cache was updated on every node"
+            )
         t = self.times
         lines.append(
             f"total {seconds(total)}: migrated in {seconds(t['migrated'] - t['start'])}, "

@@ -35,11 +35,12 @@ def _left_over(workdir: Path) -> list[str]:
 
 #: the narration, one line per step, in this order
 STORY = (
-    "[1/5] Three sandboxed nodes",
-    "[2/5] The agent starts on every node",
-    "[3/5] node-3 is held back (waiting-for-local-dns)",
-    "[4/5] node-3's node-cache comes up",
-    "[5/5] Fleet-wide revert",
+    "[1/6] Three sandboxed nodes",
+    "[2/6] The agent starts on every node",
+    "[3/6] node-3 is held back (waiting-for-local-dns)",
+    "[4/6] node-3's node-cache comes up",
+    "[5/6] A pod on every node resolves",
+    "[6/6] Fleet-wide revert",
 )
 
 
@@ -81,6 +82,12 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     assert hold and all(node_3(i) == "waiting-for-local-dns" for i in hold), out
     assert not any(node_3(i).startswith("migrat") for i in shown if i < steps[3]), out
     assert any(node_3(i) == "migrated" for i in shown if steps[3] < i < steps[4]), out
+    # node-cache updated on every node the chart's way while the pods resolve: the view
+    # counts up the updated nodes and never a failed lookup (the CI form of the issue-15
+    # target: zero failed lookups for a surge update, both libcs; tests/test_dns_availability.py)
+    update = [v for v in lines[steps[4] : steps[5]] if " | nodes: " in v]
+    assert any("node-cache updated on 3/3 nodes" in v for v in update), out
+    assert update and all(v.endswith(" | pod lookups failed: 0") for v in update), out
     # never more restarts in flight than the limit
     assert not any("restarts 2/1" in v for v in views)
     # the summary closes the output, within its last 30 lines
@@ -93,6 +100,9 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     assert "for its local DNS" in rows["node-3"], out
     assert "reverted: every kubelet back on --cluster-dns=10.96.0.10" in summary
     assert "kubelet restarts at once: at most 1 seen, the limit is 1" in summary
+    [pods] = [line for line in summary if line.startswith("pod lookups failed: ")]
+    made = int(pods.split("(of ")[1].split(")")[0])
+    assert pods.startswith("pod lookups failed: 0 (of ") and made > 500, pods
     assert summary[-1].startswith("total ") and summary[-1].endswith("is removed")
     assert _left_over(workdir) == []
 
@@ -127,17 +137,24 @@ def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_footer_and_summary_show_the_pod_lookup_counter() -> None:
-    """The hook for the pods' lookups (``Demo.pod_lookups``): a line under the live view
-    on every redraw and one in the summary."""
+    """The pods' lookups (``Demo.pod_lookups``): a line under the live view while node-cache
+    is being updated (only the failures: the line changes when a lookup fails, not on every
+    lookup) and one in the summary with the total."""
     counts = iter([(0, 10), (1, 25)])
     story = Demo(cluster=None, pod_lookups=lambda: next(counts))  # type: ignore[arg-type]
-    story.rows = [{"node": "node-3", "state": "waiting-for-local-dns"}]
+    story.rows = [{"node": "node-3", "state": "migrated"}]
+    assert story.footer() == ["nodes: node-3 migrated"]
+    story.updates = (1, 3)
     assert story.footer() == [
-        "nodes: node-3 waiting-for-local-dns",
-        "pod lookups failed: 0 (of 10)",
+        "nodes: node-3 migrated",
+        "node-cache updated on 1/3 nodes",
+        "pod lookups failed: 0",
     ]
     story.times = {"start": 0.0, "migrated": 10.0, "revert": 11.0, "reverted": 15.0}
-    assert "pod lookups failed: 1 (of 25)" in story.summary(16.0)
+    assert (
+        "pod lookups failed: 1 (of 25) while node-cache was updated on every node"
+        in story.summary(16.0)
+    )
     assert Demo(cluster=None).footer() == ["nodes: "]  # type: ignore[arg-type]
 
 
