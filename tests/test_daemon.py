@@ -154,12 +154,7 @@ def test_opt_out_label_skips_the_node(server: FakeApiServer, tmp_path: Path) -> 
 
 
 def test_revert_mode_puts_the_original_back(server: FakeApiServer, tmp_path: Path) -> None:
-    server.add_node("node-a")
-    node = tke_node(tmp_path)
-    h = Harness(server, node)
-    h.tick()
-    assert h.state() == "migrated"
-    h.close()
+    node = migrated_tke_node(server, tmp_path)
     r = Harness(server, node, mode="revert")
     r.tick()
     assert r.state() == "reverted"
@@ -354,15 +349,21 @@ def test_an_untrusted_kubelet_fails_the_node_with_the_reason(
     h.close()
 
 
-def test_opted_out_node_the_agent_migrated_is_still_reverted_before_uninstall(
-    server: FakeApiServer, tmp_path: Path
-) -> None:
+def migrated_tke_node(server: FakeApiServer, tmp_path: Path) -> FakeNode:
+    """node-a, a TKE node the agent has migrated (its agent since stopped)."""
     server.add_node("node-a")
     node = tke_node(tmp_path)
     h = Harness(server, node)
     h.tick()
     assert h.state() == "migrated"
     h.close()
+    return node
+
+
+def test_opted_out_node_the_agent_migrated_is_still_reverted_before_uninstall(
+    server: FakeApiServer, tmp_path: Path
+) -> None:
+    node = migrated_tke_node(server, tmp_path)
     obj = server.get("nodes", "node-a")
     assert obj is not None
     obj["metadata"]["labels"]["nodelocaldns-agent.io/opt-out"] = "true"
@@ -480,12 +481,7 @@ def test_an_appliance_os_is_reported_with_its_own_way_and_never_edited(
 def test_fallback_toggled_converges_through_the_slot_and_is_no_drift(
     server: FakeApiServer, tmp_path: Path
 ) -> None:
-    server.add_node("node-a")
-    node = tke_node(tmp_path)
-    h = Harness(server, node)
-    h.tick()
-    assert h.state() == "migrated"
-    h.close()
+    node = migrated_tke_node(server, tmp_path)
     on = Harness(server, node, node_settings={"fallback_nameserver": True})
     on.tick()
     assert on.state() == "migrated", on.detail()
