@@ -160,7 +160,7 @@ def run(name: str, fallback: bool, opts: argparse.Namespace, workdir: Path) -> J
         node_cache_values=values,
     ) as node:
         assert node.chart is not None
-        ratemask = node.exec(["sysctl", "-n", "net.ipv4.icmp_ratemask"]).stdout.strip()
+        ratemask = node.exec(["cat", "/proc/sys/net/ipv4/icmp_ratemask"]).stdout.strip()
         lifecycle = NodeCacheLifecycle(node)
         with Pod(node, nameservers=nameservers, libcs=scenario.libcs) as pod:
             time.sleep(opts.before)
