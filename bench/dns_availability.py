@@ -22,9 +22,10 @@ Scenarios (``--scenario``, default all):
   the interface) and ``--gap`` s later the new one;
 - ``sigkill``, ``sigkill-no-skipteardown``: SIGKILL (an OOM kill), kubelet's ``--backoff``
   (10 s) and a restart, rendered with and without ``-skipteardown``;
-- ``sigkill-icmp-unlimited``: ``sigkill`` on a node whose kernel does not rate-limit ICMP
-  port unreachable (``net.ipv4.icmp_ratemask=6160``): what the fast refusal is worth when
-  nothing throttles it;
+- ``sigkill-fast-refusal``: ``sigkill`` rendered with ``nodeLocalDNS.fastRefusal.enabled``:
+  its init container takes ICMP destination unreachable out of the node's rate limit
+  (``net.ipv4.icmp_ratemask`` 6168 -> 6160), so the refusal of the still-bound address
+  reaches every query;
 - ``upstream-unreachable``, ``upstream-unreachable-serve-stale``: the upstream stand-in
   stopped (SIGSTOP: it receives queries and never answers) for ``--outage`` s, with the
   chart's default (no ``serve_stale``) and with ``nodeLocalDNS.cache.serveStale.enabled``.
@@ -63,8 +64,7 @@ from testing.sandbox.rollout import NodeCacheLifecycle
 
 NO_SKIPTEARDOWN = ("--set", "nodeLocalDNS.skipTeardown=false")
 SERVE_STALE = ("--set", "nodeLocalDNS.cache.serveStale.enabled=true")
-#: net.ipv4.icmp_ratemask without destination unreachable (bit 3 of the default 6168)
-ICMP_UNLIMITED = "net.ipv4.icmp_ratemask=6160"
+FAST_REFUSAL = ("--set", "nodeLocalDNS.fastRefusal.enabled=true")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,6 @@ class Scenario:
     action: Callable[[NodeCacheLifecycle, SandboxNode, argparse.Namespace], dict[str, float]]
     values: tuple[str, ...] = ()
     libcs: tuple[str, ...] = LIBCS
-    sysctls: tuple[str, ...] = ()
 
 
 def _steady(_lc: NodeCacheLifecycle, _node: SandboxNode, opts: argparse.Namespace) -> JSON:
@@ -118,7 +117,7 @@ SCENARIOS: dict[str, Scenario] = {
     "upstream-update": Scenario(_replace, values=NO_SKIPTEARDOWN),
     "sigkill": Scenario(_kill),
     "sigkill-no-skipteardown": Scenario(_kill, values=NO_SKIPTEARDOWN),
-    "sigkill-icmp-unlimited": Scenario(_kill, sysctls=(ICMP_UNLIMITED,)),
+    "sigkill-fast-refusal": Scenario(_kill, values=FAST_REFUSAL),
     "upstream-unreachable": Scenario(_upstream_unreachable),
     "upstream-unreachable-serve-stale": Scenario(_upstream_unreachable, values=SERVE_STALE),
 }
@@ -160,11 +159,8 @@ def run(name: str, fallback: bool, opts: argparse.Namespace, workdir: Path) -> J
         dns_records=RECORDS,
         node_cache_values=values,
     ) as node:
-        for setting in scenario.sysctls:
-            result = node.exec(["sysctl", "-w", setting])
-            if result.returncode != 0:
-                raise SandboxError(f"sysctl -w {setting} in the node: {result.stderr.strip()}")
         assert node.chart is not None
+        ratemask = node.exec(["cat", "/proc/sys/net/ipv4/icmp_ratemask"]).stdout.strip()
         lifecycle = NodeCacheLifecycle(node)
         with Pod(node, nameservers=nameservers, libcs=scenario.libcs) as pod:
             time.sleep(opts.before)
@@ -189,7 +185,7 @@ def run(name: str, fallback: bool, opts: argparse.Namespace, workdir: Path) -> J
             "resolv_conf": list(nameservers),
             "chart_values": list(values),
             "node_cache_args": list(node.chart.args),
-            "sysctls": list(scenario.sysctls),
+            "icmp_ratemask": ratemask,
             "events_s": {key: round(value - begin, 3) for key, value in events.items()},
             "window_s": round(end - begin, 2),
             "interface_kept": lifecycle.link_kept,

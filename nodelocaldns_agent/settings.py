@@ -560,3 +560,17 @@ class RevertFleetSettings(Settings):
     )
     timeout: float = field(default=900.0, metadata=duration("seconds to wait for every node"))
     poll_interval: float = field(default=5.0, metadata=duration("seconds between checks"))
+
+
+@dataclass(frozen=True)
+class FastRefusalSettings(Settings):
+    """``fast-refusal`` (the init container of the chart's node-cache with
+    ``nodeLocalDNS.fastRefusal.enabled``)."""
+
+    proc_sys: Path = field(
+        default=Path("/proc/sys"),
+        metadata=option(
+            "the sysctl tree of the host's network namespace (a hostNetwork pod's /proc/sys)",
+            unit="dir",
+        ),
+    )

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nodelocaldns_agent.cli.parser import COMMANDS
 from nodelocaldns_agent.fleet import mode_patch
 from nodelocaldns_agent.hostpaths import DEFAULT_WRITABLE_DIRS
 from nodelocaldns_agent.kube.api import _lease_body
@@ -1197,6 +1198,59 @@ def test_node_cache_daemonset(default: list[Doc]) -> None:
     (metrics,) = component(default, "Service", "node-cache")
     assert metrics["spec"]["ports"][0]["port"] == 9253
     assert metrics["spec"]["ports"][0]["targetPort"] == 9253  # a number: no port names
+
+
+def init_containers(docs: list[Doc]) -> list[Doc]:
+    return list(node_cache_ds(docs)["spec"]["template"]["spec"].get("initContainers", []))
+
+
+def test_fast_refusal_is_a_privileged_init_container_only_when_enabled(
+    scenarios: dict[str, list[Doc]],
+) -> None:
+    """nodeLocalDNS.fastRefusal: the agent's ``fast-refusal`` before node-cache starts.
+    Not the pod's securityContext.sysctls: kubelet refuses a net.* sysctl in a
+    hostNetwork pod ("Using sysctls in a Kubernetes Cluster", kubernetes.io; kubelet
+    pkg/kubelet/sysctl/allowlist.go validateSysctl: "%q not allowed with host %s enabled"
+    for a net-namespaced sysctl when HostNetwork), and icmp_ratemask is not on the safe
+    list either (pkg/kubelet/sysctl/safe_sysctls.go). Privileged: containerd and CRI-O list /proc/sys in the OCI
+    spec's readonlyPaths of every unprivileged container, and ``procMount: Unmasked``
+    needs a user namespace (hostUsers: false), which a hostNetwork pod cannot have."""
+    for name, docs in node_cache_scenarios(scenarios).items():
+        assert bool(init_containers(docs)) == (name == "fast-refusal"), name
+    docs = scenarios["fast-refusal"]
+    (init,) = init_containers(docs)
+    assert init["name"] == "fast-refusal"
+    assert init["image"] == container(agent_ds(docs))["image"]
+    assert init["args"] == ["fast-refusal"] and init["args"][0] in COMMANDS
+    assert init["securityContext"] == {
+        "privileged": True,
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        "readOnlyRootFilesystem": True,
+    }
+    assert init["resources"]["limits"] == {"memory": "64Mi"}
+    pod = node_cache_ds(docs)["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and "sysctls" not in pod["securityContext"]
+    # node-cache itself keeps its capabilities, nothing more
+    assert container(node_cache_ds(docs)) == container(node_cache_ds(scenarios["default"]))
+
+
+def test_fast_refusal_rolls_node_cache_only_when_its_image_changes(helm_bin: str) -> None:
+    """The init container is part of node-cache's pod template: turning the option on or
+    off, or a new agent image, rolls node-cache (a surge update); agent settings and
+    Corefile edits still do not."""
+
+    def pod_template(*args: str) -> Doc:
+        docs = render(
+            helm_bin, *DEFAULT_ARGS, "--set", "nodeLocalDNS.fastRefusal.enabled=true", *args
+        )
+        return dict(node_cache_ds(docs)["spec"]["template"])
+
+    base = pod_template()
+    assert pod_template("--set", "agent.logLevel=debug", "--set", "agent.logFormat=text") == base
+    assert pod_template("--set", "nodeLocalDNS.cache.ttl=60") == base
+    assert pod_template("--set", "agent.image.tag=2.0.0") != base
 
 
 def test_node_cache_dual_stack_runs_an_ipv6_listener(scenarios: dict[str, list[Doc]]) -> None:

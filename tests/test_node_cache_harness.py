@@ -199,6 +199,36 @@ def test_the_rendered_args_as_node_cache_parses_them(
     assert chart.sets_up_iptables is iptables and chart.health_port == health
 
 
+def _with_init(image: str, command: list[str] | None = None) -> list[object]:
+    docs = _render([])
+    agent = {
+        "kind": "DaemonSet",
+        "metadata": {"name": "nld-agent"},
+        "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "ag:1"}]}}},
+    }
+    init = {"name": "fast-refusal", "image": image, "args": ["fast-refusal"]}
+    if command:
+        init["command"] = command
+    pod = docs[2]["spec"]["template"]["spec"]  # type: ignore[index]
+    pod["containers"] = pod["containers"][1:]
+    pod["initContainers"] = [init]
+    return [agent, *docs]
+
+
+def test_init_containers_are_agent_commands() -> None:
+    assert parse_render(_render([])).init == ()
+    assert parse_render(_with_init("ag:1")).init == (("fast-refusal",),)
+    for bad in (_with_init("busybox"), _with_init("ag:1", ["sh", "-c"])):
+        with pytest.raises(ValueError, match=r"'fast-refusal' runs .*only the agent image"):
+            parse_render(bad)
+
+
+def test_the_chart_renders_fast_refusal_as_an_init_command() -> None:
+    enabled = chart_node_cache(("--set", "nodeLocalDNS.fastRefusal.enabled=true"))
+    assert enabled.init == (("fast-refusal",),)
+    assert chart_node_cache().init == ()
+
+
 def test_a_render_without_node_cache_is_an_error() -> None:
     with pytest.raises(ValueError, match="no DaemonSet with a 'node-cache' container"):
         parse_render([{"kind": "ConfigMap", "metadata": {"name": "x"}}])

@@ -22,6 +22,7 @@ from nodelocaldns_agent.settings import (
     ENV_PREFIX,
     ApiSettings,
     CheckSettings,
+    FastRefusalSettings,
     LogSettings,
     NodeSettings,
     ReportSettings,
@@ -75,6 +76,12 @@ COMMANDS: dict[str, Command] = {
         "switch every agent to revert and wait until every node is reverted "
         "(the chart's pre-delete hook)",
         (ApiSettings, RevertFleetSettings),
+    ),
+    "fast-refusal": Command(
+        "take ICMP destination unreachable out of this host's net.ipv4.icmp_ratemask, so "
+        "pods get a dead node-cache's refusal at once (the node-cache init container of "
+        "nodeLocalDNS.fastRefusal)",
+        (FastRefusalSettings,),
     ),
 }
 

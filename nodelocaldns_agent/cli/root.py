@@ -20,6 +20,7 @@ from nodelocaldns_agent.plan import Goal
 from nodelocaldns_agent.settings import (
     ApiSettings,
     CheckSettings,
+    FastRefusalSettings,
     NodeSettings,
     ReportSettings,
     RevertFleetSettings,
@@ -170,6 +171,13 @@ def revert_fleet(inv: Invocation) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def fast_refusal(inv: Invocation) -> int:
+    from nodelocaldns_agent.host.sysctl import ProcSysctl, allow_unlimited
+
+    allow_unlimited(ProcSysctl(inv.get(FastRefusalSettings).proc_sys))
+    return EXIT_OK
+
+
 #: what each command of ``parser.COMMANDS`` does
 HANDLERS: dict[str, Callable[[Invocation], int]] = {
     "check": check,
@@ -178,4 +186,5 @@ HANDLERS: dict[str, Callable[[Invocation], int]] = {
     "run": run,
     "status": status,
     "revert-fleet": revert_fleet,
+    "fast-refusal": fast_refusal,
 }

@@ -847,7 +847,17 @@ class SandboxNode:
             argv = dnsmasq_argv(self.local_addresses, self.dns_records)
             self._dns_server = self._spawn("dnsmasq", argv)
             return
+        self._run_init_containers(self.chart)
         self._dns_server = self.spawn_node_cache("node-cache")
+
+    def _run_init_containers(self, chart: ChartNodeCache) -> None:
+        """What kubelet runs before node-cache: the rendered init containers' agent commands
+        (e.g. ``fast-refusal``, which writes this node's net.ipv4.icmp_ratemask: the node's
+        network namespace is its "host" one), in the node, each to exit 0."""
+        for args in chart.init:
+            result = self.run_agent(args)
+            if result.returncode != 0:
+                raise SandboxError(f"init container `{' '.join(args)}` failed: {result}")
 
     def spawn_node_cache(self, name: str) -> NodeProcess:
         """Start a node-cache as the chart runs it (:attr:`chart`), its files in

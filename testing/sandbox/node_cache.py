@@ -245,6 +245,9 @@ class ChartNodeCache:
     #: the container's plain ``env`` values (``valueFrom`` ones are not the harness's)
     env: Mapping[str, str] = field(default_factory=dict)
     image: str = ""
+    #: the args of each init container of the pod, in order: agent commands (the init
+    #: containers run the agent's image, e.g. ``fast-refusal`` of nodeLocalDNS.fastRefusal)
+    init: tuple[tuple[str, ...], ...] = ()
 
     def flag(self, name: str, default: str = "") -> str:
         """The value of ``-name VALUE`` / ``-name=VALUE`` in the args (Go flag syntax)."""
@@ -279,8 +282,34 @@ class ChartNodeCache:
         return self.flag("setupiptables", "true").lower() in ("true", "1", "t")
 
 
+def _agent_image(docs: Sequence[dict[str, Any]]) -> str | None:
+    """The image of the DaemonSet whose container is named ``agent``."""
+    for doc in docs:
+        if doc.get("kind") == "DaemonSet":
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                if c["name"] == "agent":
+                    return str(c.get("image", ""))
+    return None
+
+
+def _init_commands(pod: Mapping[str, Any], agent_image: str | None) -> tuple[tuple[str, ...], ...]:
+    """The args of the pod's init containers, each an agent command (the harness runs
+    them with the agent of this checkout; an init container of another image it cannot)."""
+    commands = []
+    for c in pod.get("initContainers", []):
+        if c.get("image") != agent_image or c.get("command"):
+            raise ValueError(
+                f"init container {c['name']!r} runs {c.get('image')!r} "
+                f"{c.get('command', '')}: the sandbox runs only the agent image's entry point "
+                f"({agent_image!r})"
+            )
+        commands.append(tuple(str(a) for a in c.get("args", [])))
+    return tuple(commands)
+
+
 def parse_render(documents: Sequence[Any]) -> ChartNodeCache:
-    """The node-cache DaemonSet's ``node-cache`` container and the ConfigMap it mounts."""
+    """The node-cache DaemonSet's ``node-cache`` container, its init containers and the
+    ConfigMap it mounts."""
     docs = [d for d in documents if isinstance(d, dict)]
     for doc in docs:
         if doc.get("kind") != "DaemonSet":
@@ -311,6 +340,7 @@ def parse_render(documents: Sequence[Any]) -> ChartNodeCache:
             tuple(str(a) for a in [*container.get("command", [])[1:], *container.get("args", [])]),
             env,
             container.get("image", ""),
+            _init_commands(pod, _agent_image(docs)),
         )
     raise ValueError(f"no DaemonSet with a {CONTAINER!r} container in the render")
 
