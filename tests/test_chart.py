@@ -1212,9 +1212,10 @@ def test_fast_refusal_is_a_privileged_init_container_only_when_enabled(
     hostNetwork pod ("Using sysctls in a Kubernetes Cluster", kubernetes.io; kubelet
     pkg/kubelet/sysctl/allowlist.go validateSysctl: "%q not allowed with host %s enabled"
     for a net-namespaced sysctl when HostNetwork), and icmp_ratemask is not on the safe
-    list either (pkg/kubelet/sysctl/safe_sysctls.go). Privileged: containerd and CRI-O list /proc/sys in the OCI
-    spec's readonlyPaths of every unprivileged container, and ``procMount: Unmasked``
-    needs a user namespace (hostUsers: false), which a hostNetwork pod cannot have."""
+    list either (pkg/kubelet/sysctl/safe_sysctls.go). Privileged: containerd and CRI-O
+    list /proc/sys in the OCI spec's readonlyPaths of every unprivileged container, and
+    ``procMount: Unmasked`` needs a user namespace (hostUsers: false), which a hostNetwork
+    pod cannot have."""
     for name, docs in node_cache_scenarios(scenarios).items():
         assert bool(init_containers(docs)) == (name == "fast-refusal"), name
     docs = scenarios["fast-refusal"]
