@@ -382,6 +382,19 @@ def test_check_shows_node_cache_notrack_rules(sandbox_node: NodeFactory) -> None
     assert rules["present"] is None and rules["missing"] == []
     assert "['false', 'iptables-save', '-t', 'raw'] exited with status 1" in rules["error"]
 
+    # the chart's agent container: no CAP_NET_ADMIN nor CAP_NET_RAW
+    check = ["-m", "nodelocaldns_agent", *node.agent_argv("check", "--json")]
+    capped = node.exec(
+        ["setpriv", "--bounding-set", "-net_admin,-net_raw", node.python_binary, *check],
+        env=node.python_env(),
+        cwd=node.python_cwd,
+    )
+    assert capped.returncode == 0, capped.stderr
+    rules = json.loads(capped.stdout)["local_dns"]["addresses"][0]["notrack_rules"]
+    assert rules["present"] is None
+    assert "iptables-save needs CAP_NET_ADMIN" in rules["error"], rules
+    assert "Permission denied (you must be root)" in rules["error"], rules
+
 
 def test_kubelet_not_coming_back_is_rolled_back(sandbox_node: NodeFactory) -> None:
     node = sandbox_node(layout="tke")

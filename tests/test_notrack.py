@@ -238,5 +238,11 @@ def test_iptables_save_runs_the_hosts_binary_through_the_prefix() -> None:
     failing = IptablesSave(FakeRunner(fail_with="Permission denied (you must be root)"), ())
     with pytest.raises(FirewallError) as caught:
         failing.save(4, "raw")
-    assert "firewall rules could not be read" in str(caught.value)
+    assert "firewall rules could not be read (iptables-save needs CAP_NET_ADMIN" in str(
+        caught.value
+    )
     assert "Permission denied (you must be root)" in str(caught.value)
+
+    missing_binary = IptablesSave(FakeRunner(fail_with="nsenter: failed to execute"), ())
+    with pytest.raises(FirewallError, match=r"could not be read: command \["):
+        missing_binary.save(4, "raw")

@@ -23,6 +23,9 @@ SAVE_TIMEOUT = 10.0
 MAX_SAVE_OUTPUT = 16 * 1024 * 1024
 
 
+_PERMISSION_HINT = " (iptables-save needs CAP_NET_ADMIN, and CAP_NET_RAW with iptables-legacy)"
+
+
 class HostIptables(Protocol):
     def save(self, version: int, table: str) -> str:
         """``iptables-save -t TABLE`` of the host (``ip6tables-save`` for ``version`` 6);
@@ -48,4 +51,7 @@ class IptablesSave:
         try:
             return self._runner.run(self.argv(version, table), timeout=self._timeout).output
         except CommandError as exc:
-            raise FirewallError(f"the host's firewall rules could not be read: {exc}") from exc
+            hint = _PERMISSION_HINT if "Permission denied" in exc.output else ""
+            raise FirewallError(
+                f"the host's firewall rules could not be read{hint}: {exc}"
+            ) from exc
