@@ -63,6 +63,7 @@ from testing.fakenode import TKE_ENV, TKE_STATUS, TKE_UNIT
 from testing.fakes import (
     FakeHttp,
     FakeInterfaces,
+    FakeIptables,
     FakeProber,
     FakeProcesses,
     FakeRunner,
@@ -235,6 +236,7 @@ class SimNode:
             FakeRunner(on_run=self._restart),
             SystemClock(),
             FileJournal(host, settings.state_dir),
+            FakeIptables(),
         )
 
     def start_kubelet(self) -> None:

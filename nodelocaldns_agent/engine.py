@@ -27,10 +27,12 @@ from nodelocaldns_agent.detect.localdns import (
     node_cache_health,
 )
 from nodelocaldns_agent.detect.network import classify_network, cni_plugin_types
+from nodelocaldns_agent.detect.notrack import NotrackRules, notrack_rules
 from nodelocaldns_agent.detect.proxymode import ProxyMode, detect_proxy_mode
 from nodelocaldns_agent.errors import AgentError, ConfigError, HostError, VerifyError
 from nodelocaldns_agent.host.commands import CommandRunner
 from nodelocaldns_agent.host.files import FileJournal, Record
+from nodelocaldns_agent.host.iptables import HostIptables
 from nodelocaldns_agent.host.probes import Clock, DnsProber, HttpGetter, Interfaces, ProcessTable
 from nodelocaldns_agent.host.systemd import HostSystemd
 from nodelocaldns_agent.hostpaths import Expected, FileId, HostRoot, sha256
@@ -103,6 +105,8 @@ class NodeEngine:
     runner: CommandRunner
     clock: Clock
     journal: FileJournal
+    #: read by ``check`` only
+    iptables: HostIptables
 
     # ---------------------------------------------------------------- detect
     def facts(self) -> Facts:
@@ -201,7 +205,10 @@ class NodeEngine:
             self.settings.node_cache_health_port,
             self.settings.probe_timeout,
         )
-        return report(facts, plan, diff, health)
+        rules = notrack_rules(
+            self.iptables, self.local_addresses, self.settings.node_cache_health_port
+        )
+        return report(facts, plan, diff, health, rules)
 
     # ---------------------------------------------------------------- act
     def reconcile(self, goal: Goal) -> Outcome:
@@ -595,12 +602,18 @@ def _diff(kc: KubeletConfig, new: bytes | None) -> str:
 
 
 def report(
-    facts: Facts, plan: Plan, diff: str, health: tuple[NodeCacheHealth, ...] = ()
+    facts: Facts,
+    plan: Plan,
+    diff: str,
+    health: tuple[NodeCacheHealth, ...],
+    rules: tuple[NotrackRules, ...],
 ) -> dict[str, Any]:
     """The JSON shape of ``check`` (a user-facing contract). ``health``: node-cache's
-    ``/health`` per local address (reported only; the plan never depends on it)."""
+    ``/health`` per local address, ``rules``: its NOTRACK/ACCEPT rules per local address
+    (both reported only; the plan never depends on them)."""
     kc = facts.kubelet
     ready = {one.address: one for one in health}
+    installed = {one.address: one for one in rules}
     return {
         "proxy_mode": facts.proxy.mode,
         "proxy_mode_source": facts.proxy.source,
@@ -621,6 +634,7 @@ def report(
                     "latency_seconds": one.latency_seconds,
                     "error": one.error,
                     "node_cache": _health_report(ready.get(one.address)),
+                    "notrack_rules": _rules_report(installed[one.address]),
                 }
                 for one in facts.local_dns.listeners
             ],
@@ -663,4 +677,15 @@ def _health_report(health: NodeCacheHealth | None) -> dict[str, Any] | None:
         "ready": health.ready,
         "status": health.status,
         "error": health.error,
+    }
+
+
+def _rules_report(rules: NotrackRules) -> dict[str, Any]:
+    return {
+        "expected": rules.expected,
+        # None when not read
+        "present": None if rules.error else rules.present,
+        "missing": [str(rule) for rule in rules.missing],
+        "error": rules.error,
+        "warning": rules.warning,
     }

@@ -43,6 +43,10 @@ class SystemdError(HostError):
     """The host's systemd could not be asked, or answered something the agent cannot read."""
 
 
+class FirewallError(HostError):
+    """The host's firewall rules could not be read (``iptables-save``)."""
+
+
 class VerifyError(HostError):
     """kubelet did not come back healthy after a restart."""
 

@@ -278,10 +278,12 @@ class Settings:
             object.__setattr__(self, spec.name, value)
 
 
-#: ``systemctl`` of the host: PID 1's namespaces (the agent runs with hostPID), so the
-#: host's systemd answers and acts; the default of ``--systemctl-command`` and the prefix
-#: of the default ``--restart-command``
-HOST_SYSTEMCTL = _command("nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl")
+#: PID 1's namespaces (the agent runs with hostPID): the host's own binaries and systemd;
+#: the default of ``--iptables-save-prefix``
+HOST_NSENTER = _command("nsenter --target 1 --mount --uts --ipc --net --pid --")
+#: ``systemctl`` of the host, so the host's systemd answers and acts; the default of
+#: ``--systemctl-command`` and the prefix of the default ``--restart-command``
+HOST_SYSTEMCTL = (*HOST_NSENTER, "systemctl")
 #: the default restart command; on an embedded kubelet (k3s, RKE2, MicroK8s) it restarts the
 #: unit that hosts kubelet instead (a restart command set by the user is run as given)
 DEFAULT_RESTART_COMMAND = (*HOST_SYSTEMCTL, "restart", "kubelet")
@@ -348,6 +350,15 @@ class NodeSettings(Settings):
     systemctl_timeout: float = field(
         default=10.0,
         metadata=duration("seconds 'systemctl show' may run before it is killed"),
+    )
+    #: ``check`` reads node-cache's NOTRACK/ACCEPT rules with the host's own binaries
+    iptables_save_prefix: tuple[str, ...] = field(
+        default=HOST_NSENTER,
+        metadata=option(
+            "what runs the host's iptables-save and ip6tables-save (read-only, check only), "
+            "put before them (split like a shell, run without one; empty: the agent's own)",
+            parse=_command,
+        ),
     )
     restart_command: tuple[str, ...] = field(
         default=DEFAULT_RESTART_COMMAND,

@@ -22,6 +22,7 @@ from nodelocaldns_agent.settings import NodeSettings
 from testing.fakes import (
     FakeHttp,
     FakeInterfaces,
+    FakeIptables,
     FakeProber,
     FakeProcesses,
     FakeRunner,
@@ -80,6 +81,7 @@ class FakeNode:
         self.systemd = FakeSystemd(UnitStatus("kubelet.service", "loaded", "inactive", 0))
         self.clock = JumpClock()
         self.runner = FakeRunner(on_run=self._restart)
+        self.iptables = FakeIptables()
         self.kubelet_comes_back = True
         self.pid = 100
 
@@ -141,6 +143,7 @@ class FakeNode:
             self.runner,
             self.clock,
             FileJournal(host, s.state_dir),
+            self.iptables,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from nodelocaldns_agent.errors import CommandError, SystemdError
+from nodelocaldns_agent.errors import CommandError, FirewallError, SystemdError
 from nodelocaldns_agent.host.commands import CommandResult
 from nodelocaldns_agent.host.probes import DnsAnswer, HttpResult, ProcessInfo
 from nodelocaldns_agent.host.systemd import UnitStatus
@@ -134,6 +134,22 @@ class FakeRunner:
         if self.on_run:
             self.on_run(args)
         return CommandResult(args, 0, self.output)
+
+
+@dataclass
+class FakeIptables:
+    """The host's ``iptables-save``: ``saved[(version, table)]`` (no rules when absent),
+    or ``error`` raised."""
+
+    saved: dict[tuple[int, str], str] = field(default_factory=dict)
+    error: str = ""
+    calls: list[tuple[int, str]] = field(default_factory=list)
+
+    def save(self, version: int, table: str) -> str:
+        self.calls.append((version, table))
+        if self.error:
+            raise FirewallError(self.error)
+        return self.saved.get((version, table), f"*{table}\nCOMMIT\n")
 
 
 @dataclass

@@ -109,19 +109,25 @@ def test_check_table_and_its_diff(tmp_path: Path) -> None:
     rep = tke_node(tmp_path).engine().check(Goal.MIGRATE)
     lines = output.check_table(rep).splitlines()
     # keys padded to the longest one, then two spaces, then the value
-    assert [line[:17].rstrip() for line in lines[:6]] == [
+    assert [line[:17].rstrip() for line in lines[:7]] == [
         "kube-proxy mode",
         "network mode",
         "local DNS",
         "node-cache",
+        "NOTRACK rules",
         "kubelet config",
         "action",
     ]
-    assert all(line[17] != " " for line in lines[:6])
+    assert all(line[17] != " " for line in lines[:7])
     assert lines[3] == f"node-cache       ready=True {LOCAL_DNS} /health ok"
-    assert lines[5].startswith("action           migrate: ")
-    assert lines[6] == "" and lines[7].startswith("--- ")
-    assert any(line.startswith("+") and LOCAL_DNS in line for line in lines[7:])
+    # the fake host's firewall has none of node-cache's rules
+    assert lines[4].startswith(
+        f"NOTRACK rules    {LOCAL_DNS} 0/12 missing: filter INPUT -p tcp -d {LOCAL_DNS} "
+        "--dport 53 -j ACCEPT; "
+    )
+    assert lines[6].startswith("action           migrate: ")
+    assert lines[7] == "" and lines[8].startswith("--- ")
+    assert any(line.startswith("+") and LOCAL_DNS in line for line in lines[8:])
     assert json.loads(output.as_json(rep)) == rep
 
 

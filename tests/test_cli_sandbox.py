@@ -321,6 +321,81 @@ def test_check_shows_node_cache_readiness_beside_the_dns_answer(
     assert rep["bound"] is True and rep["node_cache_ready"] is False
 
 
+SKIP_CONNTRACK = "NodeLocal DNS Cache: skip conntrack"
+ALLOW_DNS = "NodeLocal DNS Cache: allow DNS traffic"
+
+
+def test_check_shows_node_cache_notrack_rules(sandbox_node: NodeFactory) -> None:
+    """The real node-cache (-setupiptables, the default the chart keeps) inserts its 12
+    NOTRACK/ACCEPT rules for 169.254.20.10 in the node's raw and filter tables once CoreDNS
+    runs (-pidfile); check reads them with the node's own iptables-save through nsenter
+    into PID 1 (kubernetes/dns cmd/node-cache/app/cache_app.go initIptables); deleted
+    ones are named; a route that fails is said so, not reported as missing rules."""
+    node = sandbox_node(layout="tke")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        saved = node.exec(["iptables-save", "-t", "filter"]).stdout
+        if saved.count(ALLOW_DNS) == 4:
+            break
+        time.sleep(0.2)
+    table = agent(node, "check").stdout.splitlines()
+    assert f"NOTRACK rules    {LOCAL} 12/12" in table, table
+    rules = agent(node, "check", "--json").json()["local_dns"]["addresses"][0]["notrack_rules"]
+    assert rules == {"expected": 12, "present": 12, "missing": [], "error": "", "warning": ""}
+
+    # deleted inside the node's network namespace (node-cache puts them back at its next
+    # 60 s sync)
+    for table_name, chain, target, comment in (
+        ("raw", "PREROUTING", "NOTRACK", SKIP_CONNTRACK),
+        ("filter", "INPUT", "ACCEPT", ALLOW_DNS),
+    ):
+        rule = ["-p", "udp", "-d", LOCAL, "--dport", "53", "-j", target]
+        deleted = node.exec(
+            [
+                "iptables",
+                "-t",
+                table_name,
+                "-D",
+                chain,
+                *rule,
+                "-m",
+                "comment",
+                "--comment",
+                comment,
+            ]
+        )
+        assert deleted.returncode == 0, deleted.stderr
+    table = agent(node, "check").stdout.splitlines()
+    assert (
+        f"NOTRACK rules    {LOCAL} 10/12 missing: "
+        f"filter INPUT -p udp -d {LOCAL} --dport 53 -j ACCEPT; "
+        f"raw PREROUTING -p udp -d {LOCAL} --dport 53 -j NOTRACK"
+    ) in table, table
+
+    failing = agent(node, "check", "--iptables-save-prefix", "false")
+    assert failing.returncode == 0, failing.stderr
+    row = next(line for line in failing.stdout.splitlines() if line.startswith("NOTRACK"))
+    assert row.startswith(f"NOTRACK rules    {LOCAL} not read (the host's firewall rules"), row
+    assert "exited with status 1" in row, row
+    rules = agent(node, "check", "--json", "--iptables-save-prefix", "false").json()
+    rules = rules["local_dns"]["addresses"][0]["notrack_rules"]
+    assert rules["present"] is None and rules["missing"] == []
+    assert "['false', 'iptables-save', '-t', 'raw'] exited with status 1" in rules["error"]
+
+    # the chart's agent container: no CAP_NET_ADMIN nor CAP_NET_RAW
+    check = ["-m", "nodelocaldns_agent", *node.agent_argv("check", "--json")]
+    capped = node.exec(
+        ["setpriv", "--bounding-set", "-net_admin,-net_raw", node.python_binary, *check],
+        env=node.python_env(),
+        cwd=node.python_cwd,
+    )
+    assert capped.returncode == 0, capped.stderr
+    rules = json.loads(capped.stdout)["local_dns"]["addresses"][0]["notrack_rules"]
+    assert rules["present"] is None
+    assert "iptables-save needs CAP_NET_ADMIN" in rules["error"], rules
+    assert "Permission denied (you must be root)" in rules["error"], rules
+
+
 def test_kubelet_not_coming_back_is_rolled_back(sandbox_node: NodeFactory) -> None:
     node = sandbox_node(layout="tke")
     node.set_kubelet_fault()

@@ -475,6 +475,7 @@ class K3sHost:
             node.runner,
             node.clock,
             FileJournal(host, s.state_dir),
+            node.iptables,
         )
 
 

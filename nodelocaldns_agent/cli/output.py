@@ -31,6 +31,7 @@ def check_table(rep: dict[str, Any]) -> str:
             + (f" ({dns['error']})" if dns["error"] else ""),
         ),
         *_node_cache_rows(dns),
+        *(("NOTRACK rules", _rules(one)) for one in dns["addresses"]),
         (
             "kubelet config",
             f"{kubelet['source'] or '-'} [{kubelet['format'] or '-'}] "
@@ -59,6 +60,21 @@ def _node_cache_rows(dns: dict[str, Any]) -> list[tuple[str, str]]:
             answer = "ok" if health["ready"] else f"not ready ({health['error']})"
             each.append(f"{one['address']} /health {answer}")
     return [("node-cache", f"ready={dns['node_cache_ready']} " + "; ".join(each))]
+
+
+def _rules(address: dict[str, Any]) -> str:
+    """node-cache's NOTRACK/ACCEPT rules of one local address: how many are there, which
+    are missing, or why they could not be read."""
+    rules = address["notrack_rules"]
+    head = f"{address['address']} "
+    if rules["error"]:
+        return head + f"not read ({rules['error']})"
+    text = head + f"{rules['present']}/{rules['expected']}"
+    if rules["missing"]:
+        text += " missing: " + "; ".join(rules["missing"])
+    if rules["warning"]:
+        text += f" ({rules['warning'].lstrip('# ')})"
+    return text
 
 
 def once_summary(outcome: Outcome) -> dict[str, Any]:

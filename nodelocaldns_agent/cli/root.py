@@ -39,6 +39,7 @@ def build_engine(settings: NodeSettings) -> NodeEngine:
     from nodelocaldns_agent.engine import NodeEngine
     from nodelocaldns_agent.host.commands import SubprocessRunner
     from nodelocaldns_agent.host.files import FileJournal
+    from nodelocaldns_agent.host.iptables import MAX_SAVE_OUTPUT, IptablesSave
     from nodelocaldns_agent.host.probes import (
         DnspythonProber,
         PsutilInterfaces,
@@ -69,6 +70,7 @@ def build_engine(settings: NodeSettings) -> NodeEngine:
         runner=runner,
         clock=SystemClock(),
         journal=FileJournal(host, settings.state_dir),
+        iptables=IptablesSave(SubprocessRunner(MAX_SAVE_OUTPUT), settings.iptables_save_prefix),
     )
 
 

@@ -27,6 +27,11 @@ class CommandRunner(Protocol):
 
 
 class SubprocessRunner:
+    """``keep``: characters of output kept (the last ones), in the result and the error."""
+
+    def __init__(self, keep: int = _MAX_OUTPUT) -> None:
+        self._keep = keep
+
     def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         args = list(argv)
         try:
@@ -39,19 +44,19 @@ class SubprocessRunner:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            out = _text(exc.stdout)
+            out = _text(exc.stdout, self._keep)
             raise CommandError(args, f"did not finish within {timeout:g}s", out) from exc
         except OSError as exc:
             raise CommandError(args, f"could not be started: {exc.strerror or exc}") from exc
-        out = _text(proc.stdout)
+        out = _text(proc.stdout, self._keep)
         if proc.returncode != 0:
             raise CommandError(args, f"exited with status {proc.returncode}", out)
         return CommandResult(tuple(args), proc.returncode, out)
 
 
-def _text(data: bytes | str | None) -> str:
+def _text(data: bytes | str | None, keep: int) -> str:
     if data is None:
         return ""
     if isinstance(data, str):
-        return data[-_MAX_OUTPUT:]
-    return data[-_MAX_OUTPUT:].decode("utf-8", "replace")
+        return data[-keep:]
+    return data[-keep:].decode("utf-8", "replace")
