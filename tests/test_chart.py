@@ -1585,7 +1585,12 @@ def test_missing_kube_dns_ip_fails_with_a_clear_message(helm_bin: str) -> None:
 
 
 # ----------------------------------------------------------------------------- agent
-AGENT_CAPS = {"SYS_ADMIN", "SYS_PTRACE", "SYS_CHROOT", "CHOWN", "FOWNER", "DAC_OVERRIDE"}
+#: nsenter (SYS_*), keeping kubelet files' owner and mode (CHOWN, FOWNER, DAC_OVERRIDE),
+#: check's iptables-save of node-cache's rules (NET_ADMIN; NET_RAW for iptables-legacy)
+AGENT_CAPS = {
+    *("SYS_ADMIN", "SYS_PTRACE", "SYS_CHROOT", "CHOWN", "FOWNER", "DAC_OVERRIDE"),
+    *("NET_ADMIN", "NET_RAW"),
+}
 
 
 def test_agent_daemonset(default: list[Doc]) -> None:

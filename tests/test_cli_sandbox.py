@@ -382,7 +382,7 @@ def test_check_shows_node_cache_notrack_rules(sandbox_node: NodeFactory) -> None
     assert rules["present"] is None and rules["missing"] == []
     assert "['false', 'iptables-save', '-t', 'raw'] exited with status 1" in rules["error"]
 
-    # the chart's agent container: no CAP_NET_ADMIN nor CAP_NET_RAW
+    # a container without CAP_NET_ADMIN and CAP_NET_RAW (the chart adds both to the agent's)
     check = ["-m", "nodelocaldns_agent", *node.agent_argv("check", "--json")]
     capped = node.exec(
         ["setpriv", "--bounding-set", "-net_admin,-net_raw", node.python_binary, *check],
