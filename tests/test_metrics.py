@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -461,8 +462,33 @@ def server(
 ) -> Iterator[tuple[MetricsServer, Health, FakeClock]]:
     clock = FakeClock(0.0)
     health = Health(max_sleep=10, clock=clock)
-    with serve("127.0.0.1:0", registry, health, poll_interval=0.01) as handle:
+    with serve("127.0.0.1:0", registry, health) as handle:
         yield handle, health, clock
+
+
+def _wakeups(handle: MetricsServer) -> int:
+    """How often the server thread has gone to sleep and woken (voluntary context switches,
+    /proc/self/task/<tid>/status)."""
+    status = Path(f"/proc/self/task/{handle._thread.native_id}/status").read_text()
+    [line] = [ln for ln in status.splitlines() if ln.startswith("voluntary_ctxt_switches:")]
+    return int(line.split()[1])
+
+
+def test_an_idle_server_sleeps_until_a_client_or_close_wakes_it(
+    registry: CollectorRegistry,
+) -> None:
+    """The idle agent's target (<= 1 millicore, docs/benchmarks.md section 3): the server
+    thread waits on its sockets without a timer (it used to wake every 0.5 s), and close()
+    still ends it at once."""
+    handle = serve("127.0.0.1:0", registry, Health())
+    assert get(handle, "/healthz")[0] == 200
+    time.sleep(0.2)  # the answered connection is closed and dropped
+    before = _wakeups(handle)
+    time.sleep(1.5)
+    assert _wakeups(handle) - before == 0
+    started = time.monotonic()
+    handle.close()
+    assert not handle._thread.is_alive() and time.monotonic() - started < 1.0
 
 
 def get(
@@ -566,10 +592,10 @@ def test_head(server: tuple[MetricsServer, Health, FakeClock]) -> None:
 
 
 def test_close_frees_the_port(registry: CollectorRegistry) -> None:
-    handle = serve("127.0.0.1:0", registry, Health(), poll_interval=0.01)
+    handle = serve("127.0.0.1:0", registry, Health())
     port = handle.port
     handle.close()
-    again = serve(f"127.0.0.1:{port}", registry, Health(), poll_interval=0.01)
+    again = serve(f"127.0.0.1:{port}", registry, Health())
     again.close()
 
 

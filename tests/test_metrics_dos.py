@@ -66,7 +66,7 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
 
 @pytest.fixture
 def handle() -> Iterator[MetricsServer]:
-    with serve("127.0.0.1:0", CollectorRegistry(), Health(), poll_interval=0.05) as h:
+    with serve("127.0.0.1:0", CollectorRegistry(), Health()) as h:
         yield h
 
 
@@ -177,7 +177,7 @@ def test_a_failing_collector_gets_500_and_the_server_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
-    with serve("127.0.0.1:0", registry, Health(), poll_interval=0.05) as h:
+    with serve("127.0.0.1:0", registry, Health()) as h:
         registry.register(Broken())  # type: ignore[arg-type]
         with pytest.raises(urllib.error.HTTPError) as err:
             fetch(h, "/metrics")

@@ -17,7 +17,6 @@ import http.server
 import io
 import ipaddress
 import logging
-import math
 import selectors
 import socket
 import threading
@@ -251,31 +250,37 @@ class _Server:
         listener: socket.socket,
         endpoints: _Endpoints,
         limits: Limits,
-        poll_interval: float,
     ) -> None:
         self.listener = listener
         self._endpoints = endpoints
         self._limits = limits
-        self._poll_interval = poll_interval
         # Each round accepts at most this many, so a new connection has EVICTION_ROUNDS
         # rounds to send its request before a flood of newer ones can push it out.
         self._accept_batch = max(1, limits.max_connections // EVICTION_ROUNDS)
         self._conns: dict[socket.socket, _Conn] = {}
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
+        # stop() writes a byte here: the loop sleeps until a socket or a deadline needs it,
+        # never on a timer (an idle agent's server thread costs no CPU)
+        self._wakeup, self._waker = socket.socketpair()
         self._pushed_out = 0
         self._warned_at: float | None = None
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):  # already woken, or already closed
+            self._waker.send(b"x")
 
     def run(self) -> None:
         self.listener.setblocking(False)
         self._selector.register(self.listener, selectors.EVENT_READ)
+        self._selector.register(self._wakeup, selectors.EVENT_READ)
         try:
             while not self._stop.is_set():
                 incoming = False
                 for key, _ in self._selector.select(self._wait()):
+                    if key.fileobj is self._wakeup:
+                        continue
                     if key.fileobj is self.listener:
                         incoming = True
                     elif key.data.answer is None:
@@ -290,16 +295,20 @@ class _Server:
                 self._drop(conn)
             self._selector.close()
             self.listener.close()
+            self._wakeup.close()
+            self._waker.close()
 
     def _deadline(self, conn: _Conn) -> float:
         limits = self._limits
         timeout = limits.header_timeout if conn.answer is None else limits.request_timeout
         return conn.opened + timeout
 
-    def _wait(self) -> float:
-        deadlines = [self._deadline(c) for c in self._conns.values()]
-        wait = min(deadlines, default=math.inf) - time.monotonic()
-        return max(0.0, min(self._poll_interval, wait))
+    def _wait(self) -> float | None:
+        """Until the first connection's deadline; None (no timeout) without connections."""
+        if not self._conns:
+            return None
+        first = min(self._deadline(c) for c in self._conns.values())
+        return max(0.0, first - time.monotonic())
 
     def _accept(self) -> None:
         for _ in range(self._accept_batch):
@@ -417,11 +426,9 @@ def serve(
     health: Health,
     *,
     limits: Limits = LIMITS,
-    poll_interval: float = 0.5,
 ) -> MetricsServer:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``address`` (``HOST:PORT``; port 0
-    picks a free one) from a background thread, within ``limits``. ``close()`` may take up
-    to ``poll_interval`` seconds."""
+    picks a free one) from a background thread, within ``limits``."""
     host, port = parse_address(address)
     try:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -436,7 +443,7 @@ def serve(
             raise
     except OSError as exc:
         raise ConfigError(f"--metrics-address: cannot listen on {address}: {exc}") from exc
-    server = _Server(listener, _Endpoints(registry, health), limits, poll_interval)
+    server = _Server(listener, _Endpoints(registry, health), limits)
     thread = threading.Thread(target=server.run, name="metrics-http", daemon=True)
     thread.start()
     bound_port = int(listener.getsockname()[1])
