@@ -6,6 +6,7 @@ do not run as root (CI runs as root, so nothing is skipped there).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("netns") is not None:
             item.add_marker(needs_root)
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers() -> Iterator[None]:
+    """Give the root logger its handlers back after each test. A test that runs the
+    agent's CLI in-process gets ``logs.configure``'s handler on the stderr pytest captured
+    for that test; a background thread of the test (a Lease watch returning when the fake
+    API server closes) logging after the test then hit "I/O operation on closed file"
+    (seen in CI, under xdist)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
