@@ -237,10 +237,8 @@ def test_embedded_restart_unit_and_user_restart_command(sandbox_node: NodeFactor
     assert node.kubelet_dns() == [LOCAL]
 
 
-@pytest.mark.parametrize("layout", ["k3s_kubelet_arg", "rke2_server_kubelet_arg"])
-def test_embedded_kubelet_not_coming_back_is_rolled_back(
-    sandbox_node: NodeFactory, layout: str
-) -> None:
+@pytest.mark.parametrize("layout", ["tke", "k3s_kubelet_arg", "rke2_server_kubelet_arg"])
+def test_kubelet_not_coming_back_is_rolled_back(sandbox_node: NodeFactory, layout: str) -> None:
     node = sandbox_node(layout=layout)
     node.set_kubelet_fault()
     result = agent(node, "migrate", "--once")
@@ -394,16 +392,6 @@ def test_check_shows_node_cache_notrack_rules(sandbox_node: NodeFactory) -> None
     assert rules["present"] is None
     assert "iptables-save needs CAP_NET_ADMIN" in rules["error"], rules
     assert "Permission denied (you must be root)" in rules["error"], rules
-
-
-def test_kubelet_not_coming_back_is_rolled_back(sandbox_node: NodeFactory) -> None:
-    node = sandbox_node(layout="tke")
-    node.set_kubelet_fault()
-    result = agent(node, "migrate", "--once")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "rolling back" in result.stderr
-    assert node.dns_file.read_bytes() == node.original
-    assert restarts(node) == 2
 
 
 def test_malformed_config_exits_2_naming_the_file(sandbox_node: NodeFactory) -> None:
