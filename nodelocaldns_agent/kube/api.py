@@ -492,14 +492,7 @@ class KubeApi:
         return result
 
     def list_daemonsets(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        page = self._call(
-            f"list daemonsets in {namespace}",
-            "GET",
-            DAEMONSETS,
-            {"namespace": namespace},
-            query=_query(labelSelector=selector),
-        )
-        return list(page.get("items") or [])
+        return self._items("daemonsets", DAEMONSETS, namespace, selector)
 
     def json_patch_daemonset(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         self._call(
@@ -526,10 +519,14 @@ class KubeApi:
         return result
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._items("pods", NAMESPACED_PODS, namespace, selector)
+
+    def _items(self, kind: str, path: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The raw items of ``kind`` in ``namespace`` matching the label ``selector``."""
         page = self._call(
-            f"list pods in {namespace}",
+            f"list {kind} in {namespace}",
             "GET",
-            NAMESPACED_PODS,
+            path,
             {"namespace": namespace},
             query=_query(labelSelector=selector),
         )
